@@ -1,0 +1,1 @@
+"""lazarus_nb: watch an internal classifier become readable inside a language model."""

@@ -1,0 +1,34 @@
+# Every target sets up what it needs (idempotent; a second run is quick).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export LAZARUS_NB_HOME ?= $(HOME)/.cache/lazarus_nb
+
+.PHONY: setup lab demo test bench lint clean
+
+setup: $(STAMP)
+	@scripts/install_blas.sh
+	@$(BIN)/lazarus-nb fetch
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	@touch $@
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+demo: setup
+	$(BIN)/lazarus-nb demo -o runs/demo --force
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/train_step.py
+
+clean:
+	rm -rf $(VENV) runs

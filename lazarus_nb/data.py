@@ -1,0 +1,263 @@
+"""Arithmetic prompts for the classifier-emergence experiment (SPEC section "Data").
+
+Two prompt families share one sampler:
+
+* ``symbolic``: ``"7 * 8 = "``; the class is trivially visible in the operator token.
+* ``words``: ``"What is 7 times 8? "``; several templates per class, for probing, because a probe on
+  symbolic prompts is trivially perfect.
+
+Everything is pure Python and seeded with :class:`random.Random`, so the same arguments give the same
+list on every machine. Class-token ids are not known here (they depend on the tokenizer); they are
+attached later through :meth:`Sample.to_dict`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+CLASSES: tuple[str, ...] = ("multiply", "add", "subtract", "divide")
+"""The four operation classes; the position in this tuple is the class index."""
+
+SYMBOLS: dict[str, str] = {"multiply": "*", "add": "+", "subtract": "-", "divide": "/"}
+"""Operator symbol of each class in the symbolic prompt family."""
+
+FAMILIES: tuple[str, ...] = ("symbolic", "words")
+"""Prompt families; ``symbolic`` is the training/evaluation family, ``words`` is for probing."""
+
+# Word templates, four or more per class. Why several: a probe should not be able to read the class off
+# one fixed surface token, so each class mixes phrasings, and some frames ("What is the ... of {a} and
+# {b}?") are shared across classes so that only the operation word differs. All prompts end with a space,
+# like the symbolic family, so the answer text is always plain str(result) and the last prompt token has
+# the same nature in both families.
+WORD_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "multiply": (
+        "What is {a} times {b}? ",
+        "What do you get when you multiply {a} by {b}? ",
+        "What is the product of {a} and {b}? ",
+        "{a} multiplied by {b} is ",
+    ),
+    "add": (
+        "What is {a} plus {b}? ",
+        "What is the sum of {a} and {b}? ",
+        "Add {a} and {b}. The result is ",
+        "{a} added to {b} is ",
+    ),
+    "subtract": (
+        "What is {a} minus {b}? ",
+        "What is the difference between {a} and {b}? ",
+        "Take {b} away from {a}. What is left? ",
+        "Subtract {b} from {a}. The result is ",
+    ),
+    "divide": (
+        "What is {a} divided by {b}? ",
+        "What is the quotient of {a} and {b}? ",
+        "How many times does {b} go into {a}? ",
+        "If you split {a} into {b} equal parts, each part is ",
+    ),
+}
+"""Templates of the ``words`` family per class; ``{a}`` and ``{b}`` are the operands."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One arithmetic prompt with its answer and operation class."""
+
+    prompt: str  # text fed to the model; symbolic: f"{a} {sym} {b} = " (trailing space)
+    answer: str  # expected continuation: str(result), no leading space
+    label: str  # operation class, one of CLASSES (SPEC calls it `class`, a reserved word in Python)
+    a: int  # first operand
+    b: int  # second operand
+    family: str = "symbolic"  # prompt family, one of FAMILIES
+
+    def __post_init__(self) -> None:
+        if self.label not in CLASSES:
+            raise ValueError(f"Unknown class {self.label!r}; expected one of {CLASSES}.")
+        if self.family not in FAMILIES:
+            raise ValueError(f"Unknown prompt family {self.family!r}; expected one of {FAMILIES}.")
+
+    @property
+    def label_index(self) -> int:
+        """Index of the class in :data:`CLASSES` (the probe's target)."""
+        return CLASSES.index(self.label)
+
+    def to_dict(self, class_tokens: dict[str, int] | None = None) -> dict:
+        """The SPEC record: prompt, answer, class, class_token, a, b, family.
+
+        ``class_token`` is ``class_tokens[label]`` when a mapping is given, else ``None`` (ids depend on
+        the tokenizer, which this module does not know).
+        """
+        if class_tokens is None:
+            token = None
+        elif self.label in class_tokens:
+            token = class_tokens[self.label]
+        else:
+            raise KeyError(f"class_tokens has no id for class {self.label!r}.")
+        return {
+            "prompt": self.prompt,
+            "answer": self.answer,
+            "class": self.label,
+            "class_token": token,
+            "a": self.a,
+            "b": self.b,
+            "family": self.family,
+        }
+
+
+@dataclass
+class OperandRanges:
+    """Operand ranges per operation (SPEC defaults); all bounds are inclusive."""
+
+    add_mul_max: int = 50  # multiply and add: a, b in [1, add_mul_max]
+    sub_max: int = 100  # subtract: a, b in [1, sub_max] with a > b (100 so that "89 - 34" is in range)
+    div_max_divisor: int = 12  # divide: b in [1, div_max_divisor]
+    div_max_quotient: int = 12  # divide: a = b * k, k in [1, div_max_quotient] (so division is exact)
+
+    def __post_init__(self) -> None:
+        for name in ("add_mul_max", "sub_max", "div_max_divisor", "div_max_quotient"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"OperandRanges.{name} must be at least 1, got {getattr(self, name)}.")
+        if self.sub_max < 2:
+            # With a > b >= 1 the smallest subtraction is 2 - 1.
+            raise ValueError(f"OperandRanges.sub_max must be at least 2 (a > b >= 1), got {self.sub_max}.")
+
+
+def _result(a: int, label: str, b: int) -> int:
+    """Exact integer result of ``a op b``; division must be exact."""
+    if label == "multiply":
+        return a * b
+    if label == "add":
+        return a + b
+    if label == "subtract":
+        return a - b
+    if label == "divide":
+        if b == 0 or a % b:
+            raise ValueError(f"Division {a} / {b} is not exact; a must be a nonzero multiple of b.")
+        return a // b
+    raise ValueError(f"Unknown class {label!r}; expected one of {CLASSES}.")
+
+
+def make_sample(a: int, label: str, b: int, family: str = "symbolic", template: int = 0) -> Sample:
+    """Build one sample; ``template`` indexes :data:`WORD_TEMPLATES` (the symbolic family has only 0)."""
+    answer = str(_result(a, label, b))
+    if family == "symbolic":
+        templates: tuple[str, ...] = (f"{{a}} {SYMBOLS[label]} {{b}} = ",)
+    elif family == "words":
+        templates = WORD_TEMPLATES[label]
+    else:
+        raise ValueError(f"Unknown prompt family {family!r}; expected one of {FAMILIES}.")
+    if not 0 <= template < len(templates):
+        raise ValueError(f"Template {template} does not exist; {family} {label} has {len(templates)}.")
+    return Sample(templates[template].format(a=a, b=b), answer, label, a, b, family)
+
+
+def triple(s: Sample) -> tuple[int, str, int]:
+    """The ``(a, label, b)`` identity of a sample; train/held-out disjointness is defined on it."""
+    return (s.a, s.label, s.b)
+
+
+CANONICAL: tuple[Sample, ...] = tuple(
+    make_sample(a, label, b)
+    for a, label, b in [
+        (7, "multiply", 8),
+        (12, "multiply", 5),
+        (23, "add", 45),
+        (17, "add", 38),
+        (50, "subtract", 23),
+        (89, "subtract", 34),
+        (48, "divide", 6),
+        (81, "divide", 9),
+    ]
+)
+"""The eight canonical prompts of the original tool, always reported, in SPEC order."""
+
+
+def all_triples(label: str, ranges: OperandRanges) -> list[tuple[int, int]]:
+    """Every valid ``(a, b)`` pair for one operation under ``ranges``, in a fixed sorted order."""
+    if label in ("multiply", "add"):
+        n = ranges.add_mul_max
+        return [(a, b) for a in range(1, n + 1) for b in range(1, n + 1)]
+    if label == "subtract":
+        return [(a, b) for a in range(2, ranges.sub_max + 1) for b in range(1, a)]
+    if label == "divide":
+        # (b, k) -> (b * k, b) is injective, so these pairs are distinct.
+        pairs = [(b * k, b) for b in range(1, ranges.div_max_divisor + 1)
+                 for k in range(1, ranges.div_max_quotient + 1)]
+        return sorted(pairs)
+    raise ValueError(f"Unknown class {label!r}; expected one of {CLASSES}.")
+
+
+def _class_counts(n: int) -> dict[str, int]:
+    """``n // 4`` per class, the remainder to the first classes in CLASSES order."""
+    if n < 0:
+        raise ValueError(f"Number of samples must be non-negative, got {n}.")
+    q, r = divmod(n, len(CLASSES))
+    return {label: q + (i < r) for i, label in enumerate(CLASSES)}
+
+
+def _draw(
+    n: int, rng: random.Random, ranges: OperandRanges, exclude: set[tuple[int, str, int]], family: str
+) -> list[Sample]:
+    """Balanced draw without replacement from one RNG (shared so split() can chain draws)."""
+    if family not in FAMILIES:
+        raise ValueError(f"Unknown prompt family {family!r}; expected one of {FAMILIES}.")
+    counts = _class_counts(n)
+    # Check every class before drawing anything, so an impossible request fails without side effects.
+    pools = {}
+    for label in CLASSES:
+        pools[label] = [(a, b) for a, b in all_triples(label, ranges) if (a, label, b) not in exclude]
+        if counts[label] > len(pools[label]):
+            raise ValueError(
+                f"Cannot draw {counts[label]} distinct {label!r} samples: at most {len(pools[label])} exist "
+                f"for these operand ranges (after exclusions)."
+            )
+    samples = []
+    for label in CLASSES:
+        for a, b in rng.sample(pools[label], counts[label]):
+            template = rng.randrange(len(WORD_TEMPLATES[label])) if family == "words" else 0
+            samples.append(make_sample(a, label, b, family, template))
+    # Shuffle so classes are interleaved (batches and CV folds should not see one class at a time).
+    rng.shuffle(samples)
+    return samples
+
+
+def generate(
+    n: int,
+    seed: int = 0,
+    ranges: OperandRanges | None = None,
+    exclude: Iterable[tuple[int, str, int]] = (),
+    family: str = "symbolic",
+) -> list[Sample]:
+    """``n`` class-balanced samples, distinct by ``(a, label, b)``, reproducible from ``seed``.
+
+    Each class gets ``n // 4`` samples, the remainder going to the first classes in :data:`CLASSES` order.
+    Operands are drawn without replacement from :func:`all_triples` minus ``exclude`` (``(a, label, b)``
+    triples); the result is shuffled. Raises ``ValueError`` if a class has fewer valid pairs than asked.
+    """
+    return _draw(n, random.Random(seed), ranges or OperandRanges(), set(exclude), family)
+
+
+def train_heldout_split(
+    n_train: int, n_heldout: int, seed: int = 0, ranges: OperandRanges | None = None
+) -> tuple[list[Sample], list[Sample]]:
+    """Disjoint, class-balanced ``(train, heldout)`` symbolic sets.
+
+    No ``(a, label, b)`` triple is in both. The :data:`CANONICAL` triples are excluded from both sets, so
+    results on the canonical prompts are a generalisation claim, not recall of training data. The held-out
+    set is drawn first, so it does not change when only ``n_train`` changes.
+    """
+    ranges = ranges or OperandRanges()
+    rng = random.Random(seed)
+    excluded = {triple(s) for s in CANONICAL}
+    heldout = _draw(n_heldout, rng, ranges, excluded, "symbolic")
+    train = _draw(n_train, rng, ranges, excluded | {triple(s) for s in heldout}, "symbolic")
+    return train, heldout
+
+
+def word_prompts(n: int, seed: int = 0, ranges: OperandRanges | None = None) -> list[Sample]:
+    """``n`` class-balanced prompts of the ``words`` family (for probing), template chosen per sample.
+
+    Same sampling as :func:`generate`; the answer is the same arithmetic result as the symbolic prompt.
+    """
+    return generate(n, seed, ranges, family="words")

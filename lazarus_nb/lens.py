@@ -1,0 +1,158 @@
+"""Hidden states of every block and the logit lens ``unembed(final_norm(h_l))``.
+
+The lens is built from the model's own modules, so it is exact for every mlx-lm architecture that keeps
+the usual layout (``model.layers``, ``model.norm``, ``embed_tokens``/``lm_head``): tied embeddings use
+``embed_tokens.as_linear``; Gemma's final-logit soft-capping is applied when the model has it; Gemma's
+embedding scale lives inside the trunk, which we run unmodified. At the last layer the lens equals the
+model's own logits (tests pin this for llama, qwen2 and gemma3).
+
+Hidden states are captured by temporarily giving each block a subclass whose ``__call__`` records its
+output, so the model's own forward (masks, sliding windows, embedding scale) runs unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+
+_RECORDERS: list[list[mx.array]] = []  # stack of active captures (nested captures are allowed)
+_TAPPED: dict[type, type] = {}
+
+
+def _tapped_class(cls: type) -> type:
+    if cls not in _TAPPED:
+
+        def __call__(self, *args, **kwargs):  # noqa: N807 - replaces the block's call
+            out = super(tapped, self).__call__(*args, **kwargs)
+            if _RECORDERS:
+                _RECORDERS[-1].append(out)
+            return out
+
+        tapped = type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__})
+        _TAPPED[cls] = tapped
+    return _TAPPED[cls]
+
+
+def parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(head, trunk): the module owning ``lm_head``/``args`` and the one owning ``layers``/``norm``."""
+    head = getattr(model, "language_model", model)
+    trunk = head.model
+    if not all(hasattr(trunk, a) for a in ("layers", "norm", "embed_tokens")):
+        raise ValueError(f"unsupported model layout: {type(trunk).__name__} lacks layers/norm/embed_tokens")
+    return head, trunk
+
+
+@contextmanager
+def capture(model: nn.Module) -> Iterator[list[mx.array]]:
+    """Inside the block, every forward of ``model`` appends each block's output to the yielded list."""
+    _, trunk = parts(model)
+    originals = [type(block) for block in trunk.layers]
+    record: list[mx.array] = []
+    for block, cls in zip(trunk.layers, originals):
+        block.__class__ = _tapped_class(cls)
+    _RECORDERS.append(record)
+    try:
+        yield record
+    finally:
+        _RECORDERS.pop()
+        for block, cls in zip(trunk.layers, originals):
+            block.__class__ = cls
+
+
+def forward_hidden(model: nn.Module, tokens: mx.array) -> tuple[list[mx.array], mx.array]:
+    """Run the trunk once: (hidden state of every block (B, T, D) each, final-normed output (B, T, D)).
+
+    The final vocabulary projection is *not* computed here, so callers pay for logits only where they
+    need them (see ``LogitLens.unembed``).
+    """
+    _, trunk = parts(model)
+    with capture(model) as hidden:
+        final = trunk(tokens)
+    return hidden, final
+
+
+class LogitLens:
+    """``lens_l(h) = unembed(final_norm(h))`` with the model's own final norm and unembedding."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.head, self.trunk = parts(model)
+        args = getattr(self.head, "args", None)
+        self.softcap = getattr(self.head, "final_logit_softcapping", None) or getattr(
+            args, "final_logit_softcapping", None
+        )
+
+    def unembed(self, normed: mx.array) -> mx.array:
+        """Vocabulary logits of already-normed states (the model's own head, soft-capped if it has one)."""
+        if "lm_head" in self.head.children():
+            logits = self.head.lm_head(normed)
+        else:
+            logits = self.trunk.embed_tokens.as_linear(normed)
+        if self.softcap:
+            logits = mx.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    def __call__(self, hidden: mx.array) -> mx.array:
+        """Lens logits of a block output."""
+        return self.unembed(self.trunk.norm(hidden))
+
+    def last_token_states(self, tokens: mx.array, positions: mx.array) -> tuple[mx.array, mx.array]:
+        """Per-layer states at one position per row: ((L, B, D) stacked block outputs, (B, D) final normed)."""
+        hidden, final = forward_hidden(self.model, tokens)
+        rows = mx.arange(tokens.shape[0])
+        return mx.stack([h[rows, positions] for h in hidden]), final[rows, positions]
+
+
+@dataclass
+class LensReadout:
+    """The logit lens at one position per prompt, for chosen layers and target tokens.
+
+    Arrays are indexed [layer_index, prompt, ...] with ``layers`` giving the layer ids.
+    """
+
+    layers: list[int]
+    target_ids: list[int]  # the class/target token ids, in column order
+    probs: mx.array  # (L, B, K) softmax probability of each target over the full vocabulary
+    ranks: mx.array  # (L, B, K) rank of each target in the full vocabulary (0 = top-1)
+    top_ids: mx.array  # (L, B, k) the top-k token ids
+    top_probs: mx.array  # (L, B, k)
+
+    def full_top1(self, labels: mx.array) -> mx.array:
+        """(L, B) bool: the full-vocabulary argmax is the expected target (``labels`` index target_ids)."""
+        rows = mx.arange(labels.shape[0])
+        return self.ranks[:, rows, labels] == 0
+
+    def restricted_pred(self) -> mx.array:
+        """(L, B) index of the most probable target among the targets only (class-restricted prediction)."""
+        return mx.argmax(self.probs, axis=-1)
+
+
+def readout(
+    lens: LogitLens,
+    tokens: mx.array,
+    positions: mx.array,
+    target_ids: Sequence[int],
+    layers: Sequence[int] | None = None,
+    top_k: int = 5,
+) -> LensReadout:
+    """Run the model once and read the lens at ``positions`` (one per row) for every layer in ``layers``."""
+    states, _ = lens.last_token_states(tokens, positions)
+    layers = list(range(states.shape[0])) if layers is None else list(layers)
+    targets = mx.array(list(target_ids))
+    probs, ranks, top_ids, top_probs = [], [], [], []
+    for layer in layers:
+        logits = lens(states[layer]).astype(mx.float32)  # (B, V)
+        logp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        target_logits = logits[:, targets]  # (B, K)
+        probs.append(mx.exp(logp[:, targets]))
+        ranks.append((logits[:, None, :] > target_logits[:, :, None]).sum(axis=-1))
+        order = mx.argsort(-logits, axis=-1)[:, :top_k]
+        top_ids.append(order)
+        top_probs.append(mx.exp(mx.take_along_axis(logp, order, axis=-1)))
+        mx.eval(probs[-1], ranks[-1], top_ids[-1], top_probs[-1])  # keep only the small results alive
+    return LensReadout(layers, list(target_ids), mx.stack(probs), mx.stack(ranks), mx.stack(top_ids),
+                       mx.stack(top_probs))

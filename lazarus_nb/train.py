@@ -1,0 +1,241 @@
+"""Dual-reward LoRA training with per-step logit-lens snapshots (SPEC "Dual-reward training").
+
+The trainer knows nothing about UI or files: a ``callback`` sees every step and snapshot (progress bars,
+live plots), and a ``save`` hook is called at checkpoint intervals, on Ctrl-C and on divergence, always
+with the state of the last *completed* step (see ``checkpoint.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+
+from .data import Sample, train_heldout_split
+from .errors import LazarusError
+from .evaluate import sample_lens_stats
+from .lens import LogitLens
+from .lora import LoraConfig, apply_lora, trainable_count
+from .losses import dual_loss
+from .models import LoadedModel
+from .tokens import ClassTokens, make_batch, resolve_class_tokens
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 500  # optimiser steps (original default)
+    classifier_layer: int | None = None  # lens layer that must emit the class word; None = int(0.55 * layers)
+    cls_weight: float = 0.4  # total = w * classification + (1 - w) * answer
+    learning_rate: float = 5e-4  # Adam step size (original default)
+    num_samples: int = 800  # training problems (balanced over the 4 operations)
+    heldout_samples: int = 100  # evaluation problems, disjoint from training and the canonical 8
+    lora_rank: int = 16  # adapter rank r
+    lora_scale: float = 20.0  # LoRA output multiplier (mlx-lm default)
+    lora_layers: list[int] | None = None  # blocks carrying V/O adapters; None = all (SPEC)
+    batch_size: int = 8  # problems per step
+    seed: int = 0  # data split, batch order and adapter init
+    snapshot_every: int = 25  # logit-lens snapshot interval in steps (0 = only first and last)
+    snapshot_size: int = 32  # fixed held-out problems scored at every snapshot (small: snapshots are overhead)
+    checkpoint_every: int = 100  # save-hook interval in steps (when a save hook is given)
+
+    def resolve(self, num_layers: int) -> TrainConfig:
+        """Validate against a model; fill the classifier layer default. One clear sentence per problem."""
+        cfg = TrainConfig(**asdict(self))
+        if cfg.classifier_layer is None:
+            cfg.classifier_layer = int(0.55 * num_layers)
+        checks = [
+            (0 <= cfg.classifier_layer < num_layers,
+             f"classifier layer must be in 0..{num_layers - 1} for this model, got {cfg.classifier_layer}"),
+            (0.0 <= cfg.cls_weight <= 1.0, f"cls_weight must be in [0, 1], got {cfg.cls_weight}"),
+            (cfg.steps > 0, f"steps must be positive, got {cfg.steps}"),
+            (cfg.learning_rate > 0, f"learning rate must be positive, got {cfg.learning_rate}"),
+            (cfg.num_samples >= 4, f"num_samples must be at least 4 (one per class), got {cfg.num_samples}"),
+            (cfg.heldout_samples >= 4, f"heldout_samples must be at least 4, got {cfg.heldout_samples}"),
+            (cfg.lora_rank > 0, f"LoRA rank must be positive, got {cfg.lora_rank}"),
+            (cfg.batch_size > 0, f"batch size must be positive, got {cfg.batch_size}"),
+            (cfg.snapshot_every >= 0, f"snapshot_every must be >= 0, got {cfg.snapshot_every}"),
+            (cfg.snapshot_size >= 4, f"snapshot_size must be at least 4, got {cfg.snapshot_size}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise LazarusError(message)
+        try:
+            self.lora().resolved_layers(num_layers)
+        except ValueError as exc:
+            raise LazarusError(str(exc)) from None
+        return cfg
+
+    def lora(self) -> LoraConfig:
+        return LoraConfig(rank=self.lora_rank, scale=self.lora_scale, layers=self.lora_layers)
+
+
+@dataclass
+class StepLog:
+    step: int  # 1-based optimiser step
+    total: float
+    cls_loss: float
+    ans_loss: float
+    seconds: float  # wall time of this step
+
+
+@dataclass
+class Snapshot:
+    """Logit lens on the fixed snapshot batch after ``step`` steps (0 = before training)."""
+
+    step: int
+    prob: list[float]  # per layer: mean P(correct class token)
+    restricted_acc: list[float]  # per layer: class-restricted accuracy
+    top1_acc: list[float]  # per layer: full-vocab top-1 accuracy
+
+
+@dataclass
+class History:
+    layers: list[int]
+    steps: list[StepLog] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+
+    def emergence(self, metric: str = "prob") -> tuple[list[int], list[int], np.ndarray]:
+        """(snapshot steps, layers, values (layers x steps)) for the emergence heatmap/curves."""
+        steps = [s.step for s in self.snapshots]
+        values = np.array([getattr(s, metric) for s in self.snapshots], dtype=float).T
+        return steps, self.layers, values.reshape(len(self.layers), len(steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        return cls(d["layers"], [StepLog(**s) for s in d["steps"]], [Snapshot(**s) for s in d["snapshots"]])
+
+
+@dataclass
+class TrainEvent:
+    kind: str  # "step" or "snapshot"
+    step: int
+    total_steps: int
+    log: StepLog | None = None
+    snapshot: Snapshot | None = None
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds; ``step`` is the last completed step."""
+
+    config: TrainConfig
+    class_tokens: ClassTokens
+    classifier_layer: int
+    adapted_layers: list[int]
+    trainable_params: int
+    step: int
+    history: History
+    optimizer: optim.Optimizer
+    train_set: list[Sample]
+    heldout: list[Sample]
+    seconds: float  # training wall time so far
+    status: str = "running"  # running | complete | interrupted | diverged
+
+
+def batch_schedule(n: int, batch_size: int, steps: int, seed: int) -> list[np.ndarray]:
+    """Sample indices for every step: seeded reshuffle each epoch. A pure function of its arguments, so a
+    resumed run continues with exactly the batches the uninterrupted run would have used."""
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    while len(order) < steps * batch_size:
+        order += rng.permutation(n).tolist()
+    return [np.array(order[i * batch_size : (i + 1) * batch_size]) for i in range(steps)]
+
+
+def prepare(loaded: LoadedModel, config: TrainConfig, class_tokens: ClassTokens | None = None) -> TrainState:
+    """Resolve the config, build data, class tokens, adapters and optimizer: the state at step 0."""
+    cfg = config.resolve(loaded.num_layers)
+    class_tokens = class_tokens or resolve_class_tokens(loaded.tokenizer)
+    try:
+        train_set, heldout = train_heldout_split(cfg.num_samples, cfg.heldout_samples, cfg.seed)
+    except ValueError as exc:
+        raise LazarusError(str(exc)) from None
+    mx.random.seed(cfg.seed)  # LoRA A init
+    adapted = apply_lora(loaded.model, cfg.lora())
+    optimizer = optim.Adam(learning_rate=cfg.learning_rate)
+    optimizer.init(loaded.model.trainable_parameters())
+    return TrainState(cfg, class_tokens, cfg.classifier_layer, adapted, trainable_count(loaded.model), 0,
+                      History(list(range(loaded.num_layers))), optimizer, train_set, heldout, 0.0)
+
+
+def snapshot(lens: LogitLens, loaded: LoadedModel, state: TrainState) -> Snapshot:
+    stats = sample_lens_stats(lens, loaded.tokenizer, state.heldout[: state.config.snapshot_size],
+                              state.class_tokens)
+    return Snapshot(state.step, stats.prob, stats.restricted_acc, stats.top1_acc)
+
+
+def train(
+    loaded: LoadedModel,
+    state: TrainState,
+    callback: Callable[[TrainEvent], None] | None = None,
+    save: Callable[[TrainState], None] | None = None,
+) -> TrainState:
+    """Run ``state`` (from ``prepare`` or a loaded checkpoint) to ``config.steps``.
+
+    Ctrl-C: the save hook gets the last completed step (status "interrupted") and KeyboardInterrupt is
+    re-raised. A non-finite loss stops before the update is applied: the state is saved (status
+    "diverged") and LazarusError raised.
+    """
+    cfg, model = state.config, loaded.model
+    lens = LogitLens(model)
+    schedule = batch_schedule(len(state.train_set), cfg.batch_size, cfg.steps, cfg.seed)
+    loss_and_grad = nn.value_and_grad(
+        model, lambda batch: dual_loss(lens, batch, state.classifier_layer, cfg.cls_weight)
+    )
+
+    def emit(event: TrainEvent) -> None:
+        if callback is not None:
+            callback(event)
+
+    def take_snapshot() -> None:
+        snap = snapshot(lens, loaded, state)
+        state.history.snapshots.append(snap)
+        emit(TrainEvent("snapshot", state.step, cfg.steps, snapshot=snap))
+
+    if not state.history.snapshots:
+        take_snapshot()  # step 0: the base model
+    try:
+        while state.step < cfg.steps:
+            t0 = time.perf_counter()
+            idx = schedule[state.step]
+            batch = make_batch(loaded.tokenizer, [state.train_set[i] for i in idx], state.class_tokens)
+            (total, cls, ans), grads = loss_and_grad(batch)
+            mx.eval(total, cls, ans, grads)
+            if not all(math.isfinite(v.item()) for v in (total, cls, ans)):
+                state.status = "diverged"
+                if save is not None:
+                    save(state)
+                raise LazarusError(
+                    f"training diverged at step {state.step + 1} (loss {total.item()}); the adapter of step "
+                    f"{state.step} was kept; try a lower learning rate"
+                )
+            state.optimizer.update(model, grads)
+            mx.eval(model.trainable_parameters(), state.optimizer.state)
+            state.step += 1
+            dt = time.perf_counter() - t0
+            state.seconds += dt
+            log = StepLog(state.step, total.item(), cls.item(), ans.item(), dt)
+            state.history.steps.append(log)
+            emit(TrainEvent("step", state.step, cfg.steps, log=log))
+            last = state.step == cfg.steps
+            if last or (cfg.snapshot_every and state.step % cfg.snapshot_every == 0):
+                take_snapshot()
+            if save is not None and not last and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+                save(state)
+    except KeyboardInterrupt:
+        state.status = "interrupted"
+        if save is not None:
+            save(state)
+        raise
+    state.status = "complete"
+    return state

@@ -7,10 +7,9 @@ import json
 import shutil
 from pathlib import Path
 
-import lazarus_nb  # noqa: F401  (first: loads the optimized BLAS before mlx)
-import mlx.core as mx
 import pytest
-from mlx.utils import tree_flatten
+
+import lazarus_nb  # noqa: F401  (before anything imports mlx: loads the optimized BLAS first)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -45,6 +44,8 @@ def embedded_dir() -> Path:
 
 def make_tiny_model(directory: Path, arch: str, tokenizer_dir: Path, seed: int = 0) -> Path:
     """Write a random-weight mlx-lm model directory of ``arch`` with the tokenizer from ``tokenizer_dir``."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
     from mlx_lm.utils import _get_classes
 
     tok_config = json.loads((tokenizer_dir / "config.json").read_text())

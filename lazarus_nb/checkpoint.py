@@ -242,3 +242,22 @@ def _load_mlx_adapter(loaded: LoadedModel, path: Path, config: dict[str, Any]) -
 def load_optimizer_state(path: str | Path) -> dict[str, Any]:
     """The saved Adam state as a nested tree for ``optimizer.state``."""
     return tree_unflatten(list(mx.load(str(Path(path) / OPTIMIZER)).items()))
+
+
+def restore_into(loaded: LoadedModel, path: str | Path, state: Any) -> None:
+    """Overwrite a freshly prepared TrainState (adapters applied) with a saved run's progress."""
+    from .train import History
+
+    path = Path(path)
+    saved = read_config(path)
+    try:
+        with np.load(path / NPZ) as npz:
+            set_lora_arrays(loaded.model, {k: mx.array(npz[k]) for k in npz.files})
+        state.optimizer.state = load_optimizer_state(path)
+        state.history = History.from_dict(json.loads((path / HISTORY).read_text()))
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise LazarusError(f"cannot resume from '{path}': {str(exc).splitlines()[0]}") from None
+    state.step = saved["steps_completed"]
+    state.seconds = saved.get("train_seconds", 0.0)
+    state.history.steps = state.history.steps[: state.step]
+    state.history.snapshots = [s for s in state.history.snapshots if s.step <= state.step]

@@ -91,13 +91,29 @@ class Batch:
         return self.tokens.shape[0]
 
 
+def _pad_id(tokenizer: Any) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def prompt_batch(tokenizer: Any, prompts: Sequence[str]) -> tuple[mx.array, mx.array]:
+    """Free-text prompts -> (right-padded tokens (B, T), index of each prompt's last token (B,))."""
+    if not prompts:
+        raise LazarusError("the prompt list is empty")
+    rows = [encode_prompt(tokenizer, p) for p in prompts]
+    if any(not r for r in rows):
+        raise LazarusError("a prompt encodes to no tokens")
+    width = max(len(r) for r in rows)
+    tokens = [r + [_pad_id(tokenizer)] * (width - len(r)) for r in rows]
+    return mx.array(tokens, dtype=mx.int32), mx.array([len(r) - 1 for r in rows], dtype=mx.int32)
+
+
 def make_batch(
     tokenizer: Any, samples: Sequence[Sample], class_tokens: ClassTokens, with_answers: bool = True
 ) -> Batch:
     """Encode ``samples`` into one right-padded batch (prompts only when ``with_answers`` is False)."""
     if not samples:
         raise LazarusError("cannot build a batch from an empty list of prompts")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = _pad_id(tokenizer)
     rows, last, ans = [], [], []
     for s in samples:
         p = encode_prompt(tokenizer, s.prompt)

@@ -63,7 +63,7 @@ def preload() -> str | None:
     """
     global _loaded
     if _loaded is not None or sys.platform == "darwin":
-        return _loaded
+        return _loaded or None
     if "mlx.core" in sys.modules:
         if not info().optimized:
             warnings.warn(

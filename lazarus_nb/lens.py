@@ -24,6 +24,8 @@ _TAPPED: dict[type, type] = {}
 
 
 def _tapped_class(cls: type) -> type:
+    if cls in _TAPPED.values():  # already tapped by an outer capture: record once, into the innermost list
+        return cls
     if cls not in _TAPPED:
 
         def __call__(self, *args, **kwargs):  # noqa: N807 - replaces the block's call

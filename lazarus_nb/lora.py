@@ -24,7 +24,7 @@ TARGETS: dict[str, str] = {"v": "self_attn.v_proj", "o": "self_attn.o_proj"}
 @dataclass
 class LoraConfig:
     rank: int = 16  # low-rank width r of each adapter (original default)
-    scale: float = 20.0  # output multiplier of the low-rank path (mlx-lm's default LoRA scale)
+    scale: float = 2.0  # output multiplier of the low-rank path (see TrainConfig.lora_scale)
     dropout: float = 0.0  # dropout on the adapter input; 0 keeps training deterministic
     layers: list[int] | None = None  # blocks that carry adapters; None = every block (SPEC default)
     targets: tuple[str, ...] = field(default=("v", "o"))  # which projections; SPEC: V and O only

@@ -135,10 +135,11 @@ def resolve(name_or_path: str) -> Path:
             f"unknown model '{name_or_path}': use an embedded model ({', '.join(EMBEDDED)}), "
             "a local model directory, or a Hugging Face id like 'org/name'"
         )
-    from mlx_lm.utils import hf_repo_to_path
+    from huggingface_hub import snapshot_download
+    from mlx_lm.utils import DEFAULT_ALLOW_PATTERNS
 
-    try:
-        return Path(hf_repo_to_path(name_or_path))
+    try:  # the hub cache first, then a download of the files mlx-lm reads
+        return Path(snapshot_download(name_or_path, allow_patterns=DEFAULT_ALLOW_PATTERNS))
     except Exception as exc:  # the hub client raises many types; the user needs one sentence
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise LazarusError(f"could not fetch model '{name_or_path}' from the Hugging Face Hub: {first}") from None

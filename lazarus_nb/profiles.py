@@ -1,0 +1,113 @@
+"""Run profiles for the notebooks: one place that decides how big a notebook run is.
+
+Every notebook's first code cell (tagged ``parameters``, papermill-style) is just::
+
+    from lazarus_nb.profiles import profile
+    P = profile()
+    MODEL = P.model          # a few overridable variables
+
+so a person, ``papermill -p MODEL ...`` and the test suite (nbval) all share that cell.
+
+``LAZARUS_NB_PROFILE`` picks the size:
+
+* ``full`` (default): the original tool's training defaults (500 steps, 800 problems, snapshots every 25
+  steps), 50 probe prompts per class and family, greedy answer accuracy on the 100 held-out problems.
+* ``smoke``: the same code paths in seconds (4 steps, 32 problems, 16 held-out, a snapshot every 2 steps
+  on 8 problems, 8 probe prompts per class); answer accuracy on the 16 held-out problems. It shows that
+  everything runs, not that the classifier emerges.
+
+``LAZARUS_NB_MODEL`` overrides the model (embedded name, Hugging Face id or local mlx-lm directory) and
+``LAZARUS_NB_RUN_DIR`` the directory the notebooks hand their results through (default
+``runs/notebooks`` under the repository root, or under the current directory outside a checkout).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import LazarusError
+from .models import DEFAULT_MODEL
+from .train import TrainConfig
+
+PROFILES = ("smoke", "full")
+ENV_PROFILE = "LAZARUS_NB_PROFILE"
+ENV_MODEL = "LAZARUS_NB_MODEL"
+ENV_RUN_DIR = "LAZARUS_NB_RUN_DIR"
+
+SMOKE_TRAIN = TrainConfig(steps=4, num_samples=32, heldout_samples=16, snapshot_every=2, snapshot_size=8)
+"""The smoke profile's training run (also what notebook 04 trains when it finds no checkpoint)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Settings of one notebook run (see the module docstring)."""
+
+    name: str  # "smoke" or "full"
+    model: str  # embedded model name, Hugging Face id or local directory
+    run_dir: Path  # where notebooks write results and read each other's (absolute)
+    probe_per_class: int  # prompts per class and prompt family for the baseline probe
+    train: TrainConfig = field(default_factory=TrainConfig)  # dual-reward training settings
+    answers: bool = True  # greedy answer accuracy before/after training (on the held-out set)
+
+    @property
+    def checkpoint(self) -> Path:
+        """The checkpoint notebook 03 writes and notebook 04 verifies."""
+        return self.run_dir / "checkpoint"
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        """A fresh copy of :attr:`train` with ``overrides`` (TrainConfig field names) applied."""
+        unknown = sorted(set(overrides) - set(TrainConfig.__dataclass_fields__))
+        if unknown:
+            raise LazarusError(f"unknown training setting '{unknown[0]}'")
+        return replace(self.train, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["run_dir"] = str(self.run_dir)
+        return d
+
+
+def repo_root(start: Path | None = None) -> Path | None:
+    """The lazarus_nb checkout containing ``start`` (default: cwd): a directory with pyproject.toml and
+    notebooks/. None outside a checkout."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() and (d / "notebooks").is_dir():
+            return d
+    return None
+
+
+def default_run_dir() -> Path:
+    return (repo_root() or Path.cwd().resolve()) / "runs" / "notebooks"
+
+
+def profile(name: str | None = None) -> Profile:
+    """The profile named by ``name`` or ``$LAZARUS_NB_PROFILE`` (default "full"), with env overrides."""
+    name = name if name is not None else os.environ.get(ENV_PROFILE, "").strip() or "full"
+    if name not in PROFILES:
+        raise LazarusError(f"{ENV_PROFILE} must be 'smoke' or 'full', got '{name}'")
+    model = os.environ.get(ENV_MODEL, "").strip() or DEFAULT_MODEL
+    env_dir = os.environ.get(ENV_RUN_DIR, "").strip()
+    run_dir = Path(env_dir).expanduser().resolve() if env_dir else default_run_dir()
+    if name == "smoke":
+        return Profile(name, model, run_dir, probe_per_class=8, train=replace(SMOKE_TRAIN), answers=True)
+    return Profile(name, model, run_dir, probe_per_class=50, train=TrainConfig(), answers=True)
+
+
+def ensure_checkpoint(p: Profile, path: str | Path | None = None) -> tuple[Path, bool]:
+    """(checkpoint dir, trained_now): the checkpoint at ``path`` (default ``p.checkpoint``), or, if there is
+    none, a *smoke* checkpoint trained there now (4 steps, for notebook 04 run on its own)."""
+    from .models import load_model
+    from .workflow import checkpoint, run_dual_reward
+
+    path = Path(path) if path is not None else p.checkpoint
+    if checkpoint.is_checkpoint(path):
+        return path, False
+    run_dual_reward(load_model(p.model), replace(SMOKE_TRAIN), output=path, answers=False)
+    return path, True
+
+
+__all__ = ["PROFILES", "SMOKE_TRAIN", "Profile", "default_run_dir", "ensure_checkpoint", "profile", "repo_root"]

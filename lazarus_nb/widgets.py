@@ -1,0 +1,419 @@
+"""Notebook widgets: the dual-reward training panel and the logit-lens explorer.
+
+Both are thin ipywidgets front ends over :mod:`lazarus_nb.workflow` and :mod:`lazarus_nb.plots`, and both
+have a plain method that does the work (``TrainPanel.run()``, ``LensExplorer.show(prompt)``), so tests and
+headless notebook runs exercise exactly what a click does.
+
+Live figures
+------------
+A panel owns *one* figure (``plots.training_dashboard()``), redrawn in place and pushed into a
+:class:`FigureSlot`: a single display slot inside the widget whose content is replaced, never appended
+to. Why not an IPython display handle (``display(fig, display_id=True)`` / ``handle.update(fig)``)? In
+JupyterLab a display handle cannot reach a figure that lives inside a widget: the ``Output`` widget drops
+``update_display_data`` messages (jupyter-widgets/ipywidgets#1844, visible in its ``add()`` which keeps
+only display_data/stream/error), and output produced by a button callback outside an ``Output`` widget is
+discarded altogether. Replacing the ``Output`` widget's ``outputs`` trait is widget *state*, so it works
+the same from a button click, from a plain cell (``panel.run()``), from another thread, and in a kernel
+with no browser attached (nbval, papermill). :class:`FigureSlot` keeps the display-handle vocabulary
+(``update(fig)``).
+
+Errors the user can fix (bad hyperparameters, an unusable checkpoint directory) are
+:class:`~lazarus_nb.errors.LazarusError` sentences; the widgets show them in their output area instead of
+raising.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import plots
+from .data import CANONICAL
+from .errors import LazarusError
+from .lens import LogitLens, readout
+from .lora import adapters
+from .models import LoadedModel
+from .tokens import ClassTokens, prompt_batch, resolve_class_tokens
+from .train import Snapshot, StepLog, TrainConfig, TrainEvent
+from .workflow import DualRewardResult, run_dual_reward
+
+__all__ = ["FigureSlot", "LensExplorer", "TrainPanel", "figure_output"]
+
+_LABEL = {"description_width": "9.5em"}
+_FIELD = w.Layout(width="19em")
+
+
+def figure_output(fig: Figure) -> dict[str, Any]:
+    """An nbformat ``display_data`` output holding ``fig`` as a PNG (what an Output widget stores)."""
+    if hasattr(fig, "_repr_png_"):
+        png = fig._repr_png_()
+    else:  # a plain matplotlib Figure
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", facecolor=fig.get_facecolor(), bbox_inches="tight")
+        png = buf.getvalue()
+    width, height = (int(v) for v in fig.get_size_inches() * fig.dpi)
+    return {
+        "output_type": "display_data",
+        "data": {"image/png": base64.b64encode(png).decode("ascii"),
+                 "text/plain": f"<{type(fig).__name__} size {width}x{height}>"},
+        "metadata": {},
+    }
+
+
+class FigureSlot:
+    """One place in a widget where a figure is shown; ``update(fig)`` replaces it in place.
+
+    ``widget`` is an ``ipywidgets.Output`` whose ``outputs`` always hold exactly one PNG (see the module
+    docstring for why this is not an IPython display handle). ``renders`` counts updates.
+    """
+
+    def __init__(self, fig: Figure | None = None):
+        self.widget = w.Output()
+        self.widget.add_class("lazarus-figure")
+        self.fig = fig
+        self.renders = 0
+        if fig is not None:
+            self.update(fig)
+
+    def update(self, fig: Figure | None = None) -> None:
+        if fig is not None:
+            self.fig = fig
+        if self.fig is None:
+            return
+        self.widget.outputs = (figure_output(self.fig),)
+        self.renders += 1
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _note(out: w.Output, text: str, error: bool = False) -> None:
+    (out.append_stderr if error else out.append_stdout)(text.rstrip("\n") + "\n")
+
+
+class TrainPanel:
+    """Hyperparameters, a Train button, a progress bar and a live dashboard for dual-reward training.
+
+    ``run()`` trains the configuration currently in the fields (the button calls the same method) and
+    returns the :class:`~lazarus_nb.workflow.DualRewardResult`, or None after showing a
+    :class:`LazarusError` sentence in :attr:`output`. Every run starts from the base model: adapters left on
+    ``loaded.model`` by a previous run are removed first, and the trained adapters stay on the model
+    afterwards. With ``checkpoint`` set, the run is saved there (``force`` overwrites a previous checkpoint).
+
+    Attributes: ``progress`` (IntProgress, ``max`` = steps), ``dashboard`` (:class:`plots.Dashboard`; the
+    same figure for the panel's lifetime), ``figure`` (:class:`FigureSlot` showing it), ``output`` (log
+    and error messages), ``status`` (one-line state), ``result`` (last successful run).
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        config: TrainConfig | None = None,
+        checkpoint: str | Path | None = None,
+        force: bool = False,
+        answers: bool = True,
+        refresh_every: int = 5,
+        min_refresh_seconds: float = 1.0,
+    ):
+        self.loaded = loaded
+        self.base_config = config or TrainConfig()
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.force = force
+        self.answers = answers
+        self.refresh_every = max(1, int(refresh_every))  # loss-curve refresh interval in steps
+        self.min_refresh_seconds = min_refresh_seconds  # ... but never more often than this
+        self.result: DualRewardResult | None = None
+        c = self.base_config
+        n = loaded.num_layers
+        layer = c.classifier_layer if c.classifier_layer is not None else loaded.default_classifier_layer
+
+        self.steps = w.IntText(value=c.steps, description="steps", style=_LABEL, layout=_FIELD)
+        self.classifier_layer = w.IntSlider(value=min(max(layer, 0), n - 1), min=0, max=n - 1,
+                                            description="classifier layer", style=_LABEL, layout=_FIELD)
+        self.cls_weight = w.FloatText(value=c.cls_weight, step=0.05, description="cls_weight (0-1)",
+                                      style=_LABEL, layout=_FIELD)
+        self.learning_rate = w.FloatText(value=c.learning_rate, step=1e-4, description="learning rate",
+                                         style=_LABEL, layout=_FIELD)
+        self.lora_rank = w.IntText(value=c.lora_rank, description="LoRA rank", style=_LABEL, layout=_FIELD)
+        self.num_samples = w.IntText(value=c.num_samples, description="training samples", style=_LABEL,
+                                     layout=_FIELD)
+        self.seed = w.IntText(value=c.seed, description="seed", style=_LABEL, layout=_FIELD)
+        self.button = w.Button(description="Train", button_style="primary", icon="play",
+                               tooltip="Train the dual-reward adapter with these settings")
+        self.progress = w.IntProgress(value=0, min=0, max=max(c.steps, 1), description="progress",
+                                      style=_LABEL, layout=w.Layout(width="38em"))
+        self.status = w.HTML(value="ready")
+        self.output = w.Output(layout=w.Layout(max_height="24em", overflow="auto"))
+        self.dashboard = plots.training_dashboard()
+        self.figure = FigureSlot(self.dashboard.fig)
+        for name in ("steps", "classifier_layer", "cls_weight", "learning_rate", "lora_rank", "num_samples",
+                     "seed", "button", "progress", "status", "output"):
+            getattr(self, name).add_class(f"lazarus-{name.replace('_', '-')}")
+        self.button.on_click(self._on_click)
+
+        fields = [self.steps, self.classifier_layer, self.cls_weight, self.learning_rate, self.lora_rank,
+                  self.num_samples, self.seed]
+        where = f"checkpoint: {html.escape(str(self.checkpoint))}" if self.checkpoint else "no checkpoint is written"
+        header = w.HTML(f"<b>Dual-reward training</b> &middot; {html.escape(loaded.name)} "
+                        f"({n} layers) &middot; {where}")
+        self.widget = w.VBox([
+            header,
+            w.HBox([w.VBox(fields[:4]), w.VBox(fields[4:] + [self.button])]),
+            w.HBox([self.progress, self.status]),
+            self.figure.widget,
+            self.output,
+        ])
+        self.widget.add_class("lazarus-train-panel")
+        self._logs: list[StepLog] = []
+        self._snaps: list[Snapshot] = []
+        self._running: TrainConfig | None = None
+        self._last_draw = 0.0
+
+    # ------------------------------------------------------------------------------------------ config
+
+    def config(self) -> TrainConfig:
+        """The TrainConfig in the fields (the constructor's config with the panel's values applied)."""
+        return replace(
+            self.base_config,
+            steps=int(self.steps.value),
+            classifier_layer=int(self.classifier_layer.value),
+            cls_weight=float(self.cls_weight.value),
+            learning_rate=float(self.learning_rate.value),
+            lora_rank=int(self.lora_rank.value),
+            num_samples=int(self.num_samples.value),
+            seed=int(self.seed.value),
+        )
+
+    # --------------------------------------------------------------------------------------------- run
+
+    def run(self) -> DualRewardResult | None:
+        """Train the current configuration; the result, or None with the error sentence in ``output``."""
+        self.output.outputs = ()
+        try:
+            cfg = self.config()
+            cfg.resolve(self.loaded.num_layers)  # one sentence per bad value, before the model is touched
+        except LazarusError as exc:
+            return self._fail(str(exc))
+        self._start(cfg)
+        try:
+            result = run_dual_reward(self.loaded, cfg, output=self.checkpoint, force=self.force,
+                                     callback=self._on_event, answers=self.answers)
+        except LazarusError as exc:
+            return self._fail(str(exc))
+        except KeyboardInterrupt:
+            self._fail(f"interrupted after step {len(self._logs)}"
+                       + ("; the last completed step was saved" if self.checkpoint else ""))
+            raise
+        finally:
+            self.button.disabled = False
+        self._finish(result)
+        return result
+
+    def _on_click(self, _button: Any) -> None:
+        try:
+            self.run()
+        except Exception:  # a button callback has nowhere else to report: show it in the panel
+            self.progress.bar_style = "danger"
+            _note(self.output, traceback.format_exc(), error=True)
+
+    def _reset_model(self) -> None:
+        if adapters(self.loaded.model):
+            from mlx_lm.tuner.utils import remove_lora_layers
+
+            remove_lora_layers(self.loaded.model)
+
+    def _start(self, cfg: TrainConfig) -> None:
+        self._reset_model()
+        self._running = cfg
+        self._logs, self._snaps = [], []
+        self.button.disabled = True
+        self.progress.max = cfg.steps
+        self.progress.value = 0
+        self.progress.bar_style = ""
+        self.status.value = "evaluating the base model (baseline)..."
+        self._draw()
+
+    def _fail(self, message: str) -> None:  # returns None so run() can `return self._fail(...)`
+        self.progress.bar_style = "danger"
+        self.status.value = f"<span style='color:#b00020'>{html.escape(message)}</span>"
+        _note(self.output, f"Error: {message}", error=True)
+        return None
+
+    def _snapshot_due(self, step: int) -> bool:
+        cfg = self._running
+        return cfg is not None and (step == cfg.steps or bool(cfg.snapshot_every and step % cfg.snapshot_every == 0))
+
+    def _on_event(self, event: TrainEvent) -> None:
+        if event.kind == "step" and event.log is not None:
+            log = event.log
+            self._logs.append(log)
+            self.progress.value = event.step
+            self.status.value = (f"step {event.step}/{event.total_steps} &middot; loss {log.total:.3f} "
+                                 f"(classification {log.cls_loss:.3f}, answer {log.ans_loss:.3f})")
+            due = event.step % self.refresh_every == 0
+            recent = time.monotonic() - self._last_draw < self.min_refresh_seconds
+            if due and not recent and not self._snapshot_due(event.step):
+                self._draw()  # loss refresh (a snapshot right after this step redraws anyway)
+        elif event.kind == "snapshot" and event.snapshot is not None:
+            self._snaps.append(event.snapshot)
+            if event.step == event.total_steps:
+                self.status.value = "final evaluation..."
+            self._draw()
+
+    def _draw(self) -> None:
+        logs, snaps = self._logs, self._snaps
+        values = np.array([s.prob for s in snaps], dtype=float).T if snaps else np.zeros((0, 0))
+        layer = self._running.classifier_layer if self._running else None
+        self.dashboard.update(
+            [s.step for s in logs], [s.total for s in logs], [s.cls_loss for s in logs],
+            [s.ans_loss for s in logs], [s.step for s in snaps],
+            list(range(self.loaded.num_layers)) if snaps else [], values, classifier_layer=layer,
+        )
+        self.figure.update(self.dashboard.fig)
+        self._last_draw = time.monotonic()
+
+    def _finish(self, result: DualRewardResult) -> None:
+        self.result = result
+        hist = result.state.history
+        self._logs, self._snaps = list(hist.steps), list(hist.snapshots)
+        self._draw()
+        self.progress.value = self.progress.max
+        self.progress.bar_style = "success"
+        b, f = result.baseline, result.final
+        n = len(f.canonical)
+        self.status.value = (f"done: {result.state.step} steps in {result.state.seconds:.1f} s &middot; "
+                             f"canonical {b.canonical_correct}/{n} &rarr; {f.canonical_correct}/{n}")
+        lines = [
+            f"Trainable parameters: {result.trainable_params:,} (LoRA on V/O)",
+            f"Class tokens: {result.class_tokens.describe()}",
+            f"Classifier layer {result.classifier_layer}: canonical prompts {b.canonical_correct}/{n} -> "
+            f"{f.canonical_correct}/{n} (full-vocab top-1); held-out class-restricted accuracy "
+            f"{b.heldout_restricted_accuracy:.0%} -> {f.heldout_restricted_accuracy:.0%}",
+        ]
+        if b.answers and f.answers:
+            lines.append(f"Answer accuracy (greedy, held-out): {b.answers.accuracy:.0%} -> {f.answers.accuracy:.0%}")
+        lines.append(f"Checkpoint: {result.checkpoint}" if result.checkpoint else "No checkpoint written.")
+        _note(self.output, "\n".join(lines))
+
+    # ----------------------------------------------------------------------------------------- display
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _as_class_tokens(loaded: LoadedModel, class_tokens: ClassTokens | Mapping[str, int] | None) -> ClassTokens:
+    if class_tokens is None:
+        return resolve_class_tokens(loaded.tokenizer)
+    if isinstance(class_tokens, ClassTokens):
+        return class_tokens
+    words = tuple(class_tokens)
+    ids = tuple(int(class_tokens[k]) for k in words)
+    strings = tuple(loaded.tokenizer.decode([i]) for i in ids)
+    return ClassTokens(words, ids, strings, tuple(True for _ in words))
+
+
+class LensExplorer:
+    """Pick a canonical prompt or type one: the logit lens of that prompt over every layer.
+
+    Shows the probability of each class token per layer (``plots.lens_probability``, one line per class)
+    and the top tokens of the lens at the classifier layer. Works on any loaded model, base or adapted.
+    ``class_tokens``: the ids to read (a checkpoint's ``config["class_tokens"]`` mapping, a
+    :class:`ClassTokens`, or None to resolve them from the tokenizer).
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        class_tokens: ClassTokens | Mapping[str, int] | None = None,
+        classifier_layer: int | None = None,
+        top_k: int = 8,
+        title: str | None = None,
+    ):
+        self.loaded = loaded
+        self.class_tokens = _as_class_tokens(loaded, class_tokens)
+        layer = loaded.default_classifier_layer if classifier_layer is None else int(classifier_layer)
+        if not 0 <= layer < loaded.num_layers:
+            raise LazarusError(f"classifier layer must be in 0..{loaded.num_layers - 1}, got {layer}")
+        self.layer = layer
+        self.top_k = top_k
+        self.title = title or ("adapted model" if adapters(loaded.model) else "base model")
+        self.lens = LogitLens(loaded.model)
+        self.fig: Figure | None = None
+        self.top: list[tuple[str, float]] = []
+        self.dropdown = w.Dropdown(options=[(f"{s.prompt!r}  ({s.label})", s.prompt) for s in CANONICAL],
+                                   value=None, description="canonical", style={"description_width": "6em"})
+        self.text = w.Text(value="", placeholder="or type any prompt and press Enter", description="prompt",
+                           continuous_update=False, style={"description_width": "6em"},
+                           layout=w.Layout(width="34em"))
+        self.slot = FigureSlot()
+        self.table = w.HTML()
+        self.output = w.Output()
+        for name in ("dropdown", "text", "table", "output"):
+            getattr(self, name).add_class(f"lazarus-explorer-{name}")
+        self.dropdown.observe(lambda ch: ch.new and self.show(ch.new), names="value")
+        self.text.observe(lambda ch: ch.new and self.show(ch.new), names="value")
+        self.widget = w.VBox([
+            w.HTML(f"<b>Logit-lens explorer</b> &middot; {html.escape(loaded.name)} ({html.escape(self.title)}), "
+                   f"classifier layer {layer}"),
+            w.HBox([self.dropdown, self.text]),
+            w.HBox([self.slot.widget, self.table]),
+            self.output,
+        ])
+        self.dropdown.value = CANONICAL[0].prompt  # draws the first canonical prompt
+
+    def _readout(self, prompt: str) -> tuple[list[int], dict[str, list[float]], list[tuple[int, str, float]]]:
+        """(layers, {class word: P(class token) per layer}, top (id, text, P) at the classifier layer)."""
+        tokens, last = prompt_batch(self.loaded.tokenizer, [prompt])
+        r = readout(self.lens, tokens, last, self.class_tokens.ids, None, self.top_k)
+        probs = np.array(r.probs)[:, 0, :]  # (layers, classes)
+        li = r.layers.index(self.layer)
+        decode = self.loaded.tokenizer.decode
+        top = [(int(t), decode([int(t)]), float(p))
+               for t, p in zip(np.array(r.top_ids)[li, 0], np.array(r.top_probs)[li, 0])]
+        return list(r.layers), {c: probs[:, k].tolist() for k, c in enumerate(self.class_tokens.words)}, top
+
+    def show(self, prompt: str) -> Figure | None:
+        """Lens ``prompt`` and update the display; returns the figure (None with a message if unusable)."""
+        self.output.outputs = ()
+        if not isinstance(prompt, str) or not prompt.strip():
+            self.output.append_stderr("Error: type a prompt first (e.g. '7 * 8 = ')\n")
+            return None
+        layers, probs, top = self._readout(prompt)
+        expected = next((s.label for s in CANONICAL if s.prompt == prompt), None)
+        note = f" (expected: {expected})" if expected else ""
+        self.fig = plots.lens_probability(layers, probs, classifier_layer=self.layer,
+                                          title=f"Logit lens on {prompt!r}{note}, {self.title}")
+        self.top = [(tok, p) for _, tok, p in top]
+        self.slot.update(self.fig)
+        self.table.value = self._table_html(probs, top)
+        return self.fig
+
+    def _table_html(self, probs: dict[str, list[float]], top: list[tuple[int, str, float]]) -> str:
+        ids = dict(zip(self.class_tokens.ids, self.class_tokens.words))
+        rows = "".join(
+            f"<tr><td>{i}</td><td><code>{html.escape(repr(tok))}</code>"
+            f"{' &#9733; ' + html.escape(ids[t]) if t in ids else ''}</td>"
+            f"<td style='text-align:right'>{p:.2%}</td></tr>"
+            for i, (t, tok, p) in enumerate(top, 1)
+        )
+        cls = "".join(f"<tr><td>{html.escape(c)}</td><td style='text-align:right'>{probs[c][self.layer]:.2e}</td></tr>"
+                      for c in self.class_tokens.words)
+        return (f"<div style='font-size:90%;padding-left:1em'><b>Top tokens at layer {self.layer}</b>"
+                f"<table><tr><th>#</th><th>token</th><th>P</th></tr>{rows}</table>"
+                f"<b>P(class token) at layer {self.layer}</b><table>{cls}</table></div>")
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+

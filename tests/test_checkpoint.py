@@ -1,0 +1,293 @@
+"""Checkpoints (checkpoint.py): SPEC layout, reload from disk, mlx-lm compatibility, and safety."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten
+
+import lazarus_nb
+from lazarus_nb import LazarusError, checkpoint, lora
+from lazarus_nb.train import TrainConfig, prepare, train
+
+TINY = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_size=4, lora_rank=4, batch_size=4,
+                   snapshot_every=0, learning_rate=1e-2, seed=0)
+PROMPT_TOKENS = mx.array([[39, 1672, 216, 40, 446, 216, 37, 38], [2, 3, 17, 99, 1000, 4000, 216, 40]])
+
+
+@pytest.fixture(scope="module")
+def template(tiny_model_dir):
+    return lazarus_nb.load_model(str(tiny_model_dir("llama")))
+
+
+@pytest.fixture(scope="module")
+def fresh(template):
+    """Factory: the tiny llama with freshly read weights, sharing the (slow to load, immutable) tokenizer."""
+    from mlx_lm.utils import load_model
+
+    def make(path=None):
+        model, _ = load_model(path or template.path)
+        model.eval()
+        return replace(template, model=model, path=path or template.path)
+
+    return make
+
+
+def logits(loaded) -> np.ndarray:
+    return np.array(loaded.model(PROMPT_TOKENS))
+
+
+class Trained:
+    def __init__(self, loaded, state, path):
+        self.loaded, self.state, self.path = loaded, state, path
+        self.logits = logits(loaded)
+        self.arrays = {k: np.array(v) for k, v in lora.lora_arrays(loaded.model).items()}
+
+
+def train_and_save(fresh, path, config):
+    loaded = fresh()
+    state = train(loaded, prepare(loaded, config))
+    checkpoint.save(path, loaded, state)
+    return Trained(loaded, state, path)
+
+
+@pytest.fixture(scope="module")
+def trained(fresh, tmp_path_factory):
+    """A 2-step run of the tiny llama saved to disk (read-only: tests that damage it work on a copy)."""
+    return train_and_save(fresh, tmp_path_factory.mktemp("ckpt") / "run", TINY)
+
+
+@pytest.fixture(scope="module")
+def trained_subset(fresh, tmp_path_factory):
+    """Adapters on blocks 1 and 3 only (a gap inside the range mlx-lm adapts)."""
+    return train_and_save(fresh, tmp_path_factory.mktemp("ckpt") / "run", replace(TINY, lora_layers=[1, 3]))
+
+
+@pytest.fixture
+def copy(trained, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(trained.path, target)
+    return target
+
+
+def close(a, b) -> bool:
+    return np.allclose(a, b, atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------- layout and round trip
+
+
+def test_npz_keys_and_shapes_follow_spec(trained):
+    r, hidden, kv, q = TINY.lora_rank, 64, 2 * 16, 4 * 16
+    with np.load(trained.path / "lora_weights.npz") as npz:
+        assert set(npz.files) == {f"layer_{i}_{t}_{ab}" for i in range(4) for t in "vo" for ab in "AB"}
+        for i in range(4):
+            assert npz[f"layer_{i}_v_A"].shape == (hidden, r)
+            assert npz[f"layer_{i}_v_B"].shape == (r, kv)
+            assert npz[f"layer_{i}_o_A"].shape == (q, r)
+            assert npz[f"layer_{i}_o_B"].shape == (r, hidden)
+        for k in npz.files:
+            assert npz[k].dtype == np.float32
+            assert np.array_equal(npz[k], trained.arrays[k])
+        assert any(np.abs(npz[f"layer_{i}_v_B"]).max() > 0 for i in range(4))  # trained, not the zero init
+
+
+def test_config_json_has_spec_fields_and_rebuild_info(trained):
+    cfg = json.loads((trained.path / "config.json").read_text())
+    st = trained.state
+    expected = {"model": trained.loaded.name, "classifier_layer": 2, "lora_rank": 4, "cls_weight": 0.4, "steps": 2,
+                "learning_rate": 1e-2, "seed": 0, "lora_scale": TINY.lora_scale, "lora_layers": [0, 1, 2, 3],
+                "class_tokens": st.class_tokens.as_dict(), "steps_completed": 2, "status": "complete",
+                "trainable_params": lora.expected_count(4, 4, 64, 32, 64)}
+    assert {k: cfg[k] for k in expected} == expected
+    assert "final_accuracy" in cfg
+    assert {"mlx", "mlx-lm", "numpy"} <= set(cfg["versions"])
+    assert cfg["architecture"]["model_type"] == "llama"
+    history = json.loads((trained.path / "history.json").read_text())
+    assert [s["total"] for s in history["steps"]] == [s.total for s in st.history.steps]
+
+
+def test_optimizer_state_round_trip(trained):
+    saved = dict(tree_flatten(checkpoint.load_optimizer_state(trained.path)))
+    live = dict(tree_flatten(trained.state.optimizer.state))
+    assert saved.keys() == live.keys()
+    assert any(k.endswith(".lora_b.m") for k in saved)
+    for k, v in live.items():
+        assert np.array_equal(np.array(saved[k]), np.array(v)), k
+
+
+def test_load_adapter_reproduces_logits(trained, fresh, template):
+    loaded = fresh()
+    base = logits(loaded)
+    config = checkpoint.load_adapter(loaded, trained.path)
+    assert config["steps_completed"] == 2
+    after = logits(loaded)
+    assert close(after, trained.logits)
+    assert not close(base, trained.logits)  # the adapter matters, so the comparison means something
+    assert lora.trainable_count(loaded.model) == trained.state.trainable_params
+    with pytest.raises(LazarusError, match="already carries adapters"):
+        checkpoint.load_adapter(loaded, trained.path)
+
+
+@pytest.mark.parametrize("which", ["all-layers", "layers-1-3"])
+def test_mlx_lm_load_gives_the_same_logits(trained, trained_subset, which):
+    from mlx_lm import load
+
+    run = trained if which == "all-layers" else trained_subset
+    adapter_config = json.loads((run.path / "adapter_config.json").read_text())
+    assert adapter_config["fine_tune_type"] == "lora"
+    assert set(adapter_config["lora_parameters"]["keys"]) == {"self_attn.v_proj", "self_attn.o_proj"}
+    assert adapter_config["lora_parameters"]["rank"] == 4
+    model, _ = load(str(run.loaded.path), adapter_path=str(run.path))
+    assert close(np.array(model(PROMPT_TOKENS)), run.logits)
+
+
+@pytest.mark.parametrize("keep_config", [True, False], ids=["with-config-json", "pure-mlx-lm"])
+def test_mlx_lm_adapter_files_alone_load(copy, trained, fresh, keep_config):
+    (copy / "lora_weights.npz").unlink()
+    if not keep_config:
+        (copy / "config.json").unlink()
+    loaded = fresh()
+    checkpoint.load_adapter(loaded, copy)
+    assert close(logits(loaded), trained.logits)
+
+
+def test_subset_checkpoint_reloads(trained_subset, fresh):
+    loaded = fresh()
+    checkpoint.load_adapter(loaded, trained_subset.path)
+    assert sorted(lora.adapters(loaded.model)) == [(1, "o"), (1, "v"), (3, "o"), (3, "v")]
+    assert close(logits(loaded), trained_subset.logits)
+
+
+# ---------------------------------------------------------------- safety
+
+
+def test_check_writable(trained, tmp_path):
+    with pytest.raises(LazarusError, match="already holds a checkpoint"):
+        checkpoint.check_writable(trained.path)
+    assert checkpoint.check_writable(trained.path, force=True) == trained.path
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(LazarusError, match="is a file"):
+        checkpoint.check_writable(a_file)
+    with pytest.raises(LazarusError, match="is a file"):
+        checkpoint.check_writable(a_file, force=True)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(LazarusError, match="non-empty"):
+        checkpoint.check_writable(busy)
+    (tmp_path / "empty").mkdir()
+    assert checkpoint.check_writable(tmp_path / "empty") == tmp_path / "empty"
+    assert checkpoint.check_writable(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+
+
+def one_sentence(exc: pytest.ExceptionInfo) -> str:
+    message = str(exc.value)
+    assert message and "\n" not in message and "Traceback" not in message
+    return message
+
+
+def test_adapter_of_another_architecture_is_refused(trained, tiny_model_dir):
+    qwen = lazarus_nb.load_model(str(tiny_model_dir("qwen2")))
+    with pytest.raises(LazarusError) as info:
+        checkpoint.load_adapter(qwen, trained.path)
+    assert "another model" in one_sentence(info) and "llama" in str(info.value)
+    assert lora.adapters(qwen.model) == {}
+
+
+def test_garbage_npz_is_a_lazarus_error(copy, fresh):
+    (copy / "lora_weights.npz").write_bytes(b"this is not a zip file at all" * 10)
+    loaded = fresh()
+    with pytest.raises(LazarusError) as info:
+        checkpoint.load_adapter(loaded, copy)
+    assert "could not load" in one_sentence(info)
+    assert lora.adapters(loaded.model) == {}
+
+
+def test_truncated_npz_is_a_lazarus_error(copy, fresh):
+    data = (copy / "lora_weights.npz").read_bytes()
+    (copy / "lora_weights.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(LazarusError) as info:
+        checkpoint.load_adapter(fresh(), copy)
+    one_sentence(info)
+
+
+def test_wrong_shapes_fail_cleanly_and_leave_the_model_usable(copy, trained, fresh):
+    with np.load(copy / "lora_weights.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["layer_2_o_B"] = np.zeros((3, 64), np.float32)  # rank 3 where the config says 4
+    np.savez(copy / "lora_weights.npz", **arrays)
+    loaded = fresh()
+    base = logits(loaded)
+    with pytest.raises(LazarusError) as info:
+        checkpoint.load_adapter(loaded, copy)
+    one_sentence(info)
+    assert lora.adapters(loaded.model) == {}  # the half-applied adapters were removed again
+    assert close(logits(loaded), base)
+    checkpoint.load_adapter(loaded, trained.path)  # and a good adapter still loads onto it
+    assert close(logits(loaded), trained.logits)
+
+
+def test_unreadable_config_and_missing_files(copy, fresh, tmp_path):
+    with pytest.raises(LazarusError, match="does not exist"):
+        checkpoint.load_adapter(fresh(), tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LazarusError, match="not a checkpoint"):
+        checkpoint.load_adapter(fresh(), tmp_path / "empty")
+    (copy / "lora_weights.npz").unlink()
+    (copy / "adapters.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(LazarusError) as info:
+        checkpoint.load_adapter(fresh(), copy)
+    one_sentence(info)
+    (copy / "config.json").write_text("{not json")
+    with pytest.raises(LazarusError, match="unreadable"):
+        checkpoint.load_adapter(fresh(), copy)
+
+
+def snapshot_dir(path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+
+
+def leftovers(path) -> list[str]:
+    return sorted(p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}."))
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()], ids=["oserror", "ctrl-c"])
+def test_failed_save_keeps_the_previous_checkpoint(trained, tmp_path, monkeypatch, error):
+    target = tmp_path / "run"
+    shutil.copytree(trained.path, target)
+    before = snapshot_dir(target)
+
+    def broken_savez(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(checkpoint.np, "savez", broken_savez)
+    with pytest.raises(type(error)):
+        checkpoint.save(target, trained.loaded, trained.state, {"final_accuracy": 0.5})
+    assert snapshot_dir(target) == before
+    assert leftovers(target) == []
+    # a first save that fails leaves nothing behind at all
+    with pytest.raises(type(error)):
+        checkpoint.save(tmp_path / "first", trained.loaded, trained.state)
+    assert not (tmp_path / "first").exists() and leftovers(tmp_path / "first") == []
+
+
+def test_save_overwrites_atomically_and_update_config(trained, tmp_path):
+    target = tmp_path / "run"
+    checkpoint.save(target, trained.loaded, trained.state)
+    checkpoint.save(target, trained.loaded, trained.state, {"final_accuracy": 0.25, "note": "second"})
+    cfg = json.loads((target / "config.json").read_text())
+    assert cfg["final_accuracy"] == 0.25 and cfg["note"] == "second"
+    assert leftovers(target) == []
+    checkpoint.update_config(target, final_accuracy=0.75)
+    cfg2 = json.loads((target / "config.json").read_text())
+    assert cfg2 == {**cfg, "final_accuracy": 0.75}
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        ["lora_weights.npz", "config.json", "adapters.safetensors", "adapter_config.json", "history.json",
+         "optimizer.safetensors"])

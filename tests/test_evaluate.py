@@ -1,0 +1,286 @@
+"""The logit lens (lens.py) and evaluation (evaluate.py) against independent computations.
+
+The lens at the last layer must be the model's own logits for every architecture; intermediate layers are
+checked against a numpy RMSNorm + unembedding; ranks, probabilities and accuracies against numpy argmax.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import lazarus_nb
+from lazarus_nb import evaluate as ev
+from lazarus_nb.data import CANONICAL, CLASSES, make_sample
+from lazarus_nb.lens import LensReadout, LogitLens, forward_hidden, readout
+from lazarus_nb.tokens import ClassTokens, encode_prompt, make_batch, resolve_class_tokens
+
+# different lengths, so padding and greedy length groups are exercised
+SAMPLES = [*CANONICAL, make_sample(3, "add", 4), make_sample(50, "multiply", 50)]
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_model_dir):
+    return lazarus_nb.load_model(str(tiny_model_dir("llama")))
+
+
+@pytest.fixture(scope="module")
+def embedded(embedded_dir):
+    return lazarus_nb.load_model(str(embedded_dir))
+
+
+def padded_prompts(loaded, samples=SAMPLES):
+    return make_batch(loaded.tokenizer, samples, resolve_class_tokens(loaded.tokenizer), with_answers=False)
+
+
+def np_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def np_lens(loaded, eps: float, h: np.ndarray) -> np.ndarray:
+    """unembed(RMSNorm(h)) for the tied tiny llama, in float64 numpy."""
+    h = h.astype(np.float64)
+    w = np.array(loaded.model.model.norm.weight, dtype=np.float64)
+    emb = np.array(loaded.model.model.embed_tokens.weight, dtype=np.float64)
+    return (h / np.sqrt((h**2).mean(axis=-1, keepdims=True) + eps) * w) @ emb.T
+
+
+# ---------------------------------------------------------------- the lens
+
+
+def assert_last_layer_lens_is_model_logits(loaded, tokens):
+    hidden, final = forward_hidden(loaded.model, tokens)
+    assert len(hidden) == loaded.num_layers
+    lens = LogitLens(loaded.model)
+    own = np.array(loaded.model(tokens))
+    assert np.array_equal(np.array(lens(hidden[-1])), own)
+    assert np.array_equal(np.array(lens.unembed(final)), own)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3_text"])
+def test_last_layer_lens_equals_model_logits(llama, tiny_model_dir, arch):
+    from mlx_lm.utils import load_model
+
+    # weights only (the tokenizer is the same for all tiny models and slow to load)
+    model, _ = load_model(tiny_model_dir(arch))
+    loaded = replace(llama, model=model, num_layers=len(model.layers))
+    tokens = padded_prompts(loaded).tokens
+    assert tokens.shape[1] > 4  # longer than gemma3's sliding window in the tiny config
+    assert_last_layer_lens_is_model_logits(loaded, tokens)
+
+
+@pytest.mark.slow
+def test_last_layer_lens_equals_model_logits_embedded(embedded):
+    assert_last_layer_lens_is_model_logits(embedded, padded_prompts(embedded).tokens)
+
+
+def test_hidden_state_l_is_the_output_of_block_l(llama):
+    """Run the blocks by hand (llama: embed, then block(h, causal mask)) and compare every layer."""
+    tokens = padded_prompts(llama).tokens
+    hidden, final = forward_hidden(llama.model, tokens)
+    h = llama.model.model.embed_tokens(tokens)
+    for layer, block in enumerate(llama.model.model.layers):
+        h = block(h, "causal")
+        assert np.allclose(np.array(hidden[layer]), np.array(h), atol=1e-5), layer
+    assert np.allclose(np.array(final), np.array(llama.model.model.norm(h)), atol=1e-5)
+
+
+def test_capture_restores_the_blocks(llama):
+    classes = [type(b) for b in llama.model.model.layers]
+    forward_hidden(llama.model, mx.array([[1, 2, 3]]))
+    assert [type(b) for b in llama.model.model.layers] == classes
+
+
+def test_readout_matches_numpy(llama, tiny_model_dir):
+    eps = json.loads((tiny_model_dir("llama") / "config.json").read_text())["rms_norm_eps"]
+    batch = padded_prompts(llama)
+    hidden, _ = forward_hidden(llama.model, batch.tokens)
+    rows = np.arange(batch.size)
+    last = np.array(batch.prompt_last)
+    logits = np.stack([np_lens(llama, eps, np.array(h)[rows, last]) for h in hidden])  # (L, B, V)
+    # targets: the top-1 token of row 0 at the last layer and of row 1 at layer 1 (so rank 0 occurs), the
+    # class tokens, and row 0's least likely token
+    targets = list(dict.fromkeys([int(logits[-1, 0].argmax()), int(logits[1, 1].argmax()),
+                                  *resolve_class_tokens(llama.tokenizer).ids, int(logits[-1, 0].argmin())]))
+    r = readout(LogitLens(llama.model), batch.tokens, batch.prompt_last, targets, top_k=5)
+    assert r.layers == list(range(llama.num_layers)) and r.target_ids == targets
+    probs, ranks = np.array(r.probs), np.array(r.ranks)
+    assert probs.shape == ranks.shape == (llama.num_layers, batch.size, len(targets))
+
+    expected_probs = np_softmax(logits)[:, :, targets]
+    assert np.allclose(probs, expected_probs, rtol=1e-4, atol=1e-8)
+    tl = logits[:, :, targets]  # (L, B, K)
+    above = (logits[:, :, None, :] > tl[..., None] + 1e-4).sum(-1)  # strictly better tokens, with float slack
+    above_or_tied = (logits[:, :, None, :] > tl[..., None] - 1e-4).sum(-1) - 1
+    assert (above <= ranks).all() and (ranks <= above_or_tied).all()
+    is_argmax = logits.argmax(-1)[..., None] == np.array(targets)  # (L, B, K)
+    assert ((ranks == 0) == is_argmax).all()
+    assert ranks[-1, 0, 0] == 0 and ranks[1, 1, 1] == 0  # the constructed rank-0 cases
+    assert ranks[-1, 0, -1] == logits.shape[-1] - 1  # the least likely token is last
+
+    labels = mx.array([0, 1] + [2] * (batch.size - 2))
+    full = np.array(r.full_top1(labels))
+    assert full.shape == (llama.num_layers, batch.size)
+    assert (full == (logits.argmax(-1) == np.array(targets)[np.array(labels)])).all()
+    assert full[-1, 0] and full[1, 1]
+    assert (np.array(r.restricted_pred()) == tl.argmax(-1)).all()
+
+    top_ids, top_probs = np.array(r.top_ids), np.array(r.top_probs)
+    assert top_ids.shape == (llama.num_layers, batch.size, 5)
+    fifth = np.sort(logits, axis=-1)[..., -5]
+    chosen = np.take_along_axis(logits, top_ids, axis=-1)
+    assert (chosen >= fifth[..., None] - 1e-4).all() and (np.diff(chosen, axis=-1) <= 1e-4).all()
+    assert np.allclose(top_probs, np.take_along_axis(np_softmax(logits), top_ids, axis=-1), rtol=1e-4, atol=1e-8)
+
+    part = readout(LogitLens(llama.model), batch.tokens, batch.prompt_last, targets, layers=[3, 1], top_k=2)
+    assert part.layers == [3, 1]
+    assert np.allclose(np.array(part.probs), probs[[3, 1]]) and np.array_equal(np.array(part.ranks), ranks[[3, 1]])
+
+
+def test_lens_readout_chunks_agree(llama):
+    ct = resolve_class_tokens(llama.tokenizer)
+    lens = LogitLens(llama.model)
+    whole = ev.lens_readout(lens, llama.tokenizer, SAMPLES, ct)
+    chunked = ev.lens_readout(lens, llama.tokenizer, SAMPLES, ct, chunk=3)
+    # chunks are padded to their own width, so logits differ by float rounding and near-tied ranks may flip
+    for key, atol in (("probs", 1e-6), ("top_probs", 1e-6), ("ranks", 3)):
+        a, b = np.array(getattr(whole, key)), np.array(getattr(chunked, key))
+        assert a.shape == b.shape and np.allclose(a, b, atol=atol, rtol=1e-4), key
+    assert np.array(whole.probs).shape == (llama.num_layers, len(SAMPLES), 4)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_lens_stats_by_hand():
+    # 2 layers, 3 prompts (labels 0, 1, 2), 4 targets
+    probs = np.array([
+        [[0.5, 0.1, 0.1, 0.1], [0.3, 0.2, 0.1, 0.0], [0.0, 0.1, 0.6, 0.2]],
+        [[0.1, 0.2, 0.3, 0.0], [0.0, 0.9, 0.0, 0.0], [0.2, 0.2, 0.1, 0.3]],
+    ], dtype=np.float32)
+    ranks = np.array([
+        [[0, 5, 6, 7], [1, 3, 9, 99], [50, 9, 0, 4]],
+        [[4, 3, 2, 60], [70, 0, 80, 90], [2, 3, 8, 1]],
+    ], dtype=np.int32)
+    r = LensReadout([5, 9], [11, 12, 13, 14], mx.array(probs), mx.array(ranks), mx.zeros((2, 3, 1), mx.int32),
+                    mx.zeros((2, 3, 1)))
+    s = ev.lens_stats(r, [0, 1, 2])
+    assert s.layers == [5, 9]
+    assert s.prob == pytest.approx([(0.5 + 0.2 + 0.6) / 3, (0.1 + 0.9 + 0.1) / 3])
+    assert s.restricted_acc == pytest.approx([2 / 3, 1 / 3])  # layer 0: rows 0, 2 right; layer 1: row 1
+    assert s.top1_acc == pytest.approx([2 / 3, 1 / 3])
+    assert s.median_rank == [0.0, 4.0]
+    assert s.class_prob.keys() == {"multiply", "add", "subtract"}  # no divide row, so no divide entry
+    for c, values in {"multiply": [0.5, 0.1], "add": [0.2, 0.9], "subtract": [0.6, 0.1]}.items():
+        assert s.class_prob[c] == pytest.approx(values)
+    assert s.at(9) == {"prob": pytest.approx(1.1 / 3), "restricted_acc": pytest.approx(1 / 3),
+                       "top1_acc": pytest.approx(1 / 3), "median_rank": 4.0}
+
+
+def test_canonical_rows_and_table(llama, tiny_model_dir):
+    """Status is full-vocab top-1 of the lens; class ids are chosen so some rows pass and some fail."""
+    eps = json.loads((tiny_model_dir("llama") / "config.json").read_text())["rms_norm_eps"]
+    layer = 2
+    batch = padded_prompts(llama, CANONICAL)
+    hidden, _ = forward_hidden(llama.model, batch.tokens)
+    logits = np_lens(llama, eps, np.array(hidden[layer])[np.arange(8), np.array(batch.prompt_last)])  # (8, V)
+    ids = (int(logits[0].argmax()), int(logits[2].argmin()), int(logits[4].argmin()), int(logits[6].argmin()))
+    assert len(set(ids)) == 4
+    ct = ClassTokens(CLASSES, ids, tuple(llama.tokenizer.decode([i]) for i in ids), (True,) * 4)
+    rows = ev.canonical_rows(LogitLens(llama.model), llama.tokenizer, CANONICAL, ct, layer)
+    p = np_softmax(logits)
+    for b, (row, sample) in enumerate(zip(rows, CANONICAL)):
+        k = CLASSES.index(sample.label)
+        assert row.prompt == sample.prompt and row.expected == sample.label
+        assert row.ok == (int(logits[b].argmax()) == ids[k])
+        assert row.predicted == llama.tokenizer.decode([int(logits[b].argmax())])
+        assert row.restricted == CLASSES[int(logits[b, list(ids)].argmax())]
+        assert row.prob == pytest.approx(p[b, ids[k]], rel=1e-4, abs=1e-9)
+    k_ok = sum(int(logits[b].argmax()) == ids[CLASSES.index(s.label)] for b, s in enumerate(CANONICAL))
+    assert rows[0].ok and not rows[6].ok and not rows[7].ok and 1 <= k_ok <= 6
+
+    table = ev.format_canonical(rows)
+    lines = table.splitlines()
+    assert all(w in lines[0] for w in ("Prompt", "Predicted", "Expected", "Status"))
+    assert sum("[OK]" in line for line in lines) == k_ok and sum("[FAIL]" in line for line in lines) == 8 - k_ok
+    m = re.search(r"Accuracy: (\d+)/8 \((\d+)%\)", lines[-1])
+    assert m and int(m.group(1)) == k_ok and abs(int(m.group(2)) - 100 * k_ok / 8) <= 0.5
+
+
+def test_format_canonical_by_hand():
+    rows = [ev.CanonicalRow(s.prompt, " x", s.label, i % 2 == 0, "add", 0.1) for i, s in enumerate(CANONICAL)]
+    table = ev.format_canonical(rows)
+    assert "Accuracy: 4/8 (50%)" in table
+    assert table.count("[OK]") == 4 and table.count("[FAIL]") == 4
+    assert "'7 * 8 = '" in table  # prompts are shown with their trailing space visible
+    assert "Accuracy: 0/0 (0%)" in ev.format_canonical([])
+
+
+def test_evaluate_is_consistent_with_its_parts(llama):
+    ct = resolve_class_tokens(llama.tokenizer)
+    lens = LogitLens(llama.model)
+    heldout = SAMPLES[:6]
+    e = ev.evaluate(lens, llama.tokenizer, ct, heldout, CANONICAL, 2, answers=False)
+    assert e.answers is None and e.layer == 2
+    assert e.canonical_correct == sum(r.ok for r in e.canonical)
+    stats = ev.sample_lens_stats(lens, llama.tokenizer, heldout, ct)
+    assert e.heldout_prob == pytest.approx(stats.prob[2])
+    assert e.heldout_restricted_accuracy == pytest.approx(stats.restricted_acc[2])
+    assert e.heldout_top1_accuracy == pytest.approx(stats.top1_acc[2])
+    assert e.to_dict()["answer_accuracy"] is None
+
+
+# ---------------------------------------------------------------- answers
+
+
+@pytest.mark.parametrize("generated, answer, ok", [
+    ("56\n", "56", True), ("56", "56", True), (" 56 is it", "56", True), ("560", "56", False),
+    ("5", "56", False), ("", "56", False), ("fifty-six", "56", False), ("-56", "56", False),
+    ("-3", "-3", True), ("56.5", "56", True),
+])
+def test_answer_correct(generated, answer, ok):
+    assert ev.answer_correct(generated, answer) is ok
+
+
+def independent_greedy(loaded, prompt: str, n: int) -> list[int]:
+    ids = encode_prompt(loaded.tokenizer, prompt)
+    new = []
+    for _ in range(n):
+        nxt = int(mx.argmax(loaded.model(mx.array([ids + new]))[0, -1]).item())
+        new.append(nxt)
+    return new
+
+
+def test_greedy_answers_group_by_length(llama):
+    samples = SAMPLES
+    lengths = {len(encode_prompt(llama.tokenizer, s.prompt)) for s in samples}
+    assert len(lengths) > 1
+    got = ev.greedy_answers(LogitLens(llama.model), llama.tokenizer, samples, max_new_tokens=3)
+    for s, text in zip(samples, got):
+        assert text == llama.tokenizer.decode(independent_greedy(llama, s.prompt, 3)), s.prompt
+
+
+@pytest.mark.slow
+def test_greedy_answer_on_embedded_model(embedded):
+    sample = CANONICAL[0]  # 7 * 8 = 56, two answer tokens -> 3 new tokens by default
+    n = 1 + len(embedded.tokenizer.encode(sample.answer, add_special_tokens=False))
+    (text,) = ev.greedy_answers(LogitLens(embedded.model), embedded.tokenizer, [sample])
+    assert text == embedded.tokenizer.decode(independent_greedy(embedded, sample.prompt, n))
+
+
+def test_answer_accuracy_by_class(llama, monkeypatch):
+    samples = [make_sample(7, "multiply", 8), make_sample(2, "multiply", 3), make_sample(1, "add", 1),
+               make_sample(9, "subtract", 4)]
+    fake = ["56\n", "7", "2 and", "50"]  # right, wrong, right, wrong
+    monkeypatch.setattr(ev, "greedy_answers", lambda lens, tok, s: fake[: len(s)])
+    acc = ev.answer_accuracy(LogitLens(llama.model), llama.tokenizer, samples)
+    assert acc.accuracy == pytest.approx(0.5)
+    assert acc.by_class == {"multiply": 0.5, "add": 1.0, "subtract": 0.0}
+    assert acc.examples[0] == ("7 * 8 = ", "56", "56\n")

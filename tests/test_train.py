@@ -1,0 +1,289 @@
+"""The dual-reward trainer (train.py) on the tiny llama: what changes, determinism, Adam, interrupt/resume,
+divergence, config validation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+import pytest
+from mlx.utils import tree_flatten
+
+import lazarus_nb
+from lazarus_nb import LazarusError, checkpoint, lora, workflow
+from lazarus_nb import train as train_mod
+from lazarus_nb.lens import LogitLens
+from lazarus_nb.losses import dual_loss
+from lazarus_nb.tokens import make_batch
+from lazarus_nb.train import History, TrainConfig, batch_schedule, prepare, train
+
+TINY = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_size=4, lora_rank=4, batch_size=4,
+                   snapshot_every=0, learning_rate=1e-2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def template(tiny_model_dir):
+    loaded = lazarus_nb.load_model(str(tiny_model_dir("llama")))
+    assert loaded.dtype == "float32"
+    return loaded
+
+
+@pytest.fixture
+def fresh(template):
+    """Factory: the tiny llama with freshly read weights (training mutates the model, so every run gets its
+    own); the tokenizer, which is slow to load and never mutated, is shared."""
+    from mlx_lm.utils import load_model
+
+    def make():
+        model, _ = load_model(template.path)
+        model.eval()
+        return replace(template, model=model)
+
+    return make
+
+
+def base_params(model) -> dict[str, np.ndarray]:
+    return {k: np.array(v) for k, v in tree_flatten(model.parameters())
+            if not k.endswith((".lora_a", ".lora_b"))}
+
+
+def adapter_arrays(model) -> dict[str, np.ndarray]:
+    return {k: np.array(v) for k, v in lora.lora_arrays(model).items()}
+
+
+def losses(state) -> list[tuple[int, float, float, float]]:
+    return [(s.step, s.total, s.cls_loss, s.ans_loss) for s in state.history.steps]
+
+
+def run(loaded, config, **kw):
+    state = prepare(loaded, config)
+    return train(loaded, state, **kw)
+
+
+# ---------------------------------------------------------------- what a step changes
+
+
+def test_training_changes_only_the_vo_adapters(fresh):
+    loaded = fresh()
+    original = base_params(loaded.model)
+    state = prepare(loaded, TINY)
+    base_before = base_params(loaded.model)
+    # wrapping moves v_proj/o_proj weights under ".linear" and changes no value
+    assert {k.replace(".linear.", "."): v for k, v in base_before.items()}.keys() == original.keys()
+    assert all(np.array_equal(v, original[k.replace(".linear.", ".")]) for k, v in base_before.items())
+    trainable = [k for k, _ in tree_flatten(loaded.model.trainable_parameters())]
+    assert trainable and all(k.endswith((".lora_a", ".lora_b")) for k in trainable)
+    assert all(".self_attn.v_proj." in k or ".self_attn.o_proj." in k for k in trainable)
+    assert state.trainable_params == lora.expected_count(4, 4, 64, 2 * 16, 4 * 16) == 4 * 4 * (96 + 128)
+    b_before = {k: v for k, v in adapter_arrays(loaded.model).items() if k.endswith("_B")}
+    assert all((v == 0).all() for v in b_before.values())
+
+    train(loaded, state)
+
+    base_after = base_params(loaded.model)
+    assert base_after.keys() == base_before.keys()
+    for k, v in base_before.items():
+        assert np.array_equal(base_after[k], v), f"base parameter {k} changed"
+    after = adapter_arrays(loaded.model)
+    assert all(np.abs(after[k]).max() > 0 for k in b_before), "every B matrix must have been updated"
+    assert state.status == "complete" and state.step == 2
+    assert [s.step for s in state.history.steps] == [1, 2]
+    assert [s.step for s in state.history.snapshots] == [0, 2]  # snapshot_every=0: first and last only
+
+
+def test_first_step_is_adam_on_the_dual_loss_gradient(fresh):
+    """One step moves the adapters by mlx's Adam (given learning rate) on the dual-loss gradient of the first
+    scheduled batch, computed here independently; plain SGD (the original's bug) would differ."""
+    loaded = fresh()
+    config = replace(TINY, steps=1, learning_rate=3e-3)
+    state = prepare(loaded, config)
+    model = loaded.model
+    lens = LogitLens(model)
+    idx = batch_schedule(len(state.train_set), config.batch_size, config.steps, config.seed)[0]
+    batch = make_batch(loaded.tokenizer, [state.train_set[i] for i in idx], state.class_tokens)
+    _, grads = nn.value_and_grad(
+        model, lambda b: dual_loss(lens, b, state.classifier_layer, config.cls_weight)[0])(batch)
+    before = dict(tree_flatten(model.trainable_parameters()))
+    reference = optim.Adam(learning_rate=config.learning_rate)
+    expected = dict(tree_flatten(reference.apply_gradients(grads, model.trainable_parameters())))
+    sgd = {k: before[k] - config.learning_rate * g for k, g in tree_flatten(grads)}
+    before = {k: np.array(v) for k, v in before.items()}
+
+    train(loaded, state)
+
+    after = dict(tree_flatten(model.trainable_parameters()))
+    for k, v in after.items():
+        assert np.allclose(np.array(v), np.array(expected[k]), atol=1e-6), k
+        if k.endswith(".lora_a"):  # B = 0 at step 1, so A's gradient and its Adam update are exactly zero
+            assert np.array_equal(np.array(v), before[k])
+        else:
+            assert not np.allclose(np.array(v), np.array(sgd[k]), atol=1e-6), f"{k} looks like an SGD step"
+
+
+# ---------------------------------------------------------------- reproducibility
+
+
+def test_same_seed_same_history_other_seed_differs(fresh):
+    config = TINY
+    a, b = run(fresh(), config), run(fresh(), config)
+    assert len(a.history.steps) == 2
+    assert losses(a) == losses(b)
+    assert a.history.snapshots == b.history.snapshots
+    c = run(fresh(), replace(config, seed=1))
+    assert [x[1:] for x in losses(c)] != [x[1:] for x in losses(a)]
+
+
+def test_batch_schedule_is_a_pure_prefix_stable_epoch_shuffle():
+    n, bs, seed = 10, 4, 3
+    long = batch_schedule(n, bs, 7, seed)
+    assert [b.tolist() for b in batch_schedule(n, bs, 3, seed)] == [b.tolist() for b in long[:3]]
+    assert [b.tolist() for b in batch_schedule(n, bs, 7, seed)] == [b.tolist() for b in long]
+    flat = np.concatenate(long)
+    assert len(flat) == 28 and all(len(b) == bs for b in long)
+    assert sorted(flat[:10].tolist()) == list(range(10)) and sorted(flat[10:20].tolist()) == list(range(10))
+    assert [b.tolist() for b in batch_schedule(n, bs, 7, seed + 1)] != [b.tolist() for b in long]
+
+
+def test_events_snapshots_and_periodic_saves(fresh):
+    loaded = fresh()
+    events, saves = [], []
+    config = replace(TINY, steps=3, snapshot_every=2, checkpoint_every=1)
+    state = run(loaded, config, callback=lambda e: events.append((e.kind, e.step, e.total_steps)),
+                save=lambda st: saves.append((st.step, st.status)))
+    assert events == [("snapshot", 0, 3), ("step", 1, 3), ("step", 2, 3), ("snapshot", 2, 3), ("step", 3, 3),
+                      ("snapshot", 3, 3)]
+    assert saves == [(1, "running"), (2, "running")]  # the last step is saved by the caller, with its metrics
+    assert [s.step for s in state.history.snapshots] == [0, 2, 3]
+    n_layers = loaded.num_layers
+    for snap in state.history.snapshots:
+        assert len(snap.prob) == len(snap.restricted_acc) == len(snap.top1_acc) == n_layers
+        assert all(0 <= p <= 1 for p in snap.prob)
+    steps, layers, values = state.history.emergence("prob")
+    assert steps == [0, 2, 3] and layers == list(range(n_layers)) and values.shape == (n_layers, 3)
+    assert values[:, 1].tolist() == state.history.snapshots[1].prob
+    again = History.from_dict(json.loads(json.dumps(state.history.to_dict())))
+    assert again == state.history
+
+
+# ---------------------------------------------------------------- interrupt and resume
+
+
+class Interrupt:
+    """Callback that presses Ctrl-C when the given step has completed."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def __call__(self, event):
+        if event.kind == "step" and event.step == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("lora_layers", [None, [1, 3]], ids=["all-layers", "layers-1-3"])
+def test_interrupt_saves_and_resume_reproduces_the_uninterrupted_run(fresh, tmp_path, lora_layers):
+    config = replace(TINY, steps=3, lora_layers=lora_layers, checkpoint_every=100)
+    reference_model = fresh()
+    reference = run(reference_model, config)
+
+    loaded = fresh()
+    ckpt = tmp_path / "run"
+    state = prepare(loaded, config)
+    with pytest.raises(KeyboardInterrupt):
+        train(loaded, state, callback=Interrupt(2), save=lambda st: checkpoint.save(ckpt, loaded, st))
+    saved = json.loads((ckpt / "config.json").read_text())
+    assert saved["steps_completed"] == 2 and saved["status"] == "interrupted"
+    assert len(json.loads((ckpt / "history.json").read_text())["steps"]) == 2
+    assert losses(state) == losses(reference)[:2]
+
+    resumed_model = fresh()
+    resumed = workflow.resume_state(resumed_model, ckpt)
+    assert resumed.step == 2 and losses(resumed) == losses(reference)[:2]
+    train(resumed_model, resumed)
+    assert resumed.status == "complete"
+    assert losses(resumed) == losses(reference)  # bit-identical continuation
+    assert resumed.history.snapshots == reference.history.snapshots
+    ref_arrays, res_arrays = adapter_arrays(reference_model.model), adapter_arrays(resumed_model.model)
+    assert ref_arrays.keys() == res_arrays.keys()
+    assert all(np.array_equal(ref_arrays[k], res_arrays[k]) for k in ref_arrays)
+
+
+# ---------------------------------------------------------------- divergence
+
+
+def test_nan_loss_stops_with_diverged_state(fresh, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = train_mod.dual_loss
+
+    def nan_from_step_2(lens, batch, layer, w):
+        calls["n"] += 1
+        total, cls, ans = real(lens, batch, layer, w)
+        return (total * mx.array(float("nan")), cls, ans) if calls["n"] >= 2 else (total, cls, ans)
+
+    reference = fresh()
+    run(reference, replace(TINY, steps=1))
+    one_step = adapter_arrays(reference.model)
+    monkeypatch.setattr(train_mod, "dual_loss", nan_from_step_2)
+    loaded = fresh()
+    ckpt = tmp_path / "run"
+    state = prepare(loaded, replace(TINY, steps=3))
+    with pytest.raises(LazarusError, match="diverged"):
+        train(loaded, state, save=lambda st: checkpoint.save(ckpt, loaded, st))
+    saved = json.loads((ckpt / "config.json").read_text())
+    assert saved["status"] == "diverged" and saved["steps_completed"] == 1
+    assert state.status == "diverged" and state.step == 1 and len(state.history.steps) == 1
+    # the non-finite update was never applied: the model keeps the adapter of step 1, which is what was saved
+    kept = adapter_arrays(loaded.model)
+    with np.load(ckpt / "lora_weights.npz") as npz:
+        assert all(np.array_equal(npz[k], kept[k]) for k in kept)
+    assert all(np.isfinite(v).all() for v in kept.values())
+    assert all(np.array_equal(one_step[k], kept[k]) for k in kept)
+
+    # without a save hook the error is the same (the state is still at step 1, the loss is still NaN)
+    with pytest.raises(LazarusError, match="diverged at step 2"):
+        train(loaded, state)
+    assert state.step == 1
+
+
+# ---------------------------------------------------------------- config validation
+
+
+@pytest.mark.parametrize("layers, expected", [(30, 16), (22, 12), (4, 2), (1, 0)])
+def test_default_classifier_layer(layers, expected):
+    cfg = TrainConfig()
+    assert cfg.resolve(layers).classifier_layer == expected == int(0.55 * layers)
+    assert cfg.classifier_layer is None  # resolve returns a copy
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"classifier_layer": 30}, "0..29"),
+    ({"classifier_layer": -1}, "0..29"),
+    ({"cls_weight": 1.5}, "[0, 1]"),
+    ({"cls_weight": -0.1}, "[0, 1]"),
+    ({"steps": 0}, "positive"),
+    ({"lora_rank": 0}, "positive"),
+    ({"learning_rate": 0.0}, "positive"),
+    ({"batch_size": 0}, "positive"),
+    ({"num_samples": 3}, "at least 4"),
+    ({"lora_layers": [30]}, "0..29"),
+])
+def test_invalid_config_is_one_sentence(change, words):
+    with pytest.raises(LazarusError) as info:
+        replace(TrainConfig(), **change).resolve(30)
+    message = str(info.value)
+    assert words in message
+    assert "\n" not in message and message.count(". ") == 0
+
+
+def test_valid_edges_resolve():
+    cfg = replace(TrainConfig(), classifier_layer=29, cls_weight=1.0, steps=1).resolve(30)
+    assert cfg.classifier_layer == 29 and cfg.cls_weight == 1.0
+    assert replace(TrainConfig(), cls_weight=0.0, classifier_layer=0).resolve(30).classifier_layer == 0
+
+
+def test_impossible_data_request_is_a_lazarus_error(fresh):
+    with pytest.raises(LazarusError):
+        prepare(fresh(), replace(TINY, heldout_samples=100_000))

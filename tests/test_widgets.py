@@ -1,0 +1,145 @@
+"""TrainPanel and LensExplorer on the tiny random-weight model (no kernel, no browser: plain methods)."""
+
+from __future__ import annotations
+
+import base64
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.collections import QuadMesh  # noqa: E402
+
+from lazarus_nb import checkpoint, lora, plots  # noqa: E402
+from lazarus_nb.data import CANONICAL, CLASSES  # noqa: E402
+from lazarus_nb.models import load_model  # noqa: E402
+from lazarus_nb.profiles import Profile, ensure_checkpoint  # noqa: E402
+from lazarus_nb.train import TrainConfig  # noqa: E402
+from lazarus_nb.widgets import FigureSlot, LensExplorer, TrainPanel  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_every=1, snapshot_size=4, batch_size=4)
+
+
+@pytest.fixture
+def tiny(tiny_model_dir):
+    return load_model(str(tiny_model_dir("llama")))
+
+
+def _png(output: dict) -> bytes:
+    return base64.b64decode(output["data"]["image/png"])
+
+
+def _text(out) -> str:
+    return "".join(o.get("text", "") for o in out.outputs)
+
+
+def _heatmap(fig) -> QuadMesh:
+    meshes = [c for ax in fig.axes if ax.get_label() != "<colorbar>" for c in ax.collections
+              if isinstance(c, QuadMesh)]
+    assert len(meshes) == 1
+    return meshes[0]
+
+
+def _data_lines(fig) -> list:
+    return [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid() != "lazarus:classifier_layer"]
+
+
+def test_figure_slot_holds_exactly_one_png():
+    fig = plots.loss_curves([1, 2], [3.0, 2.0], [4.0, 3.0], [2.0, 1.0])
+    slot = FigureSlot(fig)
+    slot.update()
+    slot.update(fig)
+    assert slot.renders == 3
+    assert len(slot.widget.outputs) == 1  # replaced, never appended
+    assert _png(slot.widget.outputs[0]).startswith(PNG_MAGIC)
+
+
+def test_train_panel_run(tiny, tmp_path):
+    panel = TrainPanel(tiny, TINY, checkpoint=tmp_path / "ckpt", answers=False)
+    fig = panel.dashboard.fig
+    assert panel.classifier_layer.max == tiny.num_layers - 1
+    assert panel.classifier_layer.value == tiny.default_classifier_layer
+    result = panel.run()
+
+    assert result is not None and result.state.step == 2 and result.state.status == "complete"
+    assert panel.result is result
+    assert panel.progress.max == 2 and panel.progress.value == panel.progress.max
+    assert panel.progress.bar_style == "success"
+    # one figure for the panel's lifetime, redrawn in place and shown in one slot
+    assert panel.dashboard.fig is fig and panel.figure.fig is fig
+    assert len(panel.figure.widget.outputs) == 1 and panel.figure.renders >= 3
+    assert _png(panel.figure.widget.outputs[0]).startswith(PNG_MAGIC)
+    coords = _heatmap(fig).get_coordinates()  # (rows + 1, cols + 1, 2): one row per layer, one col per snapshot
+    assert coords.shape[0] - 1 == tiny.num_layers
+    assert coords.shape[1] - 1 == len(result.state.history.snapshots) == 3  # steps 0, 1, 2
+    assert "Trainable parameters" in _text(panel.output)
+    assert checkpoint.is_checkpoint(tmp_path / "ckpt")
+    assert lora.adapters(tiny.model)
+
+    # a second run starts from the base model (adapters are replaced, not stacked) and, with force, overwrites
+    panel.force = True
+    panel.steps.value = 1
+    again = panel.run()
+    assert again is not None and again.state.step == 1 and panel.progress.value == panel.progress.max == 1
+    assert panel.dashboard.fig is fig
+
+
+def test_train_panel_bad_value_shows_message(tiny):
+    panel = TrainPanel(tiny, TINY)
+    panel.cls_weight.value = 2
+    assert panel.run() is None  # no exception
+    assert "cls_weight must be in [0, 1], got 2.0" in _text(panel.output)
+    assert "cls_weight" in panel.status.value and panel.progress.bar_style == "danger"
+    assert not lora.adapters(tiny.model)  # the model was not touched
+    panel._on_click(panel.button)  # the button path reports the same way
+    assert _text(panel.output).count("cls_weight must be") == 1  # output is cleared per run
+
+
+def test_train_panel_existing_checkpoint_without_force(tiny, tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}")
+    panel = TrainPanel(tiny, TINY, checkpoint=tmp_path / "ckpt")
+    assert panel.run() is None
+    assert "already holds a checkpoint" in _text(panel.output)
+
+
+def test_lens_explorer(tiny):
+    explorer = LensExplorer(tiny)
+    assert explorer.fig is not None  # the first canonical prompt is drawn on creation
+    first = explorer.fig
+    fig = explorer.show("81 / 9 = ")
+    assert fig is explorer.fig and fig is not first
+    lines = _data_lines(fig)
+    assert len(lines) == 4 and sorted(ln.get_label() for ln in lines) == sorted(CLASSES)
+    for ln in lines:
+        y = np.asarray(ln.get_ydata(), dtype=float)
+        assert y.shape == (tiny.num_layers,) and np.all((y >= 0) & (y <= 1))
+    assert len(explorer.top) == explorer.top_k
+    assert len(explorer.slot.widget.outputs) == 1
+    assert f"layer {explorer.layer}" in explorer.table.value
+
+    explorer.text.value = "What is 7 times 8? "  # a free prompt through the widget
+    assert "7 times 8" in explorer.fig.axes[0].get_title()
+    explorer.dropdown.value = CANONICAL[2].prompt
+    assert "23 + 45" in explorer.fig.axes[0].get_title()
+    assert explorer.show("   ") is None and "type a prompt" in _text(explorer.output)
+
+
+def test_lens_explorer_on_adapted_model_with_checkpoint_tokens(tiny, tiny_model_dir, tmp_path):
+    TrainPanel(tiny, TINY, checkpoint=tmp_path / "ckpt", answers=False).run()
+    adapted = load_model(str(tiny_model_dir("llama")))
+    saved = checkpoint.load_adapter(adapted, tmp_path / "ckpt")
+    explorer = LensExplorer(adapted, class_tokens=saved["class_tokens"], classifier_layer=saved["classifier_layer"])
+    assert explorer.title == "adapted model"
+    assert explorer.class_tokens.ids == tuple(saved["class_tokens"].values())
+    assert len(_data_lines(explorer.show(CANONICAL[0].prompt))) == 4
+
+
+def test_ensure_checkpoint_trains_only_when_missing(tiny_model_dir, tmp_path):
+    p = Profile("smoke", str(tiny_model_dir("llama")), tmp_path, probe_per_class=2, answers=False)
+    path, trained = ensure_checkpoint(p)
+    assert trained and path == tmp_path / "checkpoint" and checkpoint.is_checkpoint(path)
+    assert ensure_checkpoint(p) == (path, False)

@@ -8,7 +8,7 @@ export LAZARUS_NB_HOME ?= $(HOME)/.cache/lazarus_nb
 .PHONY: setup lab demo test bench lint clean
 
 setup: $(STAMP)
-	@scripts/install_blas.sh
+	@scripts/install_system_deps.sh
 	@$(BIN)/lazarus-nb fetch
 
 $(STAMP): pyproject.toml

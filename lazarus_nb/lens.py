@@ -152,7 +152,9 @@ def readout(
         target_logits = logits[:, targets]  # (B, K)
         probs.append(mx.exp(logp[:, targets]))
         ranks.append((logits[:, None, :] > target_logits[:, :, None]).sum(axis=-1))
-        order = mx.argsort(-logits, axis=-1)[:, :top_k]
+        # argpartition then a sort of only k: a full sort of the vocabulary per layer is ~10x slower
+        part = mx.argpartition(-logits, kth=top_k - 1, axis=-1)[:, :top_k]
+        order = mx.take_along_axis(part, mx.argsort(-mx.take_along_axis(logits, part, axis=-1), axis=-1), axis=-1)
         top_ids.append(order)
         top_probs.append(mx.exp(mx.take_along_axis(logp, order, axis=-1)))
         mx.eval(probs[-1], ranks[-1], top_ids[-1], top_probs[-1])  # keep only the small results alive

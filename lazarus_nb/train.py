@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from .lens import LogitLens
 from .lora import LoraConfig, apply_lora, trainable_count
 from .losses import dual_loss
 from .models import LoadedModel
-from .tokens import ClassTokens, make_batch, resolve_class_tokens
+from .tokens import ClassTokens, encode_prompt, make_batch, resolve_class_tokens
 
 
 @dataclass
@@ -62,6 +62,7 @@ class TrainConfig:
             (cfg.batch_size > 0, f"batch size must be positive, got {cfg.batch_size}"),
             (cfg.snapshot_every >= 0, f"snapshot_every must be >= 0, got {cfg.snapshot_every}"),
             (cfg.snapshot_size >= 4, f"snapshot_size must be at least 4, got {cfg.snapshot_size}"),
+            (cfg.lora_layers is None or len(cfg.lora_layers) > 0, "lora_layers must name at least one layer"),
         ]
         for ok, message in checks:
             if not ok:
@@ -142,14 +143,24 @@ class TrainState:
     status: str = "running"  # running | complete | interrupted | diverged
 
 
-def batch_schedule(n: int, batch_size: int, steps: int, seed: int) -> list[np.ndarray]:
-    """Sample indices for every step: seeded reshuffle each epoch. A pure function of its arguments, so a
-    resumed run continues with exactly the batches the uninterrupted run would have used."""
+def batch_schedule(
+    n: int, batch_size: int, steps: int, seed: int, lengths: Sequence[int] | None = None, pool: int = 16
+) -> list[np.ndarray]:
+    """Sample indices for every step: a seeded reshuffle each epoch, then length bucketing: within each
+    pool of ``pool`` batches, samples are sorted by token length before being cut into batches (less
+    padding), and those batches are shuffled again. A pure function of its arguments, so a resumed run
+    continues with exactly the batches the uninterrupted run would have used."""
     rng = np.random.default_rng(seed)
-    order: list[int] = []
-    while len(order) < steps * batch_size:
-        order += rng.permutation(n).tolist()
-    return [np.array(order[i * batch_size : (i + 1) * batch_size]) for i in range(steps)]
+    lengths = np.zeros(n) if lengths is None else np.asarray(lengths)
+    batches: list[np.ndarray] = []
+    while len(batches) < steps:
+        order = rng.permutation(n)
+        for start in range(0, n, pool * batch_size):
+            chunk = order[start : start + pool * batch_size]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            cut = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+            batches += [cut[i] for i in rng.permutation(len(cut))]
+    return batches[:steps]
 
 
 def prepare(loaded: LoadedModel, config: TrainConfig, class_tokens: ClassTokens | None = None) -> TrainState:
@@ -188,7 +199,8 @@ def train(
     """
     cfg, model = state.config, loaded.model
     lens = LogitLens(model)
-    schedule = batch_schedule(len(state.train_set), cfg.batch_size, cfg.steps, cfg.seed)
+    lengths = [len(encode_prompt(loaded.tokenizer, s.prompt)) + len(s.answer) for s in state.train_set]
+    schedule = batch_schedule(len(state.train_set), cfg.batch_size, cfg.steps, cfg.seed, lengths)
     loss_and_grad = nn.value_and_grad(
         model, lambda batch: dual_loss(lens, batch, state.classifier_layer, cfg.cls_weight)
     )
@@ -202,8 +214,13 @@ def train(
         state.history.snapshots.append(snap)
         emit(TrainEvent("snapshot", state.step, cfg.steps, snapshot=snap))
 
-    if not state.history.snapshots:
-        take_snapshot()  # step 0: the base model
+    def snapshot_due() -> bool:
+        periodic = bool(cfg.snapshot_every) and state.step % cfg.snapshot_every == 0
+        at = state.step in (0, cfg.steps) or periodic
+        return at and (not state.history.snapshots or state.history.snapshots[-1].step != state.step)
+
+    if snapshot_due():
+        take_snapshot()  # step 0 (the base model), or one a resumed run was interrupted before recording
     try:
         while state.step < cfg.steps:
             t0 = time.perf_counter()
@@ -227,10 +244,10 @@ def train(
             log = StepLog(state.step, total.item(), cls.item(), ans.item(), dt)
             state.history.steps.append(log)
             emit(TrainEvent("step", state.step, cfg.steps, log=log))
-            last = state.step == cfg.steps
-            if last or (cfg.snapshot_every and state.step % cfg.snapshot_every == 0):
+            if snapshot_due():
                 take_snapshot()
-            if save is not None and not last and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+            periodic_save = bool(cfg.checkpoint_every) and state.step % cfg.checkpoint_every == 0
+            if save is not None and state.step < cfg.steps and periodic_save:
                 save(state)
     except KeyboardInterrupt:
         state.status = "interrupted"

@@ -19,6 +19,19 @@ TINY_SHAPES = {
 }
 
 
+@pytest.fixture
+def model_of(tiny_model_dir):
+    """Factory: a freshly read tiny model (weights only: these tests need no tokenizer)."""
+    from mlx_lm.utils import load_model
+
+    def make(arch: str = "llama"):
+        model, _ = load_model(tiny_model_dir(arch))
+        model.eval()
+        return model
+
+    return make
+
+
 def test_expected_count_reference_numbers():
     # SPEC: rank 16 on V/O of all 22 TinyLlama layers (hidden 2048, 4 kv heads of 64 -> 256)
     assert lora.expected_count(22, 16, 2048, 256, 2048) == 2_252_800
@@ -69,38 +82,38 @@ def test_embedded_architecture_rank16_count(embedded_dir):
     assert lora.trainable_count(model) == 921_600 == lora.expected_count(30, 16, 576, 192, 576)
 
 
-def test_restricted_layers_and_targets(tiny_model_dir):
-    loaded = lazarus_nb.load_model(str(tiny_model_dir("llama")))
-    assert lora.apply_lora(loaded.model, lora.LoraConfig(rank=2, layers=[3, 1, 3], targets=("v",))) == [1, 3]
-    assert sorted(lora.adapters(loaded.model)) == [(1, "v"), (3, "v")]
-    assert lora.trainable_count(loaded.model) == lora.expected_count(2, 2, 64, 32, 64, targets=("v",)) == 2 * 2 * 96
+def test_restricted_layers_and_targets(model_of):
+    model = model_of("llama")
+    assert lora.apply_lora(model, lora.LoraConfig(rank=2, layers=[3, 1, 3], targets=("v",))) == [1, 3]
+    assert sorted(lora.adapters(model)) == [(1, "v"), (3, "v")]
+    assert lora.trainable_count(model) == lora.expected_count(2, 2, 64, 32, 64, targets=("v",)) == 2 * 2 * 96
 
 
-def test_bad_layers_and_double_application_raise(tiny_model_dir):
-    loaded = lazarus_nb.load_model(str(tiny_model_dir("llama")))
+def test_bad_layers_and_double_application_raise(model_of):
+    model = model_of("llama")
     with pytest.raises(ValueError, match="outside"):
-        lora.apply_lora(loaded.model, lora.LoraConfig(layers=[4]))
-    assert lora.adapters(loaded.model) == {}  # validated before anything was wrapped
-    lora.apply_lora(loaded.model, lora.LoraConfig(rank=2))
+        lora.apply_lora(model, lora.LoraConfig(layers=[4]))
+    assert lora.adapters(model) == {}  # validated before anything was wrapped
+    lora.apply_lora(model, lora.LoraConfig(rank=2))
     with pytest.raises(ValueError, match="already"):
-        lora.apply_lora(loaded.model, lora.LoraConfig(rank=2))
+        lora.apply_lora(model, lora.LoraConfig(rank=2))
 
 
-def test_fresh_adapters_leave_the_model_unchanged(tiny_model_dir):
-    loaded = lazarus_nb.load_model(str(tiny_model_dir("qwen2")))
+def test_fresh_adapters_leave_the_model_unchanged(model_of):
+    model = model_of("qwen2")
     tokens = mx.array([[39, 1672, 216, 40, 446, 216]])
-    before = np.array(loaded.model(tokens))
-    lora.apply_lora(loaded.model, lora.LoraConfig(rank=4))
-    assert all(float(mx.abs(m.lora_b).max()) == 0.0 for m in lora.adapters(loaded.model).values())
-    assert np.array_equal(np.array(loaded.model(tokens)), before)
+    before = np.array(model(tokens))
+    lora.apply_lora(model, lora.LoraConfig(rank=4))
+    assert all(float(mx.abs(m.lora_b).max()) == 0.0 for m in lora.adapters(model).values())
+    assert np.array_equal(np.array(model(tokens)), before)
 
 
-def test_adapter_math_matches_numpy(tiny_model_dir):
+def test_adapter_math_matches_numpy(model_of):
     """An adapted projection computes x W^T + scale * (x A) B, with A (in, r) and B (r, out)."""
-    loaded = lazarus_nb.load_model(str(tiny_model_dir("llama")))
+    model = model_of("llama")
     scale = 3.0
-    lora.apply_lora(loaded.model, lora.LoraConfig(rank=4, scale=scale))
-    m = lora.adapters(loaded.model)[(1, "v")]
+    lora.apply_lora(model, lora.LoraConfig(rank=4, scale=scale))
+    m = lora.adapters(model)[(1, "v")]
     m.lora_b = mx.random.normal(m.lora_b.shape, key=mx.random.key(7))
     x = mx.random.normal((3, 64), key=mx.random.key(8))
     xn = np.array(x, dtype=np.float64)
@@ -110,31 +123,31 @@ def test_adapter_math_matches_numpy(tiny_model_dir):
     assert np.allclose(np.array(m(x)), expected, atol=1e-5)
 
 
-def test_lora_arrays_round_trip(tiny_model_dir):
-    src = lazarus_nb.load_model(str(tiny_model_dir("llama")))
-    lora.apply_lora(src.model, lora.LoraConfig(rank=3))
-    for m in lora.adapters(src.model).values():
+def test_lora_arrays_round_trip(model_of):
+    src = model_of()
+    lora.apply_lora(src, lora.LoraConfig(rank=3))
+    for m in lora.adapters(src).values():
         m.lora_b = mx.random.normal(m.lora_b.shape, key=mx.random.key(3))
-    arrays = lora.lora_arrays(src.model)
+    arrays = lora.lora_arrays(src)
     assert set(arrays) == {f"layer_{i}_{t}_{ab}" for i in range(4) for t in "vo" for ab in "AB"}
     assert arrays["layer_0_v_A"].shape == (64, 3) and arrays["layer_0_v_B"].shape == (3, 32)
     assert arrays["layer_0_o_A"].shape == (64, 3) and arrays["layer_0_o_B"].shape == (3, 64)
 
-    dst = lazarus_nb.load_model(str(tiny_model_dir("llama")))
+    dst = model_of()
     mx.random.seed(99)  # a different A initialisation, which set_lora_arrays must overwrite
-    lora.apply_lora(dst.model, lora.LoraConfig(rank=3))
-    lora.set_lora_arrays(dst.model, {k: mx.array(np.array(v)) for k, v in arrays.items()})
+    lora.apply_lora(dst, lora.LoraConfig(rank=3))
+    lora.set_lora_arrays(dst, {k: mx.array(np.array(v)) for k, v in arrays.items()})
     tokens = mx.array([[39, 1672, 216, 40, 446, 216]])
-    assert np.array_equal(np.array(dst.model(tokens)), np.array(src.model(tokens)))
-    hidden_src, _ = forward_hidden(src.model, tokens)
-    hidden_dst, _ = forward_hidden(dst.model, tokens)
+    assert np.array_equal(np.array(dst(tokens)), np.array(src(tokens)))
+    hidden_src, _ = forward_hidden(src, tokens)
+    hidden_dst, _ = forward_hidden(dst, tokens)
     assert all(np.array_equal(np.array(a), np.array(b)) for a, b in zip(hidden_src, hidden_dst))
 
     missing = dict(arrays)
     del missing["layer_2_o_B"]
     with pytest.raises(ValueError, match="missing"):
-        lora.set_lora_arrays(dst.model, missing)
+        lora.set_lora_arrays(dst, missing)
     wrong = dict(arrays)
     wrong["layer_2_o_B"] = mx.zeros((3, 32))
     with pytest.raises(ValueError, match="shapes"):
-        lora.set_lora_arrays(dst.model, wrong)
+        lora.set_lora_arrays(dst, wrong)

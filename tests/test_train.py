@@ -18,7 +18,6 @@ from lazarus_nb import LazarusError, checkpoint, lora, workflow
 from lazarus_nb import train as train_mod
 from lazarus_nb.lens import LogitLens
 from lazarus_nb.losses import dual_loss
-from lazarus_nb.tokens import make_batch
 from lazarus_nb.train import History, TrainConfig, batch_schedule, prepare, train
 
 TINY = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_size=4, lora_rank=4, batch_size=4,
@@ -95,27 +94,35 @@ def test_training_changes_only_the_vo_adapters(fresh):
     assert [s.step for s in state.history.snapshots] == [0, 2]  # snapshot_every=0: first and last only
 
 
-def test_first_step_is_adam_on_the_dual_loss_gradient(fresh):
-    """One step moves the adapters by mlx's Adam (given learning rate) on the dual-loss gradient of the first
-    scheduled batch, computed here independently; plain SGD (the original's bug) would differ."""
-    loaded = fresh()
+def test_first_step_is_adam_on_the_dual_loss_gradient(fresh, monkeypatch):
+    """One step moves the adapters by mlx's Adam (given learning rate) on the dual-loss gradient of the batch
+    the trainer used, recomputed here on an identically initialised model; plain SGD (the original's bug)
+    would differ."""
     config = replace(TINY, steps=1, learning_rate=3e-3)
-    state = prepare(loaded, config)
-    model = loaded.model
+    used = []
+    real_make_batch = train_mod.make_batch
+    monkeypatch.setattr(train_mod, "make_batch", lambda *a, **k: used.append(real_make_batch(*a, **k)) or used[-1])
+    trained = fresh()
+    state = prepare(trained, config)
+    before = {k: np.array(v) for k, v in tree_flatten(trained.model.trainable_parameters())}
+    train(trained, state)
+    (batch,) = used
+    assert batch.size == config.batch_size
+
+    reference = fresh()
+    ref_state = prepare(reference, config)  # same seed: the same A initialisation
+    model = reference.model
+    params = dict(tree_flatten(model.trainable_parameters()))
+    assert all(np.array_equal(np.array(params[k]), before[k]) for k in before)
     lens = LogitLens(model)
-    idx = batch_schedule(len(state.train_set), config.batch_size, config.steps, config.seed)[0]
-    batch = make_batch(loaded.tokenizer, [state.train_set[i] for i in idx], state.class_tokens)
     _, grads = nn.value_and_grad(
-        model, lambda b: dual_loss(lens, b, state.classifier_layer, config.cls_weight)[0])(batch)
-    before = dict(tree_flatten(model.trainable_parameters()))
-    reference = optim.Adam(learning_rate=config.learning_rate)
-    expected = dict(tree_flatten(reference.apply_gradients(grads, model.trainable_parameters())))
-    sgd = {k: before[k] - config.learning_rate * g for k, g in tree_flatten(grads)}
-    before = {k: np.array(v) for k, v in before.items()}
+        model, lambda b: dual_loss(lens, b, ref_state.classifier_layer, config.cls_weight)[0])(batch)
+    expected = dict(tree_flatten(optim.Adam(learning_rate=config.learning_rate).apply_gradients(
+        grads, model.trainable_parameters())))
+    sgd = {k: params[k] - config.learning_rate * g for k, g in tree_flatten(grads)}
 
-    train(loaded, state)
-
-    after = dict(tree_flatten(model.trainable_parameters()))
+    after = dict(tree_flatten(trained.model.trainable_parameters()))
+    assert after.keys() == expected.keys()
     for k, v in after.items():
         assert np.allclose(np.array(v), np.array(expected[k]), atol=1e-6), k
         if k.endswith(".lora_a"):  # B = 0 at step 1, so A's gradient and its Adam update are exactly zero
@@ -139,13 +146,14 @@ def test_same_seed_same_history_other_seed_differs(fresh):
 
 def test_batch_schedule_is_a_pure_prefix_stable_epoch_shuffle():
     n, bs, seed = 10, 4, 3
-    long = batch_schedule(n, bs, 7, seed)
-    assert [b.tolist() for b in batch_schedule(n, bs, 3, seed)] == [b.tolist() for b in long[:3]]
-    assert [b.tolist() for b in batch_schedule(n, bs, 7, seed)] == [b.tolist() for b in long]
-    flat = np.concatenate(long)
-    assert len(flat) == 28 and all(len(b) == bs for b in long)
-    assert sorted(flat[:10].tolist()) == list(range(10)) and sorted(flat[10:20].tolist()) == list(range(10))
-    assert [b.tolist() for b in batch_schedule(n, bs, 7, seed + 1)] != [b.tolist() for b in long]
+    long = [b.tolist() for b in batch_schedule(n, bs, 7, seed)]
+    assert len(long) == 7 and all(1 <= len(b) <= bs for b in long)
+    assert [b.tolist() for b in batch_schedule(n, bs, 7, seed)] == long  # pure
+    assert [b.tolist() for b in batch_schedule(n, bs, 3, seed)] == long[:3]  # a resumed run sees the same batches
+    # every epoch uses each sample exactly once before any sample repeats
+    flat = [i for b in long for i in b]
+    assert sorted(flat[:n]) == list(range(n))
+    assert [b.tolist() for b in batch_schedule(n, bs, 7, seed + 1)] != long
 
 
 def test_events_snapshots_and_periodic_saves(fresh):
@@ -209,6 +217,22 @@ def test_interrupt_saves_and_resume_reproduces_the_uninterrupted_run(fresh, tmp_
     ref_arrays, res_arrays = adapter_arrays(reference_model.model), adapter_arrays(resumed_model.model)
     assert ref_arrays.keys() == res_arrays.keys()
     assert all(np.array_equal(ref_arrays[k], res_arrays[k]) for k in ref_arrays)
+
+
+def test_resume_at_a_snapshot_step_keeps_that_snapshot(fresh, tmp_path):
+    config = replace(TINY, steps=3, snapshot_every=2)
+    reference = run(fresh(), config)
+    assert [s.step for s in reference.history.snapshots] == [0, 2, 3]
+    loaded = fresh()
+    ckpt = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(loaded, prepare(loaded, config), callback=Interrupt(2),
+              save=lambda st: checkpoint.save(ckpt, loaded, st))
+    resumed_model = fresh()
+    resumed = train(resumed_model, workflow.resume_state(resumed_model, ckpt))
+    assert losses(resumed) == losses(reference)
+    assert [s.step for s in resumed.history.snapshots] == [0, 2, 3]
+    assert resumed.history.snapshots == reference.history.snapshots
 
 
 # ---------------------------------------------------------------- divergence
@@ -282,6 +306,11 @@ def test_valid_edges_resolve():
     cfg = replace(TrainConfig(), classifier_layer=29, cls_weight=1.0, steps=1).resolve(30)
     assert cfg.classifier_layer == 29 and cfg.cls_weight == 1.0
     assert replace(TrainConfig(), cls_weight=0.0, classifier_layer=0).resolve(30).classifier_layer == 0
+
+
+def test_empty_lora_layers_is_rejected():
+    with pytest.raises(LazarusError, match="layer"):
+        replace(TrainConfig(), lora_layers=[]).resolve(30)
 
 
 def test_impossible_data_request_is_a_lazarus_error(fresh):

@@ -147,7 +147,7 @@ def parse_layer_spec(text: str) -> LayerSpec:
 def check_layers(layers: Sequence[int], num_layers: int, option: str = "--layers") -> None:
     bad = [v for v in layers if not 0 <= v < num_layers]
     if bad:
-        raise LazarusError(f"{option}: layer {bad[0]} is outside this model's layers 0..{num_layers - 1}")
+        raise LazarusError(f"{option}: layer {bad[-1]} is outside this model's layers 0..{num_layers - 1}")
 
 
 def _layer_spec_arg(text: str) -> LayerSpec:
@@ -326,8 +326,8 @@ def _first_line(exc: BaseException) -> str:
 # ================================================================ model helpers
 
 
-def peek_num_layers(model: str) -> int | None:
-    """The model's layer count from its config.json, without loading it (None if unknown).
+def peek_config(model: str) -> dict[str, Any] | None:
+    """The model's (text) config.json, without loading the model (None if unreadable).
 
     Also the early "unknown model or path" check: ``models.resolve`` raises a one-sentence LazarusError.
     """
@@ -336,9 +336,41 @@ def peek_num_layers(model: str) -> int | None:
     path = resolve(model)
     try:
         cfg = text_config(json.loads((path / "config.json").read_text()))
-        return int(cfg["num_hidden_layers"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def peek_num_layers(model: str) -> int | None:
+    """The model's layer count from its config.json, without loading it (None if unknown)."""
+    try:
+        return int((peek_config(model) or {})["num_hidden_layers"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def precheck_adapter(path: Path, saved: dict[str, Any], model_cfg: dict[str, Any] | None) -> None:
+    """Before loading the model: an adapter trained on another architecture, or an unreadable
+    lora_weights.npz, fails in one sentence (``checkpoint.load_adapter`` checks both again after the load)."""
+    arch = saved.get("architecture")
+    if isinstance(arch, dict) and model_cfg:
+        mine = {"model_type": model_cfg.get("model_type"), "num_layers": model_cfg.get("num_hidden_layers"),
+                "hidden_size": model_cfg.get("hidden_size"), "vocab_size": model_cfg.get("vocab_size")}
+        diff = [f"{k} {arch[k]} vs {v}" for k, v in mine.items() if v is not None and k in arch and arch[k] != v]
+        if diff:
+            raise LazarusError(f"the adapter in '{path}' was trained on another model ({saved.get('model')}): "
+                               + ", ".join(diff))
+    npz = path / "lora_weights.npz"
+    if npz.is_file():
+        import numpy as np
+
+        try:
+            with np.load(npz) as z:
+                for k in z.files:
+                    z[k]  # noqa: B018  (reading every array is the check)
+        except Exception as exc:  # not a zip, truncated, pickled objects...: one sentence
+            raise LazarusError(f"could not load the adapter in '{path}': lora_weights.npz is not a readable .npz "
+                               f"archive ({type(exc).__name__})") from None
 
 
 def load(out: Out, model: str) -> Any:
@@ -489,8 +521,8 @@ class Progress:
         self.last_step = event.step
         log = event.log
         if self.out.bar is not None:
-            self.out.bar.update(1)
             self.out.bar.set_postfix(total=f"{log.total:.3f}", refresh=False)
+            self.out.bar.update(1)
         if event.step % self.log_every == 0 or event.step == event.total_steps:
             self.out(f"  {event.step:>6}  {log.total:>10.4f}  {log.cls_loss:>10.4f}  {log.ans_loss:>10.4f}")
 
@@ -546,13 +578,16 @@ def _interrupted(model: str, output: str | None, started: float, step: int, tota
         return _Interrupted(f"training stopped at step {step} of {total}; nothing was saved because no -o DIR "
                             "was given", payload)
     cfg_path = Path(output) / "config.json"
-    if not cfg_path.is_file() or cfg_path.stat().st_mtime < started:
-        what = "still holds the earlier checkpoint" if cfg_path.is_file() else "holds no checkpoint"
-        return _Interrupted(f"this run stopped before it saved anything; '{output}' {what}", payload)
-    saved = json.loads(cfg_path.read_text())
+    try:
+        saved = json.loads(cfg_path.read_text())
+    except (OSError, ValueError):
+        return _Interrupted(f"this run stopped before it saved anything; '{output}' holds no checkpoint", payload)
     done, total = saved.get("steps_completed", step), saved.get("steps", total)
     cmd = _resume_command(model, output)
     payload.update(checkpoint=output, steps_completed=done, steps=total, resume_command=cmd)
+    if cfg_path.stat().st_mtime < started:  # e.g. --force over an old run, stopped before its first save
+        return _Interrupted(f"this run stopped before it saved anything; '{output}' still holds the earlier "
+                            f"checkpoint (step {done} of {total}), which '{cmd}' would continue", payload)
     return _Interrupted(f"the checkpoint in '{output}' keeps step {done} of {total}; continue it with: {cmd}",
                         payload)
 
@@ -609,9 +644,7 @@ def run_training(
     if resume:
         out(f"  Resuming '{output}' at step {start} of {steps} ({saved.get('status', 'unknown')}); the settings "
             "above come from its config.json")
-        out("", "Evaluating the saved adapter at the resume point...")
-    else:
-        out("", "Evaluating the base model before training" + (" (incl. greedy answers)..." if answers else "..."))
+    out("", "Evaluating the base model before training" + (" (incl. greedy answers)..." if answers else "..."))
 
     progress = Progress(out, log_every, start, steps)
     started = time.time()
@@ -632,16 +665,8 @@ def run_training(
     out(f"  Trained {state.step} steps in {state.seconds:.1f} s ({state.status})")
 
     n_heldout = len(state.heldout)
-    if resume:
-        base_ans = saved.get("baseline_answer_accuracy")
-        before_title = (f"Classifier at the resume point (step {start}, adapter as saved; the base-model "
-                        f"baseline is in the first run's output):")
-        note = (f"{pct(base_ans)} for the base model (from the checkpoint)" if base_ans is not None
-                else "not measured at the resume point")
-        print_evaluation(out, before_title, result.baseline, n_heldout, note)
-    else:
-        print_evaluation(out, f"Classifier before training (base model, logit lens at L{layer}):",
-                         result.baseline, n_heldout, "not measured (--no-answers)")
+    print_evaluation(out, f"Classifier before training (base model, logit lens at L{layer}):",
+                     result.baseline, n_heldout, "not measured (--no-answers)")
     print_evaluation(out, f"Classifier after training (logit lens at L{layer}):", result.final, n_heldout,
                      "not measured (--no-answers)")
     b, f = result.baseline, result.final
@@ -654,6 +679,33 @@ def run_training(
     else:
         out("", "Nothing was saved (no -o DIR given).")
     return result
+
+
+def _has_checkpoint_files(path: str | Path) -> bool:
+    """``checkpoint.is_checkpoint`` without importing it (it pulls in mlx-lm: seconds for a failing command)."""
+    path = Path(path)
+    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
+
+
+def read_checkpoint_config(path: Path) -> dict[str, Any]:
+    """``checkpoint.read_config`` (same messages) without importing mlx-lm."""
+    file = path / ("config.json" if (path / "config.json").is_file() else "adapter_config.json")
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise LazarusError(f"the checkpoint config in '{path}' is unreadable: {_first_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise LazarusError(f"the checkpoint config in '{path}' is unreadable: not a JSON object")
+    return data
+
+
+def precheck_checkpoint_output(output: str, force: bool) -> None:
+    """The instant part of ``checkpoint.check_writable`` (same messages), so bad -o fails without imports."""
+    path = Path(output)
+    if path.exists() and not path.is_dir():
+        raise LazarusError(f"output path '{path}' is a file, not a directory")
+    if _has_checkpoint_files(path) and not force:
+        raise LazarusError(f"'{path}' already holds a checkpoint; use --force to overwrite it or --resume")
 
 
 def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -689,8 +741,7 @@ def _check_train_data(num_samples: int, heldout: int, seed: int) -> None:
         train_heldout_split(num_samples, heldout, seed)
     except ValueError as exc:
         msg = _first_line(exc).rstrip(".")
-        raise LazarusError(f"cannot draw {heldout} distinct held-out problems: {msg[0].lower() + msg[1:]}; "
-                           "lower --heldout-samples") from None
+        raise LazarusError(f"--heldout-samples {heldout} is too large: {msg[0].lower() + msg[1:]}") from None
 
 
 def cmd_dual_reward(args: argparse.Namespace) -> int:
@@ -702,13 +753,11 @@ def cmd_dual_reward(args: argparse.Namespace) -> int:
             raise LazarusError("--resume continues a checkpoint and --force starts over; give only one of them")
         if args.output is None:
             raise LazarusError("--resume needs -o DIR, the checkpoint directory to continue")
-        from . import checkpoint
-
         if Path(args.output).exists() and not Path(args.output).is_dir():
             raise LazarusError(f"nothing to resume: '{args.output}' is a file, not a checkpoint directory")
-        if not checkpoint.is_checkpoint(args.output):
+        if not _has_checkpoint_files(args.output):
             raise LazarusError(f"nothing to resume: '{args.output}' holds no checkpoint")
-        saved = checkpoint.read_config(args.output)
+        saved = read_checkpoint_config(Path(args.output))
         if "steps_completed" not in saved:
             raise LazarusError(f"'{args.output}' is not a lazarus_nb training checkpoint, so it cannot be resumed")
         ignored = [k for k in overrides if k != "lora_layers" and saved.get(k) != overrides[k]]
@@ -717,12 +766,14 @@ def cmd_dual_reward(args: argparse.Namespace) -> int:
         if ignored:
             names = ", ".join("--" + k.replace("_", "-") for k in ignored)
             warnings.warn(f"{names} ignored: a resumed run keeps the settings in its config.json", stacklevel=1)
-        model = args.model or saved["model"]
+        model = args.model or saved.get("model") or DEFAULT_MODEL
+        precheck_adapter(Path(args.output), saved, peek_config(model))  # another model / unreadable weights
     else:
         num_samples = overrides.get("num_samples", TRAIN_DEFAULTS["num_samples"])
         heldout = overrides.get("heldout_samples", TRAIN_DEFAULTS["heldout_samples"])
         _check_train_data(num_samples, heldout, overrides.get("seed", TRAIN_DEFAULTS["seed"]))
         if args.output is not None:
+            precheck_checkpoint_output(args.output, args.force)
             from . import checkpoint
 
             checkpoint.check_writable(args.output, args.force)
@@ -745,7 +796,6 @@ def cmd_dual_reward(args: argparse.Namespace) -> int:
     payload = result.to_dict()
     if args.resume:
         payload["resumed_from_step"] = saved.get("steps_completed") if saved else None
-        payload["baseline_is_base_model"] = False
     out.result(payload)
     return 0
 
@@ -869,10 +919,16 @@ def cmd_logit_lens(args: argparse.Namespace) -> int:
     check_output_file(args.output, args.force)
     adapter_cfg: dict[str, Any] | None = None
     if args.adapter is not None:
-        from . import checkpoint
-
-        adapter_cfg = checkpoint.read_config(args.adapter)  # missing / not a checkpoint: one sentence, no load
+        adapter = Path(args.adapter)
+        if not adapter.exists():
+            raise LazarusError(f"adapter directory '{adapter}' does not exist")
+        if not _has_checkpoint_files(adapter):
+            raise LazarusError(f"'{adapter}' is not a checkpoint (no config.json or adapter_config.json)")
+        adapter_cfg = read_checkpoint_config(adapter)
     model = args.model or (adapter_cfg or {}).get("model") or DEFAULT_MODEL
+    model_cfg = peek_config(model)
+    if adapter_cfg is not None:
+        precheck_adapter(Path(args.adapter), adapter_cfg, model_cfg)
     num_layers = peek_num_layers(model)
     if num_layers is not None:
         if args.layer is not None:
@@ -904,7 +960,7 @@ def cmd_logit_lens(args: argparse.Namespace) -> int:
         cl = (adapter_cfg or {}).get("classifier_layer")
         layers = [cl if isinstance(cl, int) and 0 <= cl < loaded.num_layers else loaded.default_classifier_layer]
     where = f"layer {depth(layers[0], loaded.num_layers)}" if len(layers) == 1 else f"layers {format_layers(layers)}"
-    out(f"  Analyzing {len(prompts)} prompts at {where}")
+    out(f"  Analyzing {len(prompts)} prompt{'s' if len(prompts) != 1 else ''} at {where}")
     report = run_lens(loaded, prompts, targets, layers, args.top_k)
     if adapter_cfg and isinstance(adapter_cfg.get("class_tokens"), dict):
         trained_ids = adapter_cfg["class_tokens"]
@@ -933,19 +989,6 @@ def _check_demo_dir(path: Path, force: bool) -> None:
     ckpt = path / "checkpoint"
     if ckpt.exists() and not ckpt.is_dir():
         raise LazarusError(f"'{ckpt}' is a file, not a checkpoint directory")
-
-
-def _before_after_figure(plots: Any, ver: Any, layer: int) -> Any:
-    before, after = ver.base.lens.class_prob, ver.adapted.lens.class_prob
-    fig = plots.lens_before_after(ver.base.lens.layers, before, after, classifier_layer=layer)
-    # plots.lens_before_after shares the y axis but sets its lower limit from the "after" data only, which can
-    # clip the (much smaller) base-model probabilities: take the lower limit from both panels' data.
-    values = [v for d in (before, after) for vs in d.values() for v in vs if v is not None and v > 0]
-    if values and fig.axes:
-        lo = max(10 ** math.floor(math.log10(min(values))), 1e-12)
-        if lo < fig.axes[0].get_ylim()[0]:
-            fig.axes[0].set_ylim(lo, 1.5)
-    return fig
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -1053,7 +1096,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "  The adapter loaded from disk " + ("reproduces the trained model's metrics." if same else
                                             "does NOT reproduce the trained model's metrics (see verify.json)."))
     save_json("verify.json", {**ver.to_dict(), "matches_training": same})
-    save_fig("lens_before_after.png", _before_after_figure(plots, ver, layer))
+    save_fig("lens_before_after.png", plots.lens_before_after(ver.base.lens.layers, ver.base.lens.class_prob,
+                                                               ver.adapted.lens.class_prob, classifier_layer=layer))
 
     files["checkpoint"] = str(ckpt)
     out("", f"Demo finished in {time.perf_counter() - t_start:.0f} s. Results in {root}/:")
@@ -1233,9 +1277,34 @@ def _format_warning(message: Warning | str, category: type[Warning], *args: Any,
     return f"warning: {' '.join(str(message).split())}\n"
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def glue_negative_numbers(argv: Sequence[str]) -> list[str]:
+    """``--learning-rate -1e-3`` -> ``--learning-rate=-1e-3``: argparse takes '-1e-3' for an option otherwise
+    (it only recognises plain negative numbers like -1 or -0.5), and the user would not see the range check."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if a.startswith("--") and "=" not in a and nxt is not None and nxt.startswith("-") and _is_number(nxt):
+            out.append(f"{a}={nxt}")
+            i += 2
+        else:
+            out.append(a)
+            i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(glue_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
     warnings.formatwarning = _format_warning  # one line per warning, no source excerpt
     try:
         return int(args.func(args) or 0)

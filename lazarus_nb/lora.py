@@ -7,7 +7,8 @@ A (n_heads * head_dim, r) + B (r, hidden). For grouped-query attention V's outpu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import mlx.core as mx
@@ -121,3 +122,17 @@ def set_lora_arrays(model: nn.Module, arrays: dict[str, mx.array]) -> None:
             )
         m.lora_a = a.astype(m.lora_a.dtype)
         m.lora_b = b.astype(m.lora_b.dtype)
+
+
+@contextmanager
+def disabled(model: nn.Module) -> Iterator[None]:
+    """Temporarily switch every adapter off (scale 0): inside, the model computes exactly the base model."""
+    found = adapters(model)
+    scales = {k: m.scale for k, m in found.items()}
+    for m in found.values():
+        m.scale = 0.0
+    try:
+        yield
+    finally:
+        for k, m in found.items():
+            m.scale = scales[k]

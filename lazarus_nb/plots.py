@@ -477,9 +477,11 @@ def lens_before_after(
         ax0, ax1 = fig.subplots(1, 2, sharey=True)
         _draw_lens(ax0, lay, b, cls, True, legend=False)
         _draw_lens(ax1, lay, a, cls, True, legend=True)
-        # shared y: take the wider of the two lower limits
-        lo = min(ax0.get_ylim()[0], ax1.get_ylim()[0])
-        ax0.set_ylim(lo, 1.5)
+        # shared y: each _draw_lens set limits from its own data and the second call won, so take the lower
+        # limit from both panels' data (the base model's probabilities are orders of magnitude smaller)
+        positive = [v for m in (b, a) for vs in m.values() for v in vs if v > 0]
+        lo = min(positive) if positive else 1e-6
+        ax0.set_ylim(max(10 ** math.floor(math.log10(lo)), 1e-12), 1.5)
         ax1.set_ylabel("")
         ax1.tick_params(labelleft=True)
         ax0.set_title("Before training (base model)")

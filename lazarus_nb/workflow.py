@@ -19,6 +19,7 @@ from .data import CANONICAL, CLASSES, Sample, generate, train_heldout_split, wor
 from .errors import LazarusError
 from .evaluate import Evaluation, evaluate
 from .lens import LogitLens, forward_hidden, readout
+from .lora import disabled
 from .models import LoadedModel, load_model
 from .probe import ProbeConfig, ProbeResult, probe_layers
 from .tokens import ClassTokens, prompt_batch, resolve_class_tokens, resolve_word
@@ -54,8 +55,10 @@ def run_probe(
     class_names: Sequence[str],
     layers: Sequence[int] | None = None,
     config: ProbeConfig | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ProbeResult:
-    """Baseline step 1: per-layer logistic probes (k-fold CV + shuffled-label control)."""
+    """Baseline step 1: per-layer logistic probes (k-fold CV + shuffled-label control).
+    ``progress(layer)`` is called as each layer's probe finishes."""
     if len(set(labels)) < 2:
         raise LazarusError("a probe needs prompts of at least two classes")
     counts = {c: list(labels).count(i) for i, c in enumerate(class_names)}
@@ -64,7 +67,8 @@ def run_probe(
         raise LazarusError(f"each class needs at least 2 prompts for cross-validation; '{small[0]}' has 1")
     hidden = last_token_hidden(loaded, list(prompts))
     try:
-        return probe_layers(hidden, np.array(labels), layers, config, n_classes=len(class_names))
+        return probe_layers(hidden, np.array(labels), layers, config, n_classes=len(class_names),
+                            progress=progress)
     except ValueError as exc:
         raise LazarusError(str(exc)) from None
 
@@ -213,10 +217,11 @@ def run_dual_reward(
     else:
         state = prepare(loaded, config)
     lens = LogitLens(loaded.model)
-    # Baseline = the base model: adapters start with B = 0, so at step 0 the adapted model *is* the base
-    # model. A resumed run has trained adapters, so its baseline comes from the saved step-0 snapshot only.
-    baseline = evaluate(lens, loaded.tokenizer, state.class_tokens, state.heldout, CANONICAL,
-                        state.classifier_layer, answers=answers and state.step == 0)
+    # Baseline = the base model. At step 0 the adapters have B = 0, so the adapted model *is* the base
+    # model; a resumed run switches its trained adapters off for this evaluation.
+    with disabled(loaded.model):
+        baseline = evaluate(lens, loaded.tokenizer, state.class_tokens, state.heldout, CANONICAL,
+                            state.classifier_layer, answers=answers)
     baseline_extra = {"baseline_answer_accuracy": baseline.answers.accuracy if baseline.answers else None}
 
     def save(st: TrainState) -> None:

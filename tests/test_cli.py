@@ -1,0 +1,358 @@
+"""The command line end to end: every command in a subprocess (``python -m lazarus_nb``) on the tiny random
+llama model, plus the whole bad-input list (exit 2, one line on stderr, nothing written or overwritten).
+
+One trained checkpoint is shared by the module (the expensive part); everything else is seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+import lazarus_nb  # noqa: F401  (before anything imports mlx: loads the optimized BLAS first)
+from lazarus_nb import cli
+
+TRAIN_ARGS = ["--steps", "3", "--num-samples", "16", "--heldout-samples", "8", "--snapshot-every", "1"]
+
+
+def _env() -> dict[str, str]:
+    from lazarus_nb.models import home
+
+    env = dict(os.environ)
+    env["LAZARUS_NB_HOME"] = str(home())  # the converted embedded model (the tiny models use its tokenizer)
+    env.pop("LAZARUS_NB_DEBUG", None)
+    return env
+
+
+def run(*args: object, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lazarus_nb", *map(str, args)], capture_output=True, text=True,
+                          env=_env(), cwd=cwd, timeout=timeout)
+
+
+def strict_json(text: str) -> dict:
+    def reject(constant: str) -> None:
+        raise AssertionError(f"non-strict JSON constant {constant}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def run_json(*args: object, cwd: Path | None = None) -> tuple[dict, str]:
+    r = run(*args, "--json", cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    return strict_json(r.stdout), r.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir) -> Path:
+    return tiny_model_dir("llama")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory) -> tuple[Path, dict, str]:
+    """dual-reward on the tiny model, checkpoint written: (checkpoint dir, --json payload, stderr)."""
+    ckpt = tmp_path_factory.mktemp("cli") / "ckpt"
+    payload, err = run_json("introspect", "dual-reward", "-m", tiny, *TRAIN_ARGS, "-o", ckpt)
+    return ckpt, payload, err
+
+
+# ---------------------------------------------------------------- pure helpers (in-process, instant)
+
+
+def test_layer_spec_parser():
+    assert cli.parse_layer_spec("all").resolve(4) == [0, 1, 2, 3]
+    assert cli.parse_layer_spec("2").resolve(4) == [2]
+    assert cli.parse_layer_spec("3,1").resolve(4) == [1, 3]
+    assert cli.parse_layer_spec("0-2").resolve(4) == [0, 1, 2]
+    assert cli.parse_layer_spec("0-1, 3").resolve(4) == [0, 1, 3]
+    for bad in ("", "x", "1-", "-1", "1,,2", "3-1", "1.5"):
+        with pytest.raises(cli.LazarusError):
+            cli.parse_layer_spec(bad)
+    with pytest.raises(cli.LazarusError, match=r"0\.\.3"):
+        cli.parse_layer_spec("2-4").resolve(4)
+    assert cli.format_layers([0, 1, 2, 3, 7, 9, 10]) == "0-3,7,9-10"
+
+
+def test_prompt_splitting_keeps_trailing_spaces():
+    assert cli.split_prompts("7 * 8 = |12 * 5 = ", "--prompts") == ["7 * 8 = ", "12 * 5 = "]
+    assert cli.split_prompts("|7 * 8 = ||12 * 5 = | ", "--prompts") == ["7 * 8 = ", "12 * 5 = "]
+    classes = cli.parse_classes(["multiply:7 * 8 = |12 * 5 = ", "add:23 + 45 = |17 + 38 = |"])
+    assert classes == {"multiply": ["7 * 8 = ", "12 * 5 = "], "add": ["23 + 45 = ", "17 + 38 = "]}
+
+
+def test_json_is_strict():
+    import numpy as np
+
+    out = cli.json_clean({"a": float("nan"), "b": [np.float32(0.5), (1, float("inf"))], "c": np.int64(3)})
+    assert out == {"a": None, "b": [0.5, [1, None]], "c": 3}
+    strict_json(cli.dumps(out))
+
+
+def test_help_defaults_match_train_config():
+    from lazarus_nb.train import TrainConfig
+
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    assert {k: defaults[k] for k in cli.TRAIN_DEFAULTS} == cli.TRAIN_DEFAULTS
+
+
+# ---------------------------------------------------------------- info / fetch
+
+
+def test_info_json():
+    info, _ = run_json("info")
+    assert set(info["versions"]) >= {"python", "mlx", "mlx-lm", "lazarus_nb"}
+    assert info["device"] and info["blas"]["name"] and info["sgemm_gflops"] > 0
+    assert any(e["name"] == "smollm2-135m" and e["fetched"] for e in info["embedded"])
+    assert info["cache_dir"] == _env()["LAZARUS_NB_HOME"]
+
+
+def test_fetch_prints_the_model_directory():
+    r = run("fetch")
+    assert r.returncode == 0, r.stderr
+    path = Path(r.stdout.strip())
+    assert (path / "config.json").is_file()
+
+
+# ---------------------------------------------------------------- dual-reward
+
+
+def test_dual_reward_json_and_checkpoint(trained, tiny):
+    ckpt, d, err = trained
+    # with --json the human report goes to stderr
+    assert "Cls Loss" in err and "Accuracy: " in err and f"Checkpoint saved to: {ckpt}" in err
+    assert d["model"] == str(tiny) and d["num_layers"] == 4 and d["classifier_layer"] == int(0.55 * 4)
+    assert set(d["class_tokens"]) == {"multiply", "add", "subtract", "divide"}
+    # rank 16 on V (64 -> kv 2*16) and O (64 -> 64) of 4 blocks
+    assert d["trainable_params"] == 4 * 16 * ((64 + 32) + (64 + 64))
+    assert [h["step"] for h in d["history"]] == [1, 2, 3]
+    assert all(set(h) == {"step", "total", "cls_loss", "ans_loss"} for h in d["history"])
+    for key in ("baseline", "final"):
+        assert set(d[key]) >= {"canonical_correct", "heldout_restricted_accuracy", "heldout_top1_accuracy",
+                               "answer_accuracy"}
+        assert d[key]["answer_accuracy"] is not None
+    assert d["checkpoint"] == str(ckpt) and d["train_seconds"] > 0 and d["status"] == "complete"
+    assert len(d["snapshots"]) == 4  # steps 0..3
+    for name in ("lora_weights.npz", "adapters.safetensors", "config.json", "adapter_config.json"):
+        assert (ckpt / name).is_file(), name
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["steps"] == 3 and config["classifier_layer"] == d["classifier_layer"]
+    assert config["class_tokens"] == d["class_tokens"]
+
+
+def test_dual_reward_human_output_and_nothing_written_without_output(tiny, tmp_path):
+    r = run("introspect", "dual-reward", "-m", tiny, "--steps", "2", "--num-samples", "8", "--heldout-samples",
+            "4", "--log-every", "1", "--no-answers", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    for text in ("Loading model:", "Layers: 4", "Classifier layer: L2 (50% depth)", "Class tokens: {'multiply': ",
+                 "LoRA rank: 16", "Trainable params: 14,336", "Training samples: 8", "Cls Loss", "Ans Loss",
+                 "Prompt        Predicted       Expected    Status", "Accuracy: ", "class-restricted accuracy",
+                 "full-vocab top-1 accuracy", "Nothing was saved"):
+        assert text in out, text
+    assert "[OK]" in out or "[FAIL]" in out
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit() and len(line.split()) == 4]
+    assert [row[0] for row in rows] == ["1", "2"]  # --log-every 1
+    assert "Checkpoint saved to" not in out
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- logit lens
+
+
+def test_logit_lens_adapter_is_applied(trained, tiny, tmp_path):
+    ckpt, d, _ = trained
+    prompts = "7 * 8 = |23 + 45 = "
+    out_file = tmp_path / "lens.json"
+    r = run("introspect", "logit-lens", "-m", tiny, "--prompts", prompts, "--targets", "multiply", "--targets", "add",
+            "--layers", "all", "--output", out_file)
+    assert r.returncode == 0, r.stderr
+    assert "multiply: " in r.stdout and "/2 prompts have this as top token" in r.stdout
+    assert "SUMMARY at L3 (the last layer shown)" in r.stdout
+    base = strict_json(out_file.read_text())
+    adapted, err = run_json("introspect", "logit-lens", "-m", tiny, "--prompts", prompts, "--targets", "multiply",
+                            "--targets", "add", "--layers", "all", "--adapter", ckpt)
+    assert f"Adapter: {ckpt} (rank 16, layers 0-3" in err
+    assert adapted["adapter"]["rank"] == 16 and adapted["adapter"]["layers"] == [0, 1, 2, 3]
+    for rep in (base, adapted):
+        assert [p["prompt"] for p in rep["prompts"]] == ["7 * 8 = ", "23 + 45 = "]
+        assert rep["summary"]["multiply"]["n"] == 2 and set(rep["summary"]) == {"multiply", "add"}
+        layer = rep["prompts"][0]["layers"][0]
+        assert set(layer) == {"layer", "targets", "top"} and set(layer["targets"]["add"]) == {"id", "prob", "rank"}
+        assert len(layer["top"]) == 5 and all(len(t) == 2 for t in layer["top"])
+    # same class-token ids as training, different probabilities once the adapter is applied
+    assert adapted["targets"] == {w: d["class_tokens"][w] for w in ("multiply", "add")}
+    p0 = [t["prob"] for p in base["prompts"] for lay in p["layers"] for t in lay["targets"].values()]
+    p1 = [t["prob"] for p in adapted["prompts"] for lay in p["layers"] for t in lay["targets"].values()]
+    assert max(abs(a - b) for a, b in zip(p0, p1)) > 1e-7
+    # the output file is never overwritten without --force
+    before = out_file.read_bytes()
+    r = run("introspect", "logit-lens", "-m", tiny, "--output", out_file)
+    assert r.returncode == 2 and "--force" in r.stderr and out_file.read_bytes() == before
+
+
+# ---------------------------------------------------------------- classifier
+
+
+def test_classifier_custom_classes(tiny, tmp_path):
+    out_file = tmp_path / "probe.json"
+    r = run("introspect", "classifier", "-m", tiny, "--classes", "multiply:7 * 8 = |12 * 5 = |3 * 9 = ",
+            "--classes", "add:23 + 45 = |17 + 38 = |5 + 9 = ", "--layers", "0-2", "--output", out_file)
+    assert r.returncode == 0, r.stderr
+    assert "<- BEST" in r.stdout and "Best layer: L" in r.stdout and "Selectivity" in r.stdout
+    d = strict_json(out_file.read_text())
+    assert d["classes"] == {"multiply": ["7 * 8 = ", "12 * 5 = ", "3 * 9 = "],
+                            "add": ["23 + 45 = ", "17 + 38 = ", "5 + 9 = "]}
+    assert [row["layer"] for row in d["layers"]] == [0, 1, 2]
+    assert all(set(row) >= {"layer", "accuracy", "std", "control", "selectivity"} for row in d["layers"])
+    assert d["best_layer"] in (0, 1, 2) and 0 <= d["best_accuracy"] <= 1
+
+
+def test_classifier_generated_words_json(tiny):
+    d, _ = run_json("introspect", "classifier", "-m", tiny, "--prompt-set", "words", "--num-prompts", "16",
+                    "--layers", "1,3")
+    assert d["prompt_set"] == "words" and list(d["classes"]) == ["multiply", "add", "subtract", "divide"]
+    assert sum(len(v) for v in d["classes"].values()) == 16
+    assert [row["layer"] for row in d["layers"]] == [1, 3] and d["best_layer"] in (1, 3)
+
+
+# ---------------------------------------------------------------- demo
+
+
+def test_demo_writes_results_and_figures(tiny, tmp_path):
+    out = tmp_path / "demo"
+    d, err = run_json("demo", "-o", out, "-m", tiny, "--steps", "2", "--num-samples", "8", "--heldout-samples",
+                      "4", "--num-prompts", "8", "--snapshot-every", "1", "--no-answers")
+    for name in ("probe.json", "lens_baseline.json", "dual_reward.json", "verify.json"):
+        strict_json((out / name).read_text())
+    for name in ("probe_accuracy.png", "lens_before_after.png", "emergence_heatmap.png", "loss_curves.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert (out / "checkpoint" / "lora_weights.npz").is_file()
+    assert set(d["probe"]) == {"symbolic", "words"} and d["classifier_layer"] == 2
+    assert strict_json((out / "verify.json").read_text())["matches_training"] is True
+    assert "Step 4/4" in err
+    # a second run refuses to overwrite without --force (cheap check: before the model is loaded)
+    r = run("demo", "-o", out, "-m", tiny, "--steps", "2")
+    assert r.returncode == 2 and "--force" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- Ctrl-C and --resume
+
+
+def test_interrupt_keeps_checkpoint_and_resume_completes(tiny, tmp_path):
+    from lazarus_nb import checkpoint
+    from lazarus_nb.models import load_model
+
+    ckpt = tmp_path / "ckpt"
+    args = ["introspect", "dual-reward", "-m", str(tiny), "--steps", "12", "--num-samples", "8",
+            "--heldout-samples", "4", "--snapshot-every", "0", "--checkpoint-every", "1", "--no-answers",
+            "-o", str(ckpt)]
+    with open(tmp_path / "out", "w") as fo, open(tmp_path / "err", "w") as fe:
+        proc = subprocess.Popen([sys.executable, "-m", "lazarus_nb", *args], stdout=fo, stderr=fe, env=_env())
+        deadline = time.time() + 120
+        while not (ckpt / "config.json").is_file() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=120)
+    err = (tmp_path / "err").read_text().strip().splitlines()
+    assert rc == 130, err
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert f"--resume -o {ckpt}" in err[0]
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["status"] == "interrupted" and 1 <= config["steps_completed"] < 12
+    loaded = load_model(str(tiny))
+    assert checkpoint.load_adapter(loaded, ckpt)["steps_completed"] == config["steps_completed"]
+
+    d, _ = run_json("introspect", "dual-reward", "-m", tiny, "--resume", "-o", ckpt, "--no-answers")
+    assert d["status"] == "complete" and d["resumed_from_step"] == config["steps_completed"]
+    assert [h["step"] for h in d["history"]] == list(range(1, 13))
+    done = json.loads((ckpt / "config.json").read_text())
+    assert done["status"] == "complete" and done["steps_completed"] == 12
+
+
+# ---------------------------------------------------------------- bad input: exit 2, one line, nothing written
+
+
+def _snapshot(path: Path) -> dict[str, bytes]:
+    if path.is_file():
+        return {"": path.read_bytes()}
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def bad_ctx(trained, tiny, tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    ckpt = trained[0]
+    root = tmp_path_factory.mktemp("bad")
+    corrupt = root / "corrupt"
+    shutil.copytree(ckpt, corrupt)
+    (corrupt / "lora_weights.npz").write_bytes(b"not an npz file")
+    a_file = root / "a_file"
+    a_file.write_text("precious\n")
+    empty = root / "empty"
+    empty.mkdir()
+    existing = root / "existing.json"
+    existing.write_text('{"keep": true}\n')
+    return {"tiny": tiny, "qwen": tiny_model_dir("qwen2"), "ckpt": ckpt, "corrupt": corrupt, "file": a_file,
+            "existing": existing, "missing": root / "missing", "empty": empty}
+
+
+DR = ("introspect", "dual-reward")
+LL = ("introspect", "logit-lens")
+CL = ("introspect", "classifier")
+TWO = ("--classes", "add:1 + 2 = |3 + 4 = ")
+
+BAD_INPUTS = {
+    # name: (args with {placeholders}, text expected in the message, path that must stay untouched)
+    "unknown-model": ([*DR, "-m", "./no-such-model"], "unknown model", None),
+    "model-dir-without-config": ([*LL, "-m", "{empty}"], "not a model directory", None),
+    "classifier-layer-too-high": ([*DR, "-m", "{tiny}", "--classifier-layer", "4"], "0..3", None),
+    "cls-weight-above-1": ([*DR, "-m", "{tiny}", "--cls-weight", "1.5"], "[0, 1]", None),
+    "steps-zero": ([*DR, "-m", "{tiny}", "--steps", "0"], "positive", None),
+    "rank-zero": ([*DR, "-m", "{tiny}", "--lora-rank", "0"], "positive", None),
+    "samples-zero": ([*DR, "-m", "{tiny}", "--num-samples", "0"], ">= 4", None),
+    "learning-rate-zero": ([*DR, "-m", "{tiny}", "--learning-rate", "0"], "positive", None),
+    "learning-rate-negative": ([*DR, "-m", "{tiny}", "--learning-rate", "-1e-3"], "positive", None),
+    "cls-weight-negative": ([*DR, "-m", "{tiny}", "--cls-weight", "-0.1"], "[0, 1]", None),
+    "batch-size-zero": ([*DR, "-m", "{tiny}", "--batch-size", "0"], "positive", None),
+    "heldout-too-many": ([*DR, "-m", "{tiny}", "--heldout-samples", "5000"], "--heldout-samples", None),
+    "classes-no-colon": ([*CL, "-m", "{tiny}", "--classes", "multiply 7 * 8 = ", *TWO], "no ':'", None),
+    "classes-empty-name": ([*CL, "-m", "{tiny}", "--classes", ":7 * 8 = |1 * 2 = ", *TWO], "empty class name",
+                           None),
+    "classes-no-prompts": ([*CL, "-m", "{tiny}", "--classes", "multiply:|", *TWO], "no prompts", None),
+    "classes-one-class": ([*CL, "-m", "{tiny}", *TWO], "only one class", None),
+    "prompts-empty": ([*LL, "-m", "{tiny}", "--prompts", ""], "no prompts", None),
+    "target-empty": ([*LL, "-m", "{tiny}", "--targets", "multiply", "--targets", ""], "empty", None),
+    "adapter-missing": ([*LL, "-m", "{tiny}", "--adapter", "{missing}"], "does not exist", None),
+    "adapter-corrupt": ([*LL, "-m", "{tiny}", "--adapter", "{corrupt}"], "could not load the adapter", "corrupt"),
+    "adapter-other-model": ([*LL, "-m", "{qwen}", "--adapter", "{ckpt}"], "another model", "ckpt"),
+    "output-existing-checkpoint": ([*DR, "-m", "{tiny}", "--steps", "1", "-o", "{ckpt}"], "--force", "ckpt"),
+    "output-is-a-file": ([*DR, "-m", "{tiny}", "--steps", "1", "-o", "{file}"], "is a file", "file"),
+    "resume-without-checkpoint": ([*DR, "-m", "{tiny}", "--resume", "-o", "{missing}"], "nothing to resume", None),
+    "layers-malformed": ([*CL, "-m", "{tiny}", "--layers", "1-"], "'all', N, N,M or a-b", None),
+    "layers-out-of-range": ([*CL, "-m", "{tiny}", "--layers", "0-9"], "0..3", None),
+    "layer-out-of-range": ([*LL, "-m", "{tiny}", "--layer", "4"], "0..3", None),
+    "json-output-exists": ([*LL, "-m", "{tiny}", "--output", "{existing}"], "--force", "existing"),
+    "fetch-unknown": (["fetch", "no-such-model"], "smollm2-135m", None),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input(case, bad_ctx, tmp_path):
+    args, expected, protected = BAD_INPUTS[case]
+    args = [a.format(**bad_ctx) for a in args]
+    before = _snapshot(bad_ctx[protected]) if protected else None
+    r = run(*args, cwd=tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "error" in lines[0] and expected in lines[0], lines[0]
+    assert list(tmp_path.iterdir()) == []  # nothing written next to the run
+    if protected:
+        assert _snapshot(bad_ctx[protected]) == before, f"{protected} was modified"

@@ -22,7 +22,7 @@ from .data import Sample, train_heldout_split
 from .errors import LazarusError
 from .evaluate import sample_lens_stats
 from .lens import LogitLens
-from .lora import LoraConfig, apply_lora, trainable_count
+from .lora import LoraConfig, adapters, apply_lora, trainable_count
 from .losses import dual_loss
 from .models import LoadedModel
 from .tokens import ClassTokens, encode_prompt, make_batch, resolve_class_tokens
@@ -171,6 +171,8 @@ def prepare(loaded: LoadedModel, config: TrainConfig, class_tokens: ClassTokens 
         train_set, heldout = train_heldout_split(cfg.num_samples, cfg.heldout_samples, cfg.seed)
     except ValueError as exc:
         raise LazarusError(str(exc)) from None
+    if adapters(loaded.model):
+        raise LazarusError("this model already carries adapters; load a fresh model to train new ones")
     mx.random.seed(cfg.seed)  # LoRA A init
     adapted = apply_lora(loaded.model, cfg.lora())
     optimizer = optim.Adam(learning_rate=cfg.learning_rate)

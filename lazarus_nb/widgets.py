@@ -50,7 +50,7 @@ from .workflow import DualRewardResult, run_dual_reward
 __all__ = ["FigureSlot", "LensExplorer", "TrainPanel", "figure_output"]
 
 _LABEL = {"description_width": "9.5em"}
-_FIELD = w.Layout(width="19em")
+_FIELD_WIDTH = "21em"
 
 
 def figure_output(fig: Figure) -> dict[str, Any]:
@@ -125,7 +125,7 @@ class TrainPanel:
         force: bool = False,
         answers: bool = True,
         refresh_every: int = 5,
-        min_refresh_seconds: float = 1.0,
+        min_refresh_seconds: float = 4.0,
     ):
         self.loaded = loaded
         self.base_config = config or TrainConfig()
@@ -139,17 +139,17 @@ class TrainPanel:
         n = loaded.num_layers
         layer = c.classifier_layer if c.classifier_layer is not None else loaded.default_classifier_layer
 
-        self.steps = w.IntText(value=c.steps, description="steps", style=_LABEL, layout=_FIELD)
-        self.classifier_layer = w.IntSlider(value=min(max(layer, 0), n - 1), min=0, max=n - 1,
-                                            description="classifier layer", style=_LABEL, layout=_FIELD)
-        self.cls_weight = w.FloatText(value=c.cls_weight, step=0.05, description="cls_weight (0-1)",
-                                      style=_LABEL, layout=_FIELD)
-        self.learning_rate = w.FloatText(value=c.learning_rate, step=1e-4, description="learning rate",
-                                         style=_LABEL, layout=_FIELD)
-        self.lora_rank = w.IntText(value=c.lora_rank, description="LoRA rank", style=_LABEL, layout=_FIELD)
-        self.num_samples = w.IntText(value=c.num_samples, description="training samples", style=_LABEL,
-                                     layout=_FIELD)
-        self.seed = w.IntText(value=c.seed, description="seed", style=_LABEL, layout=_FIELD)
+        def field(cls: type, value: Any, description: str, width: str = _FIELD_WIDTH, **kw: Any) -> w.Widget:
+            return cls(value=value, description=description, style=_LABEL, layout=w.Layout(width=width), **kw)
+
+        self.steps = field(w.IntText, c.steps, "steps")
+        self.classifier_layer = field(w.IntSlider, min(max(layer, 0), n - 1), "classifier layer", width="27em",
+                                      min=0, max=n - 1)
+        self.cls_weight = field(w.FloatText, c.cls_weight, "cls_weight (0-1)", step=0.05)
+        self.learning_rate = field(w.FloatText, c.learning_rate, "learning rate", step=1e-4)
+        self.lora_rank = field(w.IntText, c.lora_rank, "LoRA rank")
+        self.num_samples = field(w.IntText, c.num_samples, "training samples")
+        self.seed = field(w.IntText, c.seed, "seed")
         self.button = w.Button(description="Train", button_style="primary", icon="play",
                                tooltip="Train the dual-reward adapter with these settings")
         self.progress = w.IntProgress(value=0, min=0, max=max(c.steps, 1), description="progress",
@@ -287,8 +287,9 @@ class TrainPanel:
     def _finish(self, result: DualRewardResult) -> None:
         self.result = result
         hist = result.state.history
-        self._logs, self._snaps = list(hist.steps), list(hist.snapshots)
-        self._draw()
+        if (len(hist.steps), len(hist.snapshots)) != (len(self._logs), len(self._snaps)):
+            self._logs, self._snaps = list(hist.steps), list(hist.snapshots)
+            self._draw()  # e.g. a resumed history; normally the last snapshot already drew everything
         self.progress.value = self.progress.max
         self.progress.bar_style = "success"
         b, f = result.baseline, result.final
@@ -362,8 +363,8 @@ class LensExplorer:
         self.output = w.Output()
         for name in ("dropdown", "text", "table", "output"):
             getattr(self, name).add_class(f"lazarus-explorer-{name}")
-        self.dropdown.observe(lambda ch: ch.new and self.show(ch.new), names="value")
-        self.text.observe(lambda ch: ch.new and self.show(ch.new), names="value")
+        self.dropdown.observe(self._on_prompt, names="value")
+        self.text.observe(self._on_prompt, names="value")
         self.widget = w.VBox([
             w.HTML(f"<b>Logit-lens explorer</b> &middot; {html.escape(loaded.name)} ({html.escape(self.title)}), "
                    f"classifier layer {layer}"),
@@ -372,6 +373,14 @@ class LensExplorer:
             self.output,
         ])
         self.dropdown.value = CANONICAL[0].prompt  # draws the first canonical prompt
+
+    def _on_prompt(self, change: Any) -> None:
+        if not change.new:
+            return
+        try:
+            self.show(change.new)
+        except Exception:  # a widget callback has nowhere else to report: show it under the explorer
+            self.output.append_stderr(traceback.format_exc())
 
     def _readout(self, prompt: str) -> tuple[list[int], dict[str, list[float]], list[tuple[int, str, float]]]:
         """(layers, {class word: P(class token) per layer}, top (id, text, P) at the classifier layer)."""
@@ -395,6 +404,7 @@ class LensExplorer:
         note = f" (expected: {expected})" if expected else ""
         self.fig = plots.lens_probability(layers, probs, classifier_layer=self.layer,
                                           title=f"Logit lens on {prompt!r}{note}, {self.title}")
+        self.fig.axes[0].set_ylabel("P(class token) at the last prompt token")  # one prompt, not a class mean
         self.top = [(tok, p) for _, tok, p in top]
         self.slot.update(self.fig)
         self.table.value = self._table_html(probs, top)

@@ -558,7 +558,8 @@ def print_evaluation(out: Out, title: str, ev: Any, n_heldout: int, answers_note
         f"    mean P(class token)       {prob_str(ev.heldout_prob)}")
     if ev.answers is not None:
         per = ", ".join(f"{c} {pct(v, 0)}" for c, v in ev.answers.by_class.items())
-        out(f"  Answer accuracy (greedy generation, held-out): {pct(ev.answers.accuracy)}  ({per})")
+        out(f"  Answer accuracy (greedy generation, held-out): exact {pct(ev.answers.accuracy)}  ({per}); "
+            f"answer as prefix {pct(ev.answers.prefix_accuracy)}")
     elif answers_note:
         out(f"  Answer accuracy: {answers_note}")
 

@@ -161,25 +161,40 @@ def greedy_answers(
 
 
 def answer_correct(generated: str, answer: str) -> bool:
-    """The generated text starts with exactly the answer's integer."""
+    """Exact: the generated text starts with exactly the answer's integer (so "560" for "56" is wrong)."""
     m = _LEADING_INT.match(generated)
     return bool(m) and m.group(1) == answer
 
 
+def answer_prefix_correct(generated: str, answer: str) -> bool:
+    """Prefix: the generated text starts with the answer's digits, whatever follows ("560" for "56" counts).
+
+    Why a second metric: the answer loss scores the answer tokens only and never a terminator, so training
+    teaches a model to produce the answer but not to stop after it. Both are reported, always named."""
+    return generated.lstrip().startswith(answer)
+
+
 @dataclass
 class AnswerAccuracy:
-    accuracy: float  # fraction of samples whose greedy answer is exactly right
-    by_class: dict[str, float]
+    accuracy: float  # exact: fraction whose greedy answer is exactly the integer (answer_correct)
+    by_class: dict[str, float]  # exact accuracy per operation
+    prefix_accuracy: float  # fraction whose greedy text starts with the answer (answer_prefix_correct)
+    prefix_by_class: dict[str, float]
     examples: list[tuple[str, str, str]]  # (prompt, expected, generated) for the first few samples
 
 
 def answer_accuracy(lens: LogitLens, tokenizer: Any, samples: Sequence[Sample]) -> AnswerAccuracy:
+    """Greedy answers of ``samples`` scored exactly and by prefix, overall and per operation."""
     gen = greedy_answers(lens, tokenizer, samples)
-    ok = np.array([answer_correct(g, s.answer) for g, s in zip(gen, samples)])
+    exact = np.array([answer_correct(g, s.answer) for g, s in zip(gen, samples)])
+    prefix = np.array([answer_prefix_correct(g, s.answer) for g, s in zip(gen, samples)])
     labels = np.array([s.label for s in samples])
-    by_class = {c: float(ok[labels == c].mean()) for c in CLASSES if (labels == c).any()}
+
+    def per_class(ok: np.ndarray) -> dict[str, float]:
+        return {c: float(ok[labels == c].mean()) for c in CLASSES if (labels == c).any()}
+
     examples = [(s.prompt, s.answer, g) for s, g in list(zip(samples, gen))[:8]]
-    return AnswerAccuracy(float(ok.mean()), by_class, examples)
+    return AnswerAccuracy(float(exact.mean()), per_class(exact), float(prefix.mean()), per_class(prefix), examples)
 
 
 @dataclass
@@ -198,6 +213,7 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["answer_accuracy"] = self.answers.accuracy if self.answers else None
+        d["answer_prefix_accuracy"] = self.answers.prefix_accuracy if self.answers else None
         return d
 
 

@@ -304,7 +304,9 @@ class TrainPanel:
             f"{b.heldout_restricted_accuracy:.0%} -> {f.heldout_restricted_accuracy:.0%}",
         ]
         if b.answers and f.answers:
-            lines.append(f"Answer accuracy (greedy, held-out): {b.answers.accuracy:.0%} -> {f.answers.accuracy:.0%}")
+            lines.append(f"Answer accuracy (greedy, held-out): exact {b.answers.accuracy:.0%} -> "
+                         f"{f.answers.accuracy:.0%}; as prefix {b.answers.prefix_accuracy:.0%} -> "
+                         f"{f.answers.prefix_accuracy:.0%}")
         lines.append(f"Checkpoint: {result.checkpoint}" if result.checkpoint else "No checkpoint written.")
         _note(self.output, "\n".join(lines))
 

@@ -146,6 +146,7 @@ class DualRewardResult:
             "heldout_prob": ev.heldout_prob,
             "answer_accuracy": ev.answers.accuracy if ev.answers else None,
             "answer_accuracy_by_class": ev.answers.by_class if ev.answers else None,
+            "answer_prefix_accuracy": ev.answers.prefix_accuracy if ev.answers else None,
             "canonical": [asdict(r) for r in ev.canonical],
         }
 
@@ -222,7 +223,10 @@ def run_dual_reward(
     with disabled(loaded.model):
         baseline = evaluate(lens, loaded.tokenizer, state.class_tokens, state.heldout, CANONICAL,
                             state.classifier_layer, answers=answers)
-    baseline_extra = {"baseline_answer_accuracy": baseline.answers.accuracy if baseline.answers else None}
+    baseline_extra = {
+        "baseline_answer_accuracy": baseline.answers.accuracy if baseline.answers else None,
+        "baseline_answer_prefix_accuracy": baseline.answers.prefix_accuracy if baseline.answers else None,
+    }
 
     def save(st: TrainState) -> None:
         if output is not None:
@@ -238,6 +242,7 @@ def run_dual_reward(
             "final_heldout_restricted_accuracy": final.heldout_restricted_accuracy,
             "final_heldout_top1_accuracy": final.heldout_top1_accuracy,
             "final_answer_accuracy": final.answers.accuracy if final.answers else None,
+            "final_answer_prefix_accuracy": final.answers.prefix_accuracy if final.answers else None,
         })
     return DualRewardResult(loaded.name, loaded.num_layers, state.classifier_layer, state.class_tokens,
                             state.trainable_params, state, baseline, final,

@@ -249,6 +249,14 @@ def test_answer_correct(generated, answer, ok):
     assert ev.answer_correct(generated, answer) is ok
 
 
+@pytest.mark.parametrize("generated, answer, ok", [
+    ("56\n", "56", True), ("560", "56", True), (" 56", "56", True), ("5", "56", False), ("65", "56", False),
+    ("", "56", False),
+])
+def test_answer_prefix_correct(generated, answer, ok):
+    assert ev.answer_prefix_correct(generated, answer) is ok
+
+
 def independent_greedy(loaded, prompt: str, n: int) -> list[int]:
     ids = encode_prompt(loaded.tokenizer, prompt)
     new = []
@@ -283,4 +291,6 @@ def test_answer_accuracy_by_class(llama, monkeypatch):
     acc = ev.answer_accuracy(LogitLens(llama.model), llama.tokenizer, samples)
     assert acc.accuracy == pytest.approx(0.5)
     assert acc.by_class == {"multiply": 0.5, "add": 1.0, "subtract": 0.0}
+    assert acc.prefix_accuracy == pytest.approx(0.75)  # 9 - 4 = 5 and "50" starts with "5": prefix only
+    assert acc.prefix_by_class == {"multiply": 0.5, "add": 1.0, "subtract": 1.0}
     assert acc.examples[0] == ("7 * 8 = ", "56", "56\n")

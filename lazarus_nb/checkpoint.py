@@ -28,6 +28,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
+from .atomic import atomic_file
 from .errors import LazarusError
 from .lora import TARGETS, LoraConfig, adapters, apply_lora, lora_arrays, set_lora_arrays
 from .models import LoadedModel
@@ -156,9 +157,8 @@ def update_config(path: str | Path, **fields: Any) -> None:
     path = Path(path) / CONFIG
     data = json.loads(path.read_text())
     data.update(fields)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    with atomic_file(path) as fh:
+        fh.write(json.dumps(data, indent=2))
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

@@ -25,7 +25,6 @@ import os
 import re
 import shlex
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from typing import Any
 
 import lazarus_nb  # noqa: F401  (already imported as our package; keeps the BLAS preload first explicitly)
 
+from .atomic import atomic_file
 from .data import CANONICAL, CLASSES
 from .errors import LazarusError
 from .models import DEFAULT_MODEL, EMBEDDED
@@ -249,23 +249,10 @@ def dumps(obj: Any) -> str:
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write strict JSON to ``path`` via a temp file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = dumps(obj) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    """Write strict JSON to ``path`` atomically."""
+    with atomic_file(path) as fh:
+        fh.write(dumps(obj) + "\n")
+    return Path(path)
 
 
 def check_output_file(path: str | None, force: bool) -> None:
@@ -1120,7 +1107,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ================================================================ parser
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, output_file: bool = False) -> None:
+    if output_file:
+        p.add_argument("-o", "--output", metavar="FILE.json", help="also write the JSON result to this file")
+        p.add_argument("--force", action="store_true", help="overwrite an existing --output file")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (human text to stderr)")
 
 
@@ -1226,9 +1216,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"size of the generated set, balanced over the 4 operations (default: {PROBE_PROMPTS})")
     p.add_argument("--seed", type=_int_at_least(0), default=0, metavar="S",
                    help="seed of the generated prompts, the folds and the control (default: 0)")
-    p.add_argument("-o", "--output", metavar="FILE.json", help="also write the JSON result to this file")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --output file")
-    _add_common(p)
+    _add_common(p, output_file=True)
     p.set_defaults(func=cmd_classifier)
 
     p = isub.add_parser(
@@ -1250,9 +1238,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply this checkpoint (lora_weights.npz or an mlx-lm adapter) from disk before reading")
     p.add_argument("-k", "--top-k", type=_int_at_least(1), default=5, metavar="K",
                    help="top tokens shown per layer (default: 5)")
-    p.add_argument("-o", "--output", metavar="FILE.json", help="also write the JSON result to this file")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --output file")
-    _add_common(p)
+    _add_common(p, output_file=True)
     p.set_defaults(func=cmd_logit_lens)
 
     p = sub.add_parser(

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -45,6 +43,8 @@ from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator
+
+from .atomic import atomic_file
 
 __all__ = [
     "CLASS_COLORS",
@@ -772,18 +772,7 @@ def save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     if not isinstance(fig, Figure):
         raise ValueError(f"save() needs a matplotlib Figure, got {type(fig).__name__}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=fmt, dpi=dpi, facecolor=fig.get_facecolor())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format=fmt, dpi=dpi, facecolor=fig.get_facecolor())
     return path

@@ -420,7 +420,7 @@ def _draw_lens(ax: Axes, lay: np.ndarray, probs: Mapping[str, np.ndarray], cls: 
     if log:
         ax.set_yscale("log")
         lo = min(positive) if positive else 1e-6
-        ax.set_ylim(max(10 ** math.floor(math.log10(lo)), 1e-12), 1.5)
+        ax.set_ylim(max(10 ** math.floor(math.log10(lo)), 1e-30), 1.5)
     else:
         ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("P(class token) at the last prompt token\n(mean over prompts of that class)")
@@ -481,7 +481,7 @@ def lens_before_after(
         # limit from both panels' data (the base model's probabilities are orders of magnitude smaller)
         positive = [v for m in (b, a) for vs in m.values() for v in vs if v > 0]
         lo = min(positive) if positive else 1e-6
-        ax0.set_ylim(max(10 ** math.floor(math.log10(lo)), 1e-12), 1.5)
+        ax0.set_ylim(max(10 ** math.floor(math.log10(lo)), 1e-30), 1.5)
         ax1.set_ylabel("")
         ax1.tick_params(labelleft=True)
         ax0.set_title("Before training (base model)")

@@ -30,8 +30,10 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from .atomic import atomic_file
 from .errors import LazarusError
-from .lora import TARGETS, LoraConfig, adapters, apply_lora, lora_arrays, set_lora_arrays
 from .models import LoadedModel
+
+# `.lora` imports mlx-lm (~2 s): it is imported inside the functions that touch weights, so the CLI can use
+# the file-level checks here (is_checkpoint, read_config, check_writable) and fail bad input instantly.
 
 CONFIG = "config.json"
 NPZ = "lora_weights.npz"
@@ -124,6 +126,8 @@ def run_config(loaded: LoadedModel, state: Any, extra: dict[str, Any] | None = N
 
 def save(path: str | Path, loaded: LoadedModel, state: Any, extra: dict[str, Any] | None = None) -> Path:
     """Write the full checkpoint of ``state`` atomically (see module doc)."""
+    from .lora import TARGETS, lora_arrays
+
     path = Path(path)
     arrays = lora_arrays(loaded.model)
     mlx_names = {k: v for k, v in tree_flatten(loaded.model.trainable_parameters())}
@@ -191,6 +195,8 @@ def load_adapter(loaded: LoadedModel, path: str | Path) -> dict[str, Any]:
     Accepts our checkpoints (``lora_weights.npz`` preferred) and plain mlx-lm adapter directories
     (``adapters.safetensors`` + ``adapter_config.json``, V/O keys only).
     """
+    from .lora import LoraConfig, adapters, apply_lora, set_lora_arrays
+
     path = Path(path)
     config = read_config(path)
     _check_architecture(config, loaded, path)
@@ -220,6 +226,8 @@ def load_adapter(loaded: LoadedModel, path: str | Path) -> dict[str, Any]:
 
 
 def _load_mlx_adapter(loaded: LoadedModel, path: Path, config: dict[str, Any]) -> None:
+    from .lora import TARGETS, LoraConfig, apply_lora
+
     params = config["lora_parameters"]
     inverse = {v: k for k, v in TARGETS.items()}
     keys = params.get("keys") or list(TARGETS.values())
@@ -246,6 +254,7 @@ def load_optimizer_state(path: str | Path) -> dict[str, Any]:
 
 def restore_into(loaded: LoadedModel, path: str | Path, state: Any) -> None:
     """Overwrite a freshly prepared TrainState (adapters applied) with a saved run's progress."""
+    from .lora import set_lora_arrays
     from .train import History
 
     path = Path(path)

@@ -34,6 +34,7 @@ from typing import Any
 
 import lazarus_nb  # noqa: F401  (already imported as our package; keeps the BLAS preload first explicitly)
 
+from . import checkpoint
 from .atomic import atomic_file
 from .data import CANONICAL, CLASSES
 from .errors import LazarusError
@@ -524,15 +525,6 @@ class Progress:
             self.out("  " + "-" * 42)
 
 
-def _class_tokens_of(saved: dict[str, Any]) -> Any:
-    from .tokens import ClassTokens
-
-    words = tuple(saved["class_tokens"])
-    strings = saved.get("class_token_strings", {})
-    return ClassTokens(words, tuple(int(saved["class_tokens"][w]) for w in words),
-                       tuple(strings.get(w, w) for w in words), tuple(True for _ in words))
-
-
 def print_evaluation(out: Out, title: str, ev: Any, n_heldout: int, answers_note: str | None = None) -> None:
     from .evaluate import format_canonical
 
@@ -595,7 +587,7 @@ def run_training(
     """Print the run header, train through ``workflow.run_dual_reward`` with the step table, print the
     before/after evaluation; returns the DualRewardResult (raises _Interrupted on Ctrl-C)."""
     from .lora import expected_count
-    from .tokens import resolve_class_tokens
+    from .tokens import class_tokens_from_ids, resolve_class_tokens
     from .workflow import run_dual_reward
 
     n = loaded.num_layers
@@ -603,7 +595,7 @@ def run_training(
         assert saved is not None
         layer, rank, steps = saved["classifier_layer"], saved["lora_rank"], saved["steps"]
         lora_layers, params = saved["lora_layers"], saved.get("trainable_params")
-        tokens = _class_tokens_of(saved)
+        tokens = class_tokens_from_ids(loaded.tokenizer, saved["class_tokens"])
         cfg_view = saved
         start = int(saved.get("steps_completed", 0))
     else:
@@ -669,33 +661,6 @@ def run_training(
     return result
 
 
-def _has_checkpoint_files(path: str | Path) -> bool:
-    """``checkpoint.is_checkpoint`` without importing it (it pulls in mlx-lm: seconds for a failing command)."""
-    path = Path(path)
-    return (path / "config.json").is_file() or (path / "adapter_config.json").is_file()
-
-
-def read_checkpoint_config(path: Path) -> dict[str, Any]:
-    """``checkpoint.read_config`` (same messages) without importing mlx-lm."""
-    file = path / ("config.json" if (path / "config.json").is_file() else "adapter_config.json")
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise LazarusError(f"the checkpoint config in '{path}' is unreadable: {_first_line(exc)}") from None
-    if not isinstance(data, dict):
-        raise LazarusError(f"the checkpoint config in '{path}' is unreadable: not a JSON object")
-    return data
-
-
-def precheck_checkpoint_output(output: str, force: bool) -> None:
-    """The instant part of ``checkpoint.check_writable`` (same messages), so bad -o fails without imports."""
-    path = Path(output)
-    if path.exists() and not path.is_dir():
-        raise LazarusError(f"output path '{path}' is a file, not a directory")
-    if _has_checkpoint_files(path) and not force:
-        raise LazarusError(f"'{path}' already holds a checkpoint; use --force to overwrite it or --resume")
-
-
 def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The training options the user gave (None = not given: TrainConfig's default applies)."""
     return {k: getattr(args, k) for k in _TRAIN_OPTIONS if getattr(args, k, None) is not None}
@@ -743,9 +708,9 @@ def cmd_dual_reward(args: argparse.Namespace) -> int:
             raise LazarusError("--resume needs -o DIR, the checkpoint directory to continue")
         if Path(args.output).exists() and not Path(args.output).is_dir():
             raise LazarusError(f"nothing to resume: '{args.output}' is a file, not a checkpoint directory")
-        if not _has_checkpoint_files(args.output):
+        if not checkpoint.is_checkpoint(args.output):
             raise LazarusError(f"nothing to resume: '{args.output}' holds no checkpoint")
-        saved = read_checkpoint_config(Path(args.output))
+        saved = checkpoint.read_config(Path(args.output))
         if "steps_completed" not in saved:
             raise LazarusError(f"'{args.output}' is not a lazarus_nb training checkpoint, so it cannot be resumed")
         ignored = [k for k in overrides if k != "lora_layers" and saved.get(k) != overrides[k]]
@@ -761,9 +726,6 @@ def cmd_dual_reward(args: argparse.Namespace) -> int:
         heldout = overrides.get("heldout_samples", TRAIN_DEFAULTS["heldout_samples"])
         _check_train_data(num_samples, heldout, overrides.get("seed", TRAIN_DEFAULTS["seed"]))
         if args.output is not None:
-            precheck_checkpoint_output(args.output, args.force)
-            from . import checkpoint
-
             checkpoint.check_writable(args.output, args.force)
         model = args.model or DEFAULT_MODEL
 
@@ -910,9 +872,9 @@ def cmd_logit_lens(args: argparse.Namespace) -> int:
         adapter = Path(args.adapter)
         if not adapter.exists():
             raise LazarusError(f"adapter directory '{adapter}' does not exist")
-        if not _has_checkpoint_files(adapter):
+        if not checkpoint.is_checkpoint(adapter):
             raise LazarusError(f"'{adapter}' is not a checkpoint (no config.json or adapter_config.json)")
-        adapter_cfg = read_checkpoint_config(adapter)
+        adapter_cfg = checkpoint.read_config(adapter)
     model = args.model or (adapter_cfg or {}).get("model") or DEFAULT_MODEL
     model_cfg = peek_config(model)
     if adapter_cfg is not None:
@@ -929,8 +891,6 @@ def cmd_logit_lens(args: argparse.Namespace) -> int:
     loaded = load(out, model)
     adapter_info = None
     if args.adapter is not None:
-        from . import checkpoint
-
         checkpoint.load_adapter(loaded, args.adapter)
         adapter_info = {"path": str(args.adapter), **describe_adapter(loaded)}
         trained = adapter_cfg.get("steps_completed", adapter_cfg.get("steps")) if adapter_cfg else None

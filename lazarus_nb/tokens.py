@@ -9,7 +9,7 @@ token whether the answer follows (training) or not (evaluation, generation).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +71,14 @@ def resolve_class_tokens(tokenizer: Any, words: Sequence[str] = CLASSES) -> Clas
     if len(set(ids)) != len(ids):
         raise LazarusError(f"class words {list(words)} do not map to distinct tokens ({ids})")
     return ClassTokens(tuple(words), tuple(ids), tuple(r[1] for r in resolved), tuple(r[2] for r in resolved))
+
+
+def class_tokens_from_ids(tokenizer: Any, ids: Mapping[str, int]) -> ClassTokens:
+    """The class tokens a run was trained with, from its saved ``{word: id}``. Never re-resolved: SPEC pins
+    the same ids for training and every later readout, even if resolution rules change."""
+    words = tuple(ids)
+    values = tuple(int(ids[w]) for w in words)
+    return ClassTokens(words, values, tuple(tokenizer.decode([i]) for i in values), tuple(True for _ in words))
 
 
 @dataclass

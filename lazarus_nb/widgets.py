@@ -43,7 +43,7 @@ from .errors import LazarusError
 from .lens import LogitLens, readout
 from .lora import adapters
 from .models import LoadedModel
-from .tokens import ClassTokens, prompt_batch, resolve_class_tokens
+from .tokens import ClassTokens, class_tokens_from_ids, prompt_batch, resolve_class_tokens
 from .train import Snapshot, StepLog, TrainConfig, TrainEvent
 from .workflow import DualRewardResult, run_dual_reward
 
@@ -321,10 +321,7 @@ def _as_class_tokens(loaded: LoadedModel, class_tokens: ClassTokens | Mapping[st
         return resolve_class_tokens(loaded.tokenizer)
     if isinstance(class_tokens, ClassTokens):
         return class_tokens
-    words = tuple(class_tokens)
-    ids = tuple(int(class_tokens[k]) for k in words)
-    strings = tuple(loaded.tokenizer.decode([i]) for i in ids)
-    return ClassTokens(words, ids, strings, tuple(True for _ in words))
+    return class_tokens_from_ids(loaded.tokenizer, class_tokens)
 
 
 class LensExplorer:

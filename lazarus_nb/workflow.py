@@ -22,7 +22,7 @@ from .lens import LogitLens, forward_hidden, readout
 from .lora import disabled
 from .models import LoadedModel, load_model
 from .probe import ProbeConfig, ProbeResult, probe_layers
-from .tokens import ClassTokens, prompt_batch, resolve_class_tokens, resolve_word
+from .tokens import ClassTokens, class_tokens_from_ids, prompt_batch, resolve_class_tokens, resolve_word
 from .train import TrainConfig, TrainEvent, TrainState, prepare, train
 
 # ---------------------------------------------------------------- step 1: probe
@@ -181,18 +181,9 @@ def resume_state(loaded: LoadedModel, path: str | Path) -> TrainState:
         raise LazarusError(f"'{path}' is not a lazarus_nb training checkpoint, so it cannot be resumed")
     keys = TrainConfig.__dataclass_fields__
     cfg = TrainConfig(**{k: saved[k] for k in keys if k in saved})
-    state = prepare(loaded, cfg, class_tokens=_class_tokens_from(loaded, saved))
+    state = prepare(loaded, cfg, class_tokens=class_tokens_from_ids(loaded.tokenizer, saved["class_tokens"]))
     checkpoint.restore_into(loaded, path, state)
     return state
-
-
-def _class_tokens_from(loaded: LoadedModel, saved: dict[str, Any]) -> ClassTokens:
-    """The class tokens a checkpoint was trained with (never re-resolved: SPEC pins the same ids)."""
-    words = tuple(saved["class_tokens"])
-    ids = tuple(saved["class_tokens"][w] for w in words)
-    strings = tuple(saved.get("class_token_strings", {}).get(w, loaded.tokenizer.decode([i])) for w, i in
-                    zip(words, ids))
-    return ClassTokens(words, ids, strings, tuple(True for _ in words))
 
 
 def run_dual_reward(
@@ -271,7 +262,7 @@ def verify(path: str | Path, model: str | None = None, answers: bool = True,
     """Step 4: load the base model fresh, evaluate it, load the adapter *from disk*, evaluate again."""
     saved = checkpoint.read_config(path)
     loaded = load_model(model or saved["model"])
-    tokens = _class_tokens_from(loaded, saved)
+    tokens = class_tokens_from_ids(loaded.tokenizer, saved["class_tokens"])
     if heldout is None:
         _, heldout = train_heldout_split(saved["num_samples"], saved["heldout_samples"], saved["seed"])
     layer = saved["classifier_layer"]

@@ -694,10 +694,10 @@ def report(r: dict) -> None:
     if "full_run_seconds" in r:
         print("  " + missed("snapshot_overhead", r["snapshot_overhead"], TARGETS["snapshot_overhead"], False))
         print("  " + missed("full_run_seconds", r["full_run_seconds"], TARGETS["full_run_seconds"], False))
-    busy = r["other_processes_cpu_fraction"]
-    print(f"  other processes used {busy:.0%} of the cores while (a)-(c) ran"
+    busy = max(r["other_processes_cpu_fraction"], r.get("full_other_processes_cpu_fraction", 0.0))
+    print(f"  other processes used {r['other_processes_cpu_fraction']:.0%} of the cores while (a)-(c) ran"
           + (f", {r['full_other_processes_cpu_fraction']:.0%} during --full" if "full_run_seconds" in r else "")
-          + (" (a quiet machine)" if busy < 0.05 else " -- NOT a quiet machine: figures are pessimistic"))
+          + (" (a quiet machine)" if busy < 0.05 else " -- NOT a quiet machine: the slower figures are pessimistic"))
     print(f"  {load_note()} now, this benchmark's own threads included (at start: {r['load_before'][0]:.2f})")
 
 

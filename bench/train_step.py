@@ -29,7 +29,7 @@ MFU = step FLOPs / step seconds / the sgemm rate measured in (c).
 ``--full`` also times a full default run (``run_dual_reward(TrainConfig())``: 500 steps, snapshots every 25,
 baseline and final evaluation with greedy answers) and the snapshot overhead (100 steps with
 ``snapshot_every`` 25 vs 0). ``--study`` measures ``mx.compile`` of our loss-and-grad, length bucketing and
-trimming the unread last column (it writes ``runs/bench/study.json``). ``--sweep`` runs the model-size x
+the unread last column (it writes ``runs/bench/study.json``). ``--sweep`` runs the model-size x
 batch-size table of docs/performance.md in subprocesses. Targets are printed with how far they are missed.
 """
 
@@ -576,27 +576,26 @@ def study(args) -> dict:
     }
     set_lora_arrays(model, init)
 
-    # 3. Trimming the unread last column: no loss reads the last real token's output (it predicts nothing
-    # that is scored), and right padding puts pads after it. Same losses, one column fewer.
+    # 3. The unread last column: no loss reads the last column's output (it would predict the token after
+    # the answer), so losses.dual_loss forwards tokens[:, :-1]. The "before" step is the same batch with one
+    # pad column appended, which makes dual_loss forward all T original columns again.
     lens = LogitLens(model)
-    trimmed = trim(batch0)
-    full_l = [x.item() for x in dual_loss(lens, batch0, layer, cfg.cls_weight)]
-    trim_l = [x.item() for x in dual_loss(lens, trimmed, layer, cfg.cls_weight)]
-    t_full, t_trim = [], []
+    before = with_extra_column(batch0)
+    now_l = [x.item() for x in dual_loss(lens, batch0, layer, cfg.cls_weight)]
+    before_l = [x.item() for x in dual_loss(lens, before, layer, cfg.cls_weight)]
+    t_before, t_now = [], []
     for _ in range(3):
+        step(before)
         step(batch0)
-        step(trimmed)
     for _ in range(args.rounds):
-        t_full.append(timed(step, batch0))
-        t_trim.append(timed(step, trimmed))
-    sched_cols = sum(b.tokens.shape[1] for b in sched_batches)
+        t_before.append(timed(step, before))
+        t_now.append(timed(step, batch0))
     out["trim_last_column"] = {
-        "max_abs_loss_diff": max(abs(x - y) for x, y in zip(full_l, trim_l)),
-        "columns": [batch0.tokens.shape[1], trimmed.tokens.shape[1]],
-        "columns_saved_fraction_study": 1 - sum(trim(b).tokens.shape[1] for b in sched_batches) / sched_cols,
-        "full_median_seconds": median(t_full),
-        "trimmed_median_seconds": median(t_trim),
-        "gain": 1 - median(t_trim) / median(t_full),
+        "max_abs_loss_diff": max(abs(x - y) for x, y in zip(now_l, before_l)),
+        "columns_forwarded": [batch0.tokens.shape[1], batch0.tokens.shape[1] - 1],
+        "all_columns_median_seconds": median(t_before),
+        "trimmed_median_seconds": median(t_now),
+        "gain": 1 - median(t_now) / median(t_before),
     }
 
     # 4. Where the step's time goes: forward (both losses), forward + backward, the Adam update.
@@ -644,10 +643,11 @@ def _with_compiled_update(model, layer, cls_weight, optimizer):
     return step
 
 
-def trim(batch: Batch) -> Batch:
-    """Drop the columns after the last position any loss reads (``answer_pos`` max; the lens row is earlier)."""
-    width = int(mx.max(batch.answer_pos).item()) + 1
-    return Batch(batch.tokens[:, :width], *(getattr(batch, f) for f in BATCH_FIELDS[1:]))
+def with_extra_column(batch: Batch) -> Batch:
+    """The batch with one pad column appended: dual_loss, which drops the last column, then forwards every
+    original column (the step as it was before the last column was dropped)."""
+    pad = mx.zeros((batch.size, 1), dtype=batch.tokens.dtype) + batch.tokens[:, -1:]
+    return Batch(mx.concatenate([batch.tokens, pad], axis=1), *(getattr(batch, f) for f in BATCH_FIELDS[1:]))
 
 
 def _pad_fraction(loaded, state, schedule) -> float:

@@ -163,6 +163,13 @@ def batch_schedule(
     return batches[:steps]
 
 
+def snapshot_due(step: int, steps: int, every: int) -> bool:
+    """Whether training records a lens snapshot after ``step`` of ``steps`` (0 = the base model): at the first
+    and last step, and every ``every`` steps (0 = first and last only). The one schedule rule: the trainer
+    and the live panel both ask it."""
+    return step in (0, steps) or (every > 0 and step % every == 0)
+
+
 def prepare(loaded: LoadedModel, config: TrainConfig, class_tokens: ClassTokens | None = None) -> TrainState:
     """Resolve the config, build data, class tokens, adapters and optimizer: the state at step 0."""
     cfg = config.resolve(loaded.num_layers)
@@ -216,12 +223,11 @@ def train(
         state.history.snapshots.append(snap)
         emit(TrainEvent("snapshot", state.step, cfg.steps, snapshot=snap))
 
-    def snapshot_due() -> bool:
-        periodic = bool(cfg.snapshot_every) and state.step % cfg.snapshot_every == 0
-        at = state.step in (0, cfg.steps) or periodic
-        return at and (not state.history.snapshots or state.history.snapshots[-1].step != state.step)
+    def snapshot_pending() -> bool:  # due, and not already recorded (a resumed run may have it)
+        recorded = bool(state.history.snapshots) and state.history.snapshots[-1].step == state.step
+        return snapshot_due(state.step, cfg.steps, cfg.snapshot_every) and not recorded
 
-    if snapshot_due():
+    if snapshot_pending():
         take_snapshot()  # step 0 (the base model), or one a resumed run was interrupted before recording
     try:
         while state.step < cfg.steps:
@@ -246,7 +252,7 @@ def train(
             log = StepLog(state.step, total.item(), cls.item(), ans.item(), dt)
             state.history.steps.append(log)
             emit(TrainEvent("step", state.step, cfg.steps, log=log))
-            if snapshot_due():
+            if snapshot_pending():
                 take_snapshot()
             periodic_save = bool(cfg.checkpoint_every) and state.step % cfg.checkpoint_every == 0
             if save is not None and state.step < cfg.steps and periodic_save:

@@ -44,7 +44,7 @@ from .lens import LogitLens, readout
 from .lora import adapters
 from .models import LoadedModel
 from .tokens import ClassTokens, class_tokens_from_ids, prompt_batch, resolve_class_tokens
-from .train import Snapshot, StepLog, TrainConfig, TrainEvent
+from .train import Snapshot, StepLog, TrainConfig, TrainEvent, snapshot_due
 from .workflow import DualRewardResult, run_dual_reward
 
 __all__ = ["FigureSlot", "LensExplorer", "TrainPanel", "figure_output"]
@@ -251,10 +251,6 @@ class TrainPanel:
         _note(self.output, f"Error: {message}", error=True)
         return None
 
-    def _snapshot_due(self, step: int) -> bool:
-        cfg = self._running
-        return cfg is not None and (step == cfg.steps or bool(cfg.snapshot_every and step % cfg.snapshot_every == 0))
-
     def _on_event(self, event: TrainEvent) -> None:
         if event.kind == "step" and event.log is not None:
             log = event.log
@@ -264,7 +260,8 @@ class TrainPanel:
                                  f"(classification {log.cls_loss:.3f}, answer {log.ans_loss:.3f})")
             due = event.step % self.refresh_every == 0
             recent = time.monotonic() - self._last_draw < self.min_refresh_seconds
-            if due and not recent and not self._snapshot_due(event.step):
+            every = self._running.snapshot_every if self._running else 0
+            if due and not recent and not snapshot_due(event.step, event.total_steps, every):
                 self._draw()  # loss refresh (a snapshot right after this step redraws anyway)
         elif event.kind == "snapshot" and event.snapshot is not None:
             self._snaps.append(event.snapshot)

@@ -95,11 +95,16 @@ def run_lens(
     targets: Sequence[str],
     layers: Sequence[int] | None = None,
     top_k: int = 5,
+    class_tokens: ClassTokens | None = None,
 ) -> LensReport:
-    """Read the lens at each prompt's last token, for every layer in ``layers`` (default all)."""
+    """Read the lens at each prompt's last token, for every layer in ``layers`` (default all).
+
+    ``class_tokens`` (a checkpoint's): targets that are its class words use exactly its ids (SPEC "Class
+    tokens"); other targets are resolved from the tokenizer."""
     if not targets:
         raise LazarusError("give at least one target word")
-    ids = {w: resolve_word(loaded.tokenizer, w)[0] for w in targets}
+    known = class_tokens.as_dict() if class_tokens is not None else {}
+    ids = {w: known[w] if w in known else resolve_word(loaded.tokenizer, w)[0] for w in targets}
     tokens, last = prompt_batch(loaded.tokenizer, list(prompts))
     r = readout(LogitLens(loaded.model), tokens, last, list(ids.values()), layers, top_k)
     probs, ranks = np.array(r.probs), np.array(r.ranks)

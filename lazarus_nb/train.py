@@ -18,63 +18,15 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 
+from .config import TrainConfig
 from .data import Sample, train_heldout_split
 from .errors import LazarusError
 from .evaluate import sample_lens_stats
 from .lens import LogitLens
-from .lora import LoraConfig, adapters, apply_lora, trainable_count
+from .lora import adapters, apply_lora, trainable_count
 from .losses import dual_loss
 from .models import LoadedModel
 from .tokens import ClassTokens, encode_prompt, make_batch, resolve_class_tokens
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 500  # optimiser steps (original default)
-    classifier_layer: int | None = None  # lens layer that must emit the class word; None = int(0.55 * layers)
-    cls_weight: float = 0.4  # total = w * classification + (1 - w) * answer
-    learning_rate: float = 5e-4  # Adam step size (original default)
-    num_samples: int = 800  # training problems (balanced over the 4 operations)
-    heldout_samples: int = 100  # evaluation problems, disjoint from training and the canonical 8
-    lora_rank: int = 16  # adapter rank r
-    lora_scale: float = 2.0  # LoRA output multiplier; mlx-lm's 20 stalls at chance with lr 5e-4 (docs/results.md)
-    lora_layers: list[int] | None = None  # blocks carrying V/O adapters; None = all (SPEC)
-    batch_size: int = 8  # problems per step
-    seed: int = 0  # data split, batch order and adapter init
-    snapshot_every: int = 25  # logit-lens snapshot interval in steps (0 = only first and last)
-    snapshot_size: int = 32  # fixed held-out problems scored at every snapshot (small: snapshots are overhead)
-    checkpoint_every: int = 100  # save-hook interval in steps (when a save hook is given)
-
-    def resolve(self, num_layers: int) -> TrainConfig:
-        """Validate against a model; fill the classifier layer default. One clear sentence per problem."""
-        cfg = TrainConfig(**asdict(self))
-        if cfg.classifier_layer is None:
-            cfg.classifier_layer = int(0.55 * num_layers)
-        checks = [
-            (0 <= cfg.classifier_layer < num_layers,
-             f"classifier layer must be in 0..{num_layers - 1} for this model, got {cfg.classifier_layer}"),
-            (0.0 <= cfg.cls_weight <= 1.0, f"cls_weight must be in [0, 1], got {cfg.cls_weight}"),
-            (cfg.steps > 0, f"steps must be positive, got {cfg.steps}"),
-            (cfg.learning_rate > 0, f"learning rate must be positive, got {cfg.learning_rate}"),
-            (cfg.num_samples >= 4, f"num_samples must be at least 4 (one per class), got {cfg.num_samples}"),
-            (cfg.heldout_samples >= 4, f"heldout_samples must be at least 4, got {cfg.heldout_samples}"),
-            (cfg.lora_rank > 0, f"LoRA rank must be positive, got {cfg.lora_rank}"),
-            (cfg.batch_size > 0, f"batch size must be positive, got {cfg.batch_size}"),
-            (cfg.snapshot_every >= 0, f"snapshot_every must be >= 0, got {cfg.snapshot_every}"),
-            (cfg.snapshot_size >= 4, f"snapshot_size must be at least 4, got {cfg.snapshot_size}"),
-            (cfg.lora_layers is None or len(cfg.lora_layers) > 0, "lora_layers must name at least one layer"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise LazarusError(message)
-        try:
-            self.lora().resolved_layers(num_layers)
-        except ValueError as exc:
-            raise LazarusError(str(exc)) from None
-        return cfg
-
-    def lora(self) -> LoraConfig:
-        return LoraConfig(rank=self.lora_rank, scale=self.lora_scale, layers=self.lora_layers)
 
 
 @dataclass

@@ -3,7 +3,13 @@
 Import this package before ``mlx``: it first loads an optimized BLAS (see ``lazarus_nb.blas``).
 """
 
+import os as _os
+
 from . import blas as _blas
+
+# transformers is used for tokenizers only; without PyTorch it prints an advisory on every import that
+# reads like an error to a newcomer.
+_os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 _blas.preload()
 

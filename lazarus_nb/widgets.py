@@ -76,12 +76,16 @@ class FigureSlot:
     """One place in a widget where a figure is shown; ``update(fig)`` replaces it in place.
 
     ``widget`` is an ``ipywidgets.Output`` whose ``outputs`` always hold exactly one PNG (see the module
-    docstring for why this is not an IPython display handle). ``renders`` counts updates.
+    docstring for why this is not an IPython display handle). ``renders`` counts updates; ``counter`` (a
+    hidden HTML widget, class ``lazarus-redraws``) shows that count in the page, so a browser test can tell
+    "redrawn during training" from the DOM without depending on timing.
     """
 
     def __init__(self, fig: Figure | None = None):
         self.widget = w.Output()
         self.widget.add_class("lazarus-figure")
+        self.counter = w.HTML(layout=w.Layout(display="none"))
+        self.counter.add_class("lazarus-redraws")
         self.fig = fig
         self.renders = 0
         if fig is not None:
@@ -94,6 +98,7 @@ class FigureSlot:
             return
         self.widget.outputs = (figure_output(self.fig),)
         self.renders += 1
+        self.counter.value = f"<span data-count='{self.renders}'>{self.renders}</span>"
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -173,6 +178,7 @@ class TrainPanel:
             w.HBox([w.VBox(fields[:4]), w.VBox(fields[4:] + [self.button])]),
             w.HBox([self.progress, self.status]),
             self.figure.widget,
+            self.figure.counter,
             self.output,
         ])
         self.widget.add_class("lazarus-train-panel")

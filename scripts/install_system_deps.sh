@@ -6,7 +6,7 @@
 # Idempotent: installs only what is missing; never fails the build (the tests say what is absent).
 set -u
 if [ ! -f /etc/debian_version ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "install_system_deps: not Debian/Ubuntu; skipping (set LAZARUS_NB_BLAS=/path/to/libopenblas.so)"
+  echo "setup: not Debian/Ubuntu: no system packages installed (set LAZARUS_NB_BLAS=/path/to/libopenblas.so for a fast BLAS)"
   exit 0
 fi
 need=()
@@ -18,8 +18,8 @@ fi
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
 export DEBIAN_FRONTEND=noninteractive
-echo "install_system_deps: installing ${need[*]}"
+echo "setup: installing system packages with apt-get: ${need[*]} (fast BLAS for mlx; Chromium for the browser test)"
 $SUDO apt-get install -y -qq "${need[@]}" >/dev/null 2>&1 \
   || { $SUDO apt-get update -qq >/dev/null 2>&1 && $SUDO apt-get install -y -qq "${need[@]}" >/dev/null 2>&1; } \
-  || echo "install_system_deps: could not install ${need[*]}; training falls back to the slow reference BLAS and the browser test is skipped"
+  || echo "setup: could not install ${need[*]}; training falls back to the slow reference BLAS and the browser test is skipped"
 exit 0

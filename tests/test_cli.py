@@ -64,6 +64,20 @@ def trained(tiny, tmp_path_factory) -> tuple[Path, dict, str]:
     return ckpt, payload, err
 
 
+@pytest.fixture(scope="module")
+def saved_checkpoint(tiny, tmp_path_factory) -> Path:
+    """A small trained checkpoint written in-process (a second, not a subprocess run): what the bad-input
+    cases point at, so they need no subprocess training and stay in ``make test-fast``."""
+    from lazarus_nb.models import load_model
+    from lazarus_nb.train import TrainConfig
+    from lazarus_nb.workflow import run_dual_reward
+
+    ckpt = tmp_path_factory.mktemp("saved") / "ckpt"
+    config = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_size=4, batch_size=4)
+    run_dual_reward(load_model(str(tiny)), config, output=ckpt, answers=False)
+    return ckpt
+
+
 # ---------------------------------------------------------------- pure helpers (in-process, instant)
 
 
@@ -124,6 +138,7 @@ def test_fetch_prints_the_model_directory():
 # ---------------------------------------------------------------- dual-reward
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_dual_reward_json_and_checkpoint(trained, tiny):
     ckpt, d, err = trained
     # with --json the human report goes to stderr
@@ -147,6 +162,7 @@ def test_dual_reward_json_and_checkpoint(trained, tiny):
     assert config["class_tokens"] == d["class_tokens"]
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_dual_reward_human_output_and_nothing_written_without_output(tiny, tmp_path):
     r = run("introspect", "dual-reward", "-m", tiny, "--steps", "2", "--num-samples", "8", "--heldout-samples",
             "4", "--log-every", "1", "--no-answers", cwd=tmp_path)
@@ -167,6 +183,7 @@ def test_dual_reward_human_output_and_nothing_written_without_output(tiny, tmp_p
 # ---------------------------------------------------------------- logit lens
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_logit_lens_adapter_is_applied(trained, tiny, tmp_path):
     ckpt, d, _ = trained
     prompts = "7 * 8 = |23 + 45 = "
@@ -226,6 +243,7 @@ def test_classifier_generated_words_json(tiny):
 # ---------------------------------------------------------------- demo
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_demo_writes_results_and_figures(tiny, tmp_path):
     out = tmp_path / "demo"
     d, err = run_json("demo", "-o", out, "-m", tiny, "--steps", "2", "--num-samples", "8", "--heldout-samples",
@@ -246,6 +264,7 @@ def test_demo_writes_results_and_figures(tiny, tmp_path):
 # ---------------------------------------------------------------- Ctrl-C and --resume
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_interrupt_keeps_checkpoint_and_resume_completes(tiny, tmp_path):
     from lazarus_nb import checkpoint
     from lazarus_nb.models import load_model
@@ -287,8 +306,8 @@ def _snapshot(path: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def bad_ctx(trained, tiny, tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
-    ckpt = trained[0]
+def bad_ctx(saved_checkpoint, tiny, tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    ckpt = saved_checkpoint
     root = tmp_path_factory.mktemp("bad")
     corrupt = root / "corrupt"
     shutil.copytree(ckpt, corrupt)

@@ -15,8 +15,10 @@ from matplotlib.collections import QuadMesh  # noqa: E402
 
 from lazarus_nb import checkpoint, lora, plots  # noqa: E402
 from lazarus_nb.data import CANONICAL, CLASSES  # noqa: E402
+from lazarus_nb.lens import LogitLens, readout  # noqa: E402
 from lazarus_nb.models import load_model  # noqa: E402
 from lazarus_nb.profiles import Profile, ensure_checkpoint  # noqa: E402
+from lazarus_nb.tokens import prompt_batch  # noqa: E402
 from lazarus_nb.train import TrainConfig  # noqa: E402
 from lazarus_nb.widgets import FigureSlot, LensExplorer, TrainPanel, figure_output  # noqa: E402
 from lazarus_nb.workflow import run_lens  # noqa: E402
@@ -169,6 +171,13 @@ def test_lens_explorer(tiny):
         np.testing.assert_array_equal(ln.get_ydata(), [r["targets"][ln.get_label()]["prob"] for r in rows])
     at = rows[explorer.layer]
     assert explorer.top == [tuple(t) for t in at["top"]]
+    # ... and those are the lens's own numbers for the class-token ids (read here without run_lens)
+    tokens, last = prompt_batch(tiny.tokenizer, ["81 / 9 = "])
+    r = readout(LogitLens(tiny.model), tokens, last, explorer.class_tokens.ids, None, explorer.top_k)
+    by_word = {ln.get_label(): ln.get_ydata() for ln in lines}
+    for k, c in enumerate(explorer.class_tokens.words):
+        np.testing.assert_allclose(by_word[c], np.array(r.probs)[:, 0, k], rtol=1e-6)
+    np.testing.assert_allclose([p for _, p in explorer.top], np.array(r.top_probs)[explorer.layer, 0], rtol=1e-6)
     for c in CLASSES:
         assert f"<td>{c}</td><td style='text-align:right'>{at['targets'][c]['prob']:.2e}</td>" in explorer.table.value
 
@@ -181,9 +190,6 @@ def test_lens_explorer(tiny):
 
 def test_lens_explorer_stars_class_tokens_among_the_top_tokens(tiny):
     """A class token in the top list is starred at its own place (rank = its index in the list)."""
-    from lazarus_nb.lens import LogitLens, readout
-    from lazarus_nb.tokens import prompt_batch
-
     explorer = LensExplorer(tiny)
     tokens, last = prompt_batch(tiny.tokenizer, ["7 * 8 = "])
     r = readout(LogitLens(tiny.model), tokens, last, explorer.class_tokens.ids, [explorer.layer], 1)

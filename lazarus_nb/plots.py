@@ -1,20 +1,17 @@
 """Figures for the classifier-emergence workbench.
 
-Every function takes plain arrays / lists (not the package's dataclasses) and returns a
-:class:`matplotlib.figure.Figure`. Nothing here touches ``pyplot``: figures are built with the ``Figure``
-class directly, so no global figure registry grows, nothing pops up in a window, and a script under the Agg
-backend behaves exactly like a notebook.
+Every function takes plain arrays / lists (not the package's dataclasses; :mod:`lazarus_nb.figures` turns
+results into these calls) and returns a :class:`matplotlib.figure.Figure`. Nothing here touches ``pyplot``:
+figures are built with the ``Figure`` class directly, so no global figure registry grows, nothing pops up in a
+window, and a script under the Agg backend behaves exactly like a notebook.
 
 Displaying in Jupyter
 ---------------------
-A bare ``matplotlib.figure.Figure`` has no ``_repr_png_``; it is shown as an image only when the inline
-backend has registered its formatter (``%matplotlib inline`` or a ``pyplot`` figure call). In a fresh
-ipykernel 7 / matplotlib 3.11 kernel a pyplot-free ``Figure`` -- and ``display(fig)`` -- shows only
-``<Figure size ...>`` text (checked against a live kernel). The figures returned here are therefore
-instances of :class:`NotebookFigure`, a ``Figure`` subclass whose ``_repr_png_`` renders a PNG, so
-``fig`` as the last expression of a cell, ``display(fig)`` and ``handle = display(fig, display_id=True)`` /
-``handle.update(fig)`` all work with or without ``%matplotlib inline`` (if the inline formatter is
-registered it takes precedence, which is fine too).
+A bare ``Figure`` shows as ``<Figure size ...>`` text in a kernel without the inline backend (no
+``%matplotlib inline``, no pyplot call; checked in ipykernel 7 / matplotlib 3.11). The figures returned here
+are :class:`NotebookFigure` instances, whose ``_repr_png_`` is :func:`png_bytes`, so ``fig`` as the last
+expression of a cell and ``display(fig)`` work either way. :func:`png_bytes` is the one figure-to-PNG
+rendering for display (the widgets' live figure slots use it too); :func:`save` writes files.
 
 Themes
 ------
@@ -56,6 +53,7 @@ __all__ = [
     "lens_before_after",
     "lens_probability",
     "loss_curves",
+    "png_bytes",
     "probe_accuracy",
     "save",
     "top_tokens_table",
@@ -129,13 +127,18 @@ def _style():
     return matplotlib.rc_context(_RC)
 
 
+def png_bytes(fig: Figure) -> bytes:
+    """``fig`` as PNG bytes for display: cropped to its content, on its own (opaque) background."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", facecolor=fig.get_facecolor(), bbox_inches="tight")
+    return buf.getvalue()
+
+
 class NotebookFigure(Figure):
     """A plain ``Figure`` that Jupyter can show without the inline backend (see module docstring)."""
 
     def _repr_png_(self) -> bytes:
-        buf = io.BytesIO()
-        self.savefig(buf, format="png", facecolor=self.get_facecolor(), bbox_inches="tight")
-        return buf.getvalue()
+        return png_bytes(self)
 
 
 def _new_figure(figsize: tuple[float, float]) -> NotebookFigure:
@@ -408,25 +411,30 @@ def _draw_lens(ax: Axes, lay: np.ndarray, probs: Mapping[str, np.ndarray], cls: 
                legend: bool = True) -> None:
     styles = _class_styles(list(probs))
     order = np.argsort(lay)
-    positive = []
     for name, p in probs.items():
         color, marker = styles[name]
         ax.plot(lay[order], p[order], color=color, marker=marker, markersize=4, linewidth=2, label=name,
                 zorder=3)
-        positive.extend(p[np.isfinite(p) & (p > 0)].tolist())
     _mark_classifier_v(ax, cls)
     _set_layer_axis(ax, lay, "x")
     ax.set_xlim(lay.min() - 0.5, lay.max() + 0.5)
     if log:
         ax.set_yscale("log")
-        lo = min(positive) if positive else 1e-6
-        ax.set_ylim(max(10 ** math.floor(math.log10(lo)), 1e-30), 1.5)
+        _log_ylim(ax, probs.values())
     else:
         ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("P(class token) at the last prompt token\n(mean over prompts of that class)")
     ax.grid(True, axis="y", which="major")
     if legend:
         _legend(ax, loc="best", title="class")
+
+
+def _log_ylim(ax: Axes, series) -> None:
+    """Log y-limits: from the decade below the smallest positive value (floor 1e-30, so base-model
+    probabilities are not clipped) to 1.5."""
+    positive = [v for p in series for v in np.asarray(p, dtype=float) if np.isfinite(v) and v > 0]
+    lo = min(positive) if positive else 1e-6
+    ax.set_ylim(max(10 ** math.floor(math.log10(lo)), 1e-30), 1.5)
 
 
 def _prob_map(name: str, probs, n: int) -> dict[str, np.ndarray]:
@@ -479,9 +487,7 @@ def lens_before_after(
         _draw_lens(ax1, lay, a, cls, True, legend=True)
         # shared y: each _draw_lens set limits from its own data and the second call won, so take the lower
         # limit from both panels' data (the base model's probabilities are orders of magnitude smaller)
-        positive = [v for m in (b, a) for vs in m.values() for v in vs if v > 0]
-        lo = min(positive) if positive else 1e-6
-        ax0.set_ylim(max(10 ** math.floor(math.log10(lo)), 1e-30), 1.5)
+        _log_ylim(ax0, [*b.values(), *a.values()])
         ax1.set_ylabel("")
         ax1.tick_params(labelleft=True)
         ax0.set_title("Before training (base model)")
@@ -708,17 +714,10 @@ def top_tokens_table(
 class Dashboard:
     """Live figure for training: left loss curves, right emergence heatmap.
 
-    ``update`` clears and redraws the axes IN PLACE on the same :attr:`fig` (never a new figure), so a
-    notebook can push it through one IPython display handle::
-
-        dash = training_dashboard()
-        handle = display(dash.fig, display_id=True)
-        ...  # in the training callback
-        dash.update(steps, total, cls, ans, snap_steps, layers, values, classifier_layer)
-        handle.update(dash.fig)
-
-    Empty histories (before the first step / first snapshot) draw a "waiting" placeholder instead of
-    raising; mismatched shapes still raise ``ValueError``.
+    ``update`` clears and redraws the axes IN PLACE on the same :attr:`fig` (never a new figure), so a live
+    display (``widgets.FigureSlot``) shows one figure for a whole run; ``figures.update_dashboard`` feeds it
+    a training ``History``. Empty histories (before the first step / first snapshot) draw a "waiting"
+    placeholder instead of raising; mismatched shapes still raise ``ValueError``.
     """
 
     def __init__(self, fig: Figure | None = None):

@@ -1,6 +1,6 @@
 """Notebook widgets: the dual-reward training panel and the logit-lens explorer.
 
-Both are thin ipywidgets front ends over :mod:`lazarus_nb.workflow` and :mod:`lazarus_nb.plots`, and both
+Both are thin ipywidgets front ends over :mod:`lazarus_nb.workflow` and :mod:`lazarus_nb.figures`, and both
 have a plain method that does the work (``TrainPanel.run()``, ``LensExplorer.show(prompt)``), so tests and
 headless notebook runs exercise exactly what a click does.
 
@@ -8,14 +8,16 @@ Live figures
 ------------
 A panel owns *one* figure (``plots.training_dashboard()``), redrawn in place and pushed into a
 :class:`FigureSlot`: a single display slot inside the widget whose content is replaced, never appended
-to. Why not an IPython display handle (``display(fig, display_id=True)`` / ``handle.update(fig)``)? In
-JupyterLab a display handle cannot reach a figure that lives inside a widget: the ``Output`` widget drops
-``update_display_data`` messages (jupyter-widgets/ipywidgets#1844, visible in its ``add()`` which keeps
-only display_data/stream/error), and output produced by a button callback outside an ``Output`` widget is
-discarded altogether. Replacing the ``Output`` widget's ``outputs`` trait is widget *state*, so it works
-the same from a button click, from a plain cell (``panel.run()``), from another thread, and in a kernel
-with no browser attached (nbval, papermill). :class:`FigureSlot` keeps the display-handle vocabulary
-(``update(fig)``).
+to. The slot stores the figure as :func:`plots.png_bytes` renders it, the same PNG a figure shows as the
+last expression of a cell. Why not an IPython display handle (``display(fig, display_id=True)`` /
+``handle.update(fig)``)? In JupyterLab a display handle cannot reach a figure that lives inside a widget:
+the ``Output`` widget drops ``update_display_data`` messages (jupyter-widgets/ipywidgets#1844, visible in
+its ``add()`` which keeps only display_data/stream/error), and output produced by a button callback outside
+an ``Output`` widget is discarded altogether. Replacing the ``Output`` widget's ``outputs`` trait is widget
+*state*, so it works the same from a button click, from a plain cell (``panel.run()``), from another
+thread, and in a kernel with no browser attached (nbval, papermill). :class:`FigureSlot` keeps the
+display-handle vocabulary (``update(fig)``), and shows how many times it was updated in a hidden
+``<span class="lazarus-redraws" data-count="N">N</span>`` (what a browser test reads to see live redraws).
 
 Errors the user can fix (bad hyperparameters, an unusable checkpoint directory) are
 :class:`~lazarus_nb.errors.LazarusError` sentences; the widgets show them in their output area instead of
@@ -34,18 +36,16 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
-import numpy as np
 from matplotlib.figure import Figure
 
-from . import plots
+from . import figures, plots
 from .data import CANONICAL
 from .errors import LazarusError
-from .lens import LogitLens, readout
 from .lora import adapters
 from .models import LoadedModel
-from .tokens import ClassTokens, class_tokens_from_ids, prompt_batch, resolve_class_tokens
-from .train import Snapshot, StepLog, TrainConfig, TrainEvent, snapshot_due
-from .workflow import DualRewardResult, run_dual_reward
+from .tokens import ClassTokens, class_tokens_from_ids, resolve_class_tokens
+from .train import History, TrainConfig, TrainEvent, snapshot_due
+from .workflow import DualRewardResult, LensReport, run_dual_reward, run_lens
 
 __all__ = ["FigureSlot", "LensExplorer", "TrainPanel", "figure_output"]
 
@@ -55,14 +55,7 @@ _FIELD_WIDTH = "21em"
 
 def figure_output(fig: Figure) -> dict[str, Any]:
     """An nbformat ``display_data`` output holding ``fig`` as a PNG (what an Output widget stores)."""
-    if hasattr(fig, "_repr_png_"):
-        png = fig._repr_png_()
-    else:  # a plain matplotlib Figure
-        import io
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", facecolor=fig.get_facecolor(), bbox_inches="tight")
-        png = buf.getvalue()
+    png = plots.png_bytes(fig)
     width, height = (int(v) for v in fig.get_size_inches() * fig.dpi)
     return {
         "output_type": "display_data",
@@ -75,19 +68,20 @@ def figure_output(fig: Figure) -> dict[str, Any]:
 class FigureSlot:
     """One place in a widget where a figure is shown; ``update(fig)`` replaces it in place.
 
-    ``widget`` is an ``ipywidgets.Output`` whose ``outputs`` always hold exactly one PNG (see the module
-    docstring for why this is not an IPython display handle). ``renders`` counts updates; ``counter`` (a
-    hidden HTML widget, class ``lazarus-redraws``) shows that count in the page, so a browser test can tell
-    "redrawn during training" from the DOM without depending on timing.
+    ``output`` is an ``ipywidgets.Output`` (CSS class ``lazarus-figure``) whose ``outputs`` always hold
+    exactly one PNG (see the module docstring for why this is not an IPython display handle). ``renders``
+    counts updates; ``redraws`` is a hidden HTML widget showing that count to the browser. ``widget`` holds
+    both.
     """
 
     def __init__(self, fig: Figure | None = None):
-        self.widget = w.Output()
-        self.widget.add_class("lazarus-figure")
-        self.counter = w.HTML(layout=w.Layout(display="none"))
-        self.counter.add_class("lazarus-redraws")
+        self.output = w.Output()
+        self.output.add_class("lazarus-figure")
+        self.redraws = w.HTML(layout=w.Layout(display="none"))
+        self.widget = w.VBox([self.output, self.redraws])
         self.fig = fig
         self.renders = 0
+        self._count()
         if fig is not None:
             self.update(fig)
 
@@ -96,9 +90,12 @@ class FigureSlot:
             self.fig = fig
         if self.fig is None:
             return
-        self.widget.outputs = (figure_output(self.fig),)
+        self.output.outputs = (figure_output(self.fig),)
         self.renders += 1
-        self.counter.value = f"<span data-count='{self.renders}'>{self.renders}</span>"
+        self._count()
+
+    def _count(self) -> None:
+        self.redraws.value = f'<span class="lazarus-redraws" data-count="{self.renders}">{self.renders}</span>'
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
@@ -118,8 +115,9 @@ class TrainPanel:
     afterwards. With ``checkpoint`` set, the run is saved there (``force`` overwrites a previous checkpoint).
 
     Attributes: ``progress`` (IntProgress, ``max`` = steps), ``dashboard`` (:class:`plots.Dashboard`; the
-    same figure for the panel's lifetime), ``figure`` (:class:`FigureSlot` showing it), ``output`` (log
-    and error messages), ``status`` (one-line state), ``result`` (last successful run).
+    same figure for the panel's lifetime), ``figure`` (:class:`FigureSlot` showing it), ``history`` (the
+    current run's :class:`~lazarus_nb.train.History` as far as it got), ``output`` (log and error messages),
+    ``status`` (one-line state), ``result`` (last successful run).
     """
 
     def __init__(
@@ -178,12 +176,10 @@ class TrainPanel:
             w.HBox([w.VBox(fields[:4]), w.VBox(fields[4:] + [self.button])]),
             w.HBox([self.progress, self.status]),
             self.figure.widget,
-            self.figure.counter,
             self.output,
         ])
         self.widget.add_class("lazarus-train-panel")
-        self._logs: list[StepLog] = []
-        self._snaps: list[Snapshot] = []
+        self.history = History(list(range(n)))  # the run so far, as the trainer reports it
         self._running: TrainConfig | None = None
         self._last_draw = 0.0
 
@@ -219,7 +215,7 @@ class TrainPanel:
         except LazarusError as exc:
             return self._fail(str(exc))
         except KeyboardInterrupt:
-            self._fail(f"interrupted after step {len(self._logs)}"
+            self._fail(f"interrupted after step {len(self.history.steps)}"
                        + ("; the last completed step was saved" if self.checkpoint else ""))
             raise
         finally:
@@ -243,7 +239,7 @@ class TrainPanel:
     def _start(self, cfg: TrainConfig) -> None:
         self._reset_model()
         self._running = cfg
-        self._logs, self._snaps = [], []
+        self.history = History(list(range(self.loaded.num_layers)))
         self.button.disabled = True
         self.progress.max = cfg.steps
         self.progress.value = 0
@@ -260,7 +256,7 @@ class TrainPanel:
     def _on_event(self, event: TrainEvent) -> None:
         if event.kind == "step" and event.log is not None:
             log = event.log
-            self._logs.append(log)
+            self.history.steps.append(log)
             self.progress.value = event.step
             self.status.value = (f"step {event.step}/{event.total_steps} &middot; loss {log.total:.3f} "
                                  f"(classification {log.cls_loss:.3f}, answer {log.ans_loss:.3f})")
@@ -270,28 +266,21 @@ class TrainPanel:
             if due and not recent and not snapshot_due(event.step, event.total_steps, every):
                 self._draw()  # loss refresh (a snapshot right after this step redraws anyway)
         elif event.kind == "snapshot" and event.snapshot is not None:
-            self._snaps.append(event.snapshot)
+            self.history.snapshots.append(event.snapshot)
             if event.step == event.total_steps:
                 self.status.value = "final evaluation..."
             self._draw()
 
     def _draw(self) -> None:
-        logs, snaps = self._logs, self._snaps
-        values = np.array([s.prob for s in snaps], dtype=float).T if snaps else np.zeros((0, 0))
         layer = self._running.classifier_layer if self._running else None
-        self.dashboard.update(
-            [s.step for s in logs], [s.total for s in logs], [s.cls_loss for s in logs],
-            [s.ans_loss for s in logs], [s.step for s in snaps],
-            list(range(self.loaded.num_layers)) if snaps else [], values, classifier_layer=layer,
-        )
-        self.figure.update(self.dashboard.fig)
+        self.figure.update(figures.update_dashboard(self.dashboard, self.history, layer))
         self._last_draw = time.monotonic()
 
     def _finish(self, result: DualRewardResult) -> None:
         self.result = result
-        hist = result.state.history
-        if (len(hist.steps), len(hist.snapshots)) != (len(self._logs), len(self._snaps)):
-            self._logs, self._snaps = list(hist.steps), list(hist.snapshots)
+        hist, seen = result.state.history, self.history
+        self.history = hist
+        if (len(hist.steps), len(hist.snapshots)) != (len(seen.steps), len(seen.snapshots)):
             self._draw()  # e.g. a resumed history; normally the last snapshot already drew everything
         self.progress.value = self.progress.max
         self.progress.bar_style = "success"
@@ -330,8 +319,9 @@ def _as_class_tokens(loaded: LoadedModel, class_tokens: ClassTokens | Mapping[st
 class LensExplorer:
     """Pick a canonical prompt or type one: the logit lens of that prompt over every layer.
 
-    Shows the probability of each class token per layer (``plots.lens_probability``, one line per class)
-    and the top tokens of the lens at the classifier layer. Works on any loaded model, base or adapted.
+    Shows the probability of each class token per layer (``figures.prompt_lens_figure``, one line per class)
+    and the top tokens of the lens at the classifier layer, both from one ``workflow.run_lens`` report
+    (:attr:`report`). Works on any loaded model, base or adapted.
     ``class_tokens``: the ids to read (a checkpoint's ``config["class_tokens"]`` mapping, a
     :class:`ClassTokens`, or None to resolve them from the tokenizer).
     """
@@ -352,8 +342,8 @@ class LensExplorer:
         self.layer = layer
         self.top_k = top_k
         self.title = title or ("adapted model" if adapters(loaded.model) else "base model")
-        self.lens = LogitLens(loaded.model)
         self.fig: Figure | None = None
+        self.report: LensReport | None = None
         self.top: list[tuple[str, float]] = []
         self.dropdown = w.Dropdown(options=[(f"{s.prompt!r}  ({s.label})", s.prompt) for s in CANONICAL],
                                    value=None, description="canonical", style={"description_width": "6em"})
@@ -384,16 +374,11 @@ class LensExplorer:
         except Exception:  # a widget callback has nowhere else to report: show it under the explorer
             self.output.append_stderr(traceback.format_exc())
 
-    def _readout(self, prompt: str) -> tuple[list[int], dict[str, list[float]], list[tuple[int, str, float]]]:
-        """(layers, {class word: P(class token) per layer}, top (id, text, P) at the classifier layer)."""
-        tokens, last = prompt_batch(self.loaded.tokenizer, [prompt])
-        r = readout(self.lens, tokens, last, self.class_tokens.ids, None, self.top_k)
-        probs = np.array(r.probs)[:, 0, :]  # (layers, classes)
-        li = r.layers.index(self.layer)
-        decode = self.loaded.tokenizer.decode
-        top = [(int(t), decode([int(t)]), float(p))
-               for t, p in zip(np.array(r.top_ids)[li, 0], np.array(r.top_probs)[li, 0])]
-        return list(r.layers), {c: probs[:, k].tolist() for k, c in enumerate(self.class_tokens.words)}, top
+    def _readout(self, prompt: str) -> LensReport:
+        """The lens of ``prompt`` at every layer: P(each class token, the ids of :attr:`class_tokens`) and
+        the top tokens."""
+        return run_lens(self.loaded, [prompt], self.class_tokens.words, None, self.top_k,
+                        class_tokens=self.class_tokens)
 
     def show(self, prompt: str) -> Figure | None:
         """Lens ``prompt`` and update the display; returns the figure (None with a message if unusable)."""
@@ -401,27 +386,29 @@ class LensExplorer:
         if not isinstance(prompt, str) or not prompt.strip():
             self.output.append_stderr("Error: type a prompt first (e.g. '7 * 8 = ')\n")
             return None
-        layers, probs, top = self._readout(prompt)
+        self.report = self._readout(prompt)
+        at = self.report.prompts[0]["layers"][self.report.layers.index(self.layer)]
         expected = next((s.label for s in CANONICAL if s.prompt == prompt), None)
         note = f" (expected: {expected})" if expected else ""
-        self.fig = plots.lens_probability(layers, probs, classifier_layer=self.layer,
-                                          title=f"Logit lens on {prompt!r}{note}, {self.title}")
-        self.fig.axes[0].set_ylabel("P(class token) at the last prompt token")  # one prompt, not a class mean
-        self.top = [(tok, p) for _, tok, p in top]
+        self.fig = figures.prompt_lens_figure(self.report, self.layer,
+                                              title=f"Logit lens on {prompt!r}{note}, {self.title}")
+        self.top = [(tok, p) for tok, p in at["top"]]
         self.slot.update(self.fig)
-        self.table.value = self._table_html(probs, top)
+        self.table.value = self._table_html(at)
         return self.fig
 
-    def _table_html(self, probs: dict[str, list[float]], top: list[tuple[int, str, float]]) -> str:
-        ids = dict(zip(self.class_tokens.ids, self.class_tokens.words))
+    def _table_html(self, at: dict[str, Any]) -> str:
+        """The top tokens (a class token starred: its rank is its place in the list) and P(class token), at
+        the classifier layer; ``at`` is that layer's entry of the lens report."""
+        starred = {t["rank"]: w for w, t in at["targets"].items()}
         rows = "".join(
             f"<tr><td>{i}</td><td><code>{html.escape(repr(tok))}</code>"
-            f"{' &#9733; ' + html.escape(ids[t]) if t in ids else ''}</td>"
+            f"{' &#9733; ' + html.escape(starred[i - 1]) if i - 1 in starred else ''}</td>"
             f"<td style='text-align:right'>{p:.2%}</td></tr>"
-            for i, (t, tok, p) in enumerate(top, 1)
+            for i, (tok, p) in enumerate(at["top"], 1)
         )
-        cls = "".join(f"<tr><td>{html.escape(c)}</td><td style='text-align:right'>{probs[c][self.layer]:.2e}</td></tr>"
-                      for c in self.class_tokens.words)
+        cls = "".join(f"<tr><td>{html.escape(c)}</td><td style='text-align:right'>{t['prob']:.2e}</td></tr>"
+                      for c, t in at["targets"].items())
         return (f"<div style='font-size:90%;padding-left:1em'><b>Top tokens at layer {self.layer}</b>"
                 f"<table><tr><th>#</th><th>token</th><th>P</th></tr>{rows}</table>"
                 f"<b>P(class token) at layer {self.layer}</b><table>{cls}</table></div>")

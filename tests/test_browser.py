@@ -168,7 +168,7 @@ return Array.from(document.querySelectorAll('.jp-Notebook .jp-OutputArea-output'
 """
 FIGURE_JS = "const i = document.querySelector('.lazarus-figure img'); return i ? i.getAttribute('src') : null;"
 # The panel's hidden redraw counter (widgets.FigureSlot.counter): how often the live figure was replaced.
-REDRAWS_JS = ("const e = document.querySelector('.lazarus-redraws [data-count]'); "
+REDRAWS_JS = ("const e = document.querySelector('.lazarus-redraws[data-count]'); "
               "return e ? parseInt(e.getAttribute('data-count')) : null;")
 # What a person sees of the kernel: the notebook toolbar's execution indicator, and dialogs over the page.
 KERNEL_JS = """

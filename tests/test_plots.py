@@ -417,6 +417,15 @@ def test_notebook_repr_is_png_without_inline_backend():
     assert "image/png" in data
     png = fig._repr_png_()
     assert png.startswith(PNG_MAGIC)
+    assert png == plots.png_bytes(fig)  # the one PNG rendering (widgets' figure slots use it too)
+
+
+def test_png_bytes_is_opaque_white(tmp_path):
+    fig = plots.lens_probability([0, 1, 2], {"add": [0.1, 0.2, 0.3]})
+    path = tmp_path / "fig.png"
+    path.write_bytes(plots.png_bytes(fig))
+    img = mimage.imread(path)
+    assert (img[..., 3] == 1).all() and (img[0, 0, :3] == 1).all()  # opaque, white corner in any theme
 
 
 def test_no_pyplot_figures_created():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import matplotlib
 
@@ -14,10 +15,13 @@ from matplotlib.collections import QuadMesh  # noqa: E402
 
 from lazarus_nb import checkpoint, lora, plots  # noqa: E402
 from lazarus_nb.data import CANONICAL, CLASSES  # noqa: E402
+from lazarus_nb.lens import LogitLens, readout  # noqa: E402
 from lazarus_nb.models import load_model  # noqa: E402
 from lazarus_nb.profiles import Profile, ensure_checkpoint  # noqa: E402
+from lazarus_nb.tokens import prompt_batch  # noqa: E402
 from lazarus_nb.train import TrainConfig  # noqa: E402
-from lazarus_nb.widgets import FigureSlot, LensExplorer, TrainPanel  # noqa: E402
+from lazarus_nb.widgets import FigureSlot, LensExplorer, TrainPanel, figure_output  # noqa: E402
+from lazarus_nb.workflow import run_lens  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_every=1, snapshot_size=4, batch_size=4)
@@ -47,14 +51,42 @@ def _data_lines(fig) -> list:
     return [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid() != "lazarus:classifier_layer"]
 
 
+def _redraws(slot: FigureSlot) -> int:
+    """The count the browser sees: the hidden span's data-count, which must equal its text."""
+    m = re.fullmatch(r'<span class="lazarus-redraws" data-count="(\d+)">(\d+)</span>', slot.redraws.value)
+    assert m and m[1] == m[2], slot.redraws.value
+    return int(m[1])
+
+
 def test_figure_slot_holds_exactly_one_png():
     fig = plots.loss_curves([1, 2], [3.0, 2.0], [4.0, 3.0], [2.0, 1.0])
     slot = FigureSlot(fig)
     slot.update()
     slot.update(fig)
     assert slot.renders == 3
-    assert len(slot.widget.outputs) == 1  # replaced, never appended
-    assert _png(slot.widget.outputs[0]).startswith(PNG_MAGIC)
+    assert len(slot.output.outputs) == 1  # replaced, never appended
+    assert _png(slot.output.outputs[0]) == plots.png_bytes(fig) == fig._repr_png_()  # one PNG path
+    assert "lazarus-figure" in slot.output._dom_classes
+    assert slot.widget.children == (slot.output, slot.redraws) and slot.redraws.layout.display == "none"
+
+
+def test_figure_output_renders_a_plain_figure_like_a_notebook_figure():
+    from matplotlib.figure import Figure
+
+    plain = Figure(figsize=(2, 1), dpi=50)
+    out = figure_output(plain)
+    assert _png(out) == plots.png_bytes(plain) and out["data"]["text/plain"] == "<Figure size 100x50>"
+
+
+def test_figure_slot_redraw_counter_counts_updates():
+    slot = FigureSlot()
+    assert _redraws(slot) == 0
+    slot.update()  # nothing to show yet: not a redraw
+    assert _redraws(slot) == 0 and slot.output.outputs == ()
+    fig = plots.loss_curves([1, 2], [3.0, 2.0], [4.0, 3.0], [2.0, 1.0])
+    for n in (1, 2, 3):
+        slot.update(fig)
+        assert _redraws(slot) == slot.renders == n
 
 
 def test_train_panel_run(tiny, tmp_path):
@@ -70,8 +102,15 @@ def test_train_panel_run(tiny, tmp_path):
     assert panel.progress.bar_style == "success"
     # one figure for the panel's lifetime, redrawn in place and shown in one slot
     assert panel.dashboard.fig is fig and panel.figure.fig is fig
-    assert len(panel.figure.widget.outputs) == 1 and panel.figure.renders >= 3
-    assert _png(panel.figure.widget.outputs[0]).startswith(PNG_MAGIC)
+    assert len(panel.figure.output.outputs) == 1 and panel.figure.renders >= 3
+    assert _redraws(panel.figure) == panel.figure.renders
+    assert _png(panel.figure.output.outputs[0]).startswith(PNG_MAGIC)
+    # the dashboard shows the run's history: its loss line and heatmap hold the trainer's numbers
+    assert panel.history is result.state.history
+    loss_ax, heat_ax = fig.axes[:2]
+    np.testing.assert_allclose(loss_ax.get_lines()[0].get_ydata(), [s.total for s in result.state.history.steps])
+    np.testing.assert_allclose(np.asarray(_heatmap(fig).get_array()).reshape(tiny.num_layers, 3),
+                               result.state.history.emergence()[2])
     coords = _heatmap(fig).get_coordinates()  # (rows + 1, cols + 1, 2): one row per layer, one col per snapshot
     assert coords.shape[0] - 1 == tiny.num_layers
     assert coords.shape[1] - 1 == len(result.state.history.snapshots) == 3  # steps 0, 1, 2
@@ -85,6 +124,7 @@ def test_train_panel_run(tiny, tmp_path):
     again = panel.run()
     assert again is not None and again.state.step == 1 and panel.progress.value == panel.progress.max == 1
     assert panel.dashboard.fig is fig
+    assert [s.step for s in panel.history.steps] == [1] and [s.step for s in panel.history.snapshots] == [0, 1]
 
 
 def test_train_panel_bad_value_shows_message(tiny):
@@ -118,14 +158,49 @@ def test_lens_explorer(tiny):
         y = np.asarray(ln.get_ydata(), dtype=float)
         assert y.shape == (tiny.num_layers,) and np.all((y >= 0) & (y <= 1))
     assert len(explorer.top) == explorer.top_k
-    assert len(explorer.slot.widget.outputs) == 1
+    assert len(explorer.slot.output.outputs) == 1 and _redraws(explorer.slot) == 2
     assert f"layer {explorer.layer}" in explorer.table.value
+
+    # the explorer's numbers are workflow.run_lens's, read with the explorer's class-token ids
+    report = run_lens(tiny, ["81 / 9 = "], list(CLASSES), None, explorer.top_k,
+                      class_tokens=explorer.class_tokens)
+    rows = report.prompts[0]["layers"]
+    assert report.layers == list(range(tiny.num_layers))
+    for ln in lines:
+        np.testing.assert_array_equal(ln.get_xdata(), report.layers)
+        np.testing.assert_array_equal(ln.get_ydata(), [r["targets"][ln.get_label()]["prob"] for r in rows])
+    at = rows[explorer.layer]
+    assert explorer.top == [tuple(t) for t in at["top"]]
+    # ... and those are the lens's own numbers for the class-token ids (read here without run_lens)
+    tokens, last = prompt_batch(tiny.tokenizer, ["81 / 9 = "])
+    r = readout(LogitLens(tiny.model), tokens, last, explorer.class_tokens.ids, None, explorer.top_k)
+    by_word = {ln.get_label(): ln.get_ydata() for ln in lines}
+    for k, c in enumerate(explorer.class_tokens.words):
+        np.testing.assert_allclose(by_word[c], np.array(r.probs)[:, 0, k], rtol=1e-6)
+    np.testing.assert_allclose([p for _, p in explorer.top], np.array(r.top_probs)[explorer.layer, 0], rtol=1e-6)
+    for c in CLASSES:
+        assert f"<td>{c}</td><td style='text-align:right'>{at['targets'][c]['prob']:.2e}</td>" in explorer.table.value
 
     explorer.text.value = "What is 7 times 8? "  # a free prompt through the widget
     assert "7 times 8" in explorer.fig.axes[0].get_title()
     explorer.dropdown.value = CANONICAL[2].prompt
     assert "23 + 45" in explorer.fig.axes[0].get_title()
     assert explorer.show("   ") is None and "type a prompt" in _text(explorer.output)
+
+
+def test_lens_explorer_stars_class_tokens_among_the_top_tokens(tiny):
+    """A class token in the top list is starred at its own place (rank = its index in the list)."""
+    explorer = LensExplorer(tiny)
+    tokens, last = prompt_batch(tiny.tokenizer, ["7 * 8 = "])
+    r = readout(LogitLens(tiny.model), tokens, last, explorer.class_tokens.ids, [explorer.layer], 1)
+    explorer.top_k = int(np.array(r.ranks).min()) + 1  # just deep enough to reach the best-ranked class token
+    explorer.show("7 * 8 = ")
+    r = readout(LogitLens(tiny.model), tokens, last, explorer.class_tokens.ids, [explorer.layer], explorer.top_k)
+    top_ids = np.array(r.top_ids)[0, 0].tolist()
+    by_id = dict(zip(explorer.class_tokens.ids, explorer.class_tokens.words))
+    expected = [(i, by_id[t]) for i, t in enumerate(top_ids, 1) if t in by_id]
+    starred = re.findall(r"<tr><td>(\d+)</td><td><code>[^<]*</code> &#9733; (\w+)</td>", explorer.table.value)
+    assert expected and [(int(i), w) for i, w in starred] == expected
 
 
 def test_lens_explorer_on_adapted_model_with_checkpoint_tokens(tiny, tiny_model_dir, tmp_path):

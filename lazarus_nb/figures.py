@@ -1,0 +1,116 @@
+"""Figures from results: one call per figure the demo, the notebooks and the widgets draw.
+
+:mod:`lazarus_nb.plots` draws plain arrays; this module knows the workflow's result objects
+(:class:`~lazarus_nb.probe.ProbeResult`, :class:`~lazarus_nb.train.History`,
+:class:`~lazarus_nb.evaluate.Evaluation`, :class:`~lazarus_nb.workflow.LensReport`) and unpacks them, so a
+caller writes ``figures.loss_figure(history)`` instead of four list comprehensions, and a figure drawn by the
+demo is the figure a notebook draws for the same result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import plots
+
+if TYPE_CHECKING:  # the result types only: importing workflow here would load mlx for a figure
+    from .evaluate import Evaluation
+    from .probe import ProbeResult
+    from .train import History
+    from .workflow import LensReport
+
+__all__ = [
+    "emergence_figures",
+    "lens_before_after_figure",
+    "lens_figure",
+    "loss_figure",
+    "probe_figure",
+    "prompt_lens_figure",
+    "top_tokens_figure",
+    "update_dashboard",
+]
+
+
+def probe_figure(results: Mapping[str, ProbeResult], classifier_layer: int | None = None) -> Figure:
+    """Probe accuracy by layer, one curve (with its shuffled-label control) per prompt family, overlaid.
+
+    ``results`` maps a family name to its result, e.g. ``{"symbolic": ..., "words": ...}``; each curve is
+    labelled "<family> prompts". Chance and the classifier-layer marker are drawn once.
+    """
+    if not results:
+        raise ValueError("no probe results to plot")
+    fig: Figure | None = None
+    for family, res in results.items():
+        ps = res.layers
+        control = [p.control for p in ps]
+        has_control = bool(np.isfinite(control).any())  # all nan when the probe ran without its control
+        fig = plots.probe_accuracy(
+            [p.layer for p in ps], [p.accuracy for p in ps], [p.std for p in ps],
+            control if has_control else None, [p.control_std for p in ps] if has_control else None,
+            label=f"{family} prompts", chance=res.chance, classifier_layer=classifier_layer,
+            ax=fig.axes[0] if fig is not None else None,
+        )
+    return fig
+
+
+def _losses(history: History) -> tuple[list[int], list[float], list[float], list[float]]:
+    log = history.steps
+    return [s.step for s in log], [s.total for s in log], [s.cls_loss for s in log], [s.ans_loss for s in log]
+
+
+def loss_figure(history: History) -> Figure:
+    """Total, classification and answer loss of every training step."""
+    return plots.loss_curves(*_losses(history))
+
+
+def emergence_figures(history: History, classifier_layer: int | None = None) -> tuple[Figure, Figure]:
+    """(heatmap, curves) of the snapshots' mean P(correct class token) by layer and training step."""
+    steps, layers, values = history.emergence("prob")
+    return (plots.emergence_heatmap(steps, layers, values, classifier_layer=classifier_layer),
+            plots.emergence_curves(steps, layers, values, classifier_layer=classifier_layer))
+
+
+def update_dashboard(dashboard: plots.Dashboard, history: History, classifier_layer: int | None = None) -> Figure:
+    """Redraw the live training dashboard in place from ``history`` (so far); returns its (same) figure."""
+    steps, layers, values = history.emergence("prob")
+    dashboard.update(*_losses(history), steps, layers, values, classifier_layer=classifier_layer)
+    return dashboard.fig
+
+
+def lens_figure(evaluation: Evaluation, title: str | None = None) -> Figure:
+    """Held-out logit lens of one evaluation: per class, the mean P(own class token) at every layer, with its
+    classifier layer marked."""
+    kw = {"title": title} if title is not None else {}
+    return plots.lens_probability(evaluation.lens.layers, evaluation.lens.class_prob,
+                                  classifier_layer=evaluation.layer, **kw)
+
+
+def lens_before_after_figure(base: Evaluation, adapted: Evaluation) -> Figure:
+    """The held-out lens of the base model next to the adapted one's (same layers), at the adapted
+    evaluation's classifier layer."""
+    return plots.lens_before_after(base.lens.layers, base.lens.class_prob, adapted.lens.class_prob,
+                                   classifier_layer=adapted.layer)
+
+
+def prompt_lens_figure(report: LensReport, classifier_layer: int | None = None, prompt: int = 0,
+                       title: str | None = None) -> Figure:
+    """One prompt of a lens report: P(target token) at the last prompt token, per target, at every layer read."""
+    entry = report.prompts[prompt]
+    probs = {w: [row["targets"][w]["prob"] for row in entry["layers"]] for w in report.targets}
+    fig = plots.lens_probability(report.layers, probs, classifier_layer=classifier_layer,
+                                 title=title or f"Logit lens on {entry['prompt']!r}")
+    fig.axes[0].set_ylabel("P(class token) at the last prompt token")  # one prompt, not a class mean
+    return fig
+
+
+def top_tokens_figure(report: LensReport, layer: int, title: str | None = None) -> Figure:
+    """A table of each prompt's top tokens under the lens at ``layer`` (one of the report's layers)."""
+    if layer not in report.layers:
+        raise ValueError(f"layer {layer} was not read; the report has layers {report.layers}")
+    rows = [(p["prompt"], next(r["top"] for r in p["layers"] if r["layer"] == layer)) for p in report.prompts]
+    k = max(len(top) for _, top in rows) if rows else 0
+    return plots.top_tokens_table(rows, title=title or f"Logit lens at layer {layer}: top-{k} tokens")

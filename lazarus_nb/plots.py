@@ -41,6 +41,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, MaxNLocator
 
+from . import plot_inputs as check
 from .atomic import atomic_file
 
 __all__ = [
@@ -168,93 +169,6 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
     return fig, ax
 
 
-# ----------------------------------------------------------------------------------------------- checks
-
-
-def _vector(name: str, x, *, allow_empty: bool = False) -> np.ndarray:
-    if x is None:
-        raise ValueError(f"{name} is required")
-    try:
-        arr = np.asarray(x, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a sequence of numbers ({exc})") from None
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if arr.size == 0 and not allow_empty:
-        raise ValueError(f"{name} is empty; nothing to plot")
-    return arr
-
-
-def _same_length(name: str, arr: np.ndarray, n: int, ref: str) -> None:
-    if arr.shape[0] != n:
-        raise ValueError(f"{name} has {arr.shape[0]} values but {ref} has {n}; they must match one-to-one")
-
-
-def _layers(layers, name: str = "layers", *, increasing: bool = False) -> np.ndarray:
-    arr = _vector(name, layers)
-    if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-        raise ValueError(f"{name} must be integer layer numbers, got {list(np.asarray(layers))[:8]}")
-    arr = arr.astype(int)
-    if (arr < 0).any():
-        raise ValueError(f"{name} must be non-negative (0-indexed transformer blocks)")
-    if increasing and arr.size > 1 and not np.all(np.diff(arr) > 0):
-        raise ValueError(f"{name} must be strictly increasing, got {arr.tolist()[:8]}...")
-    if not increasing and len(set(arr.tolist())) != arr.size:
-        raise ValueError(f"{name} contains duplicates: {arr.tolist()}")
-    return arr
-
-
-def _steps(steps, name: str = "steps") -> np.ndarray:
-    arr = _vector(name, steps)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite step numbers")
-    if arr.size > 1 and not np.all(np.diff(arr) > 0):
-        raise ValueError(f"{name} must be strictly increasing, got {arr.tolist()[:8]}")
-    return arr
-
-
-def _classifier(classifier_layer, layers: np.ndarray) -> int | None:
-    if classifier_layer is None:
-        return None
-    if isinstance(classifier_layer, bool) or int(classifier_layer) != classifier_layer:
-        raise ValueError(f"classifier_layer must be an integer layer number, got {classifier_layer!r}")
-    c = int(classifier_layer)
-    if not layers.min() <= c <= layers.max():
-        raise ValueError(
-            f"classifier_layer {c} is outside the plotted layers {layers.min()}..{layers.max()}"
-        )
-    return c
-
-
-def _grid(name: str, values, n_layers: int, n_steps: int) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array ({exc})") from None
-    if arr.ndim == 1 and n_steps == 1 and arr.shape[0] == n_layers:
-        arr = arr[:, None]  # one snapshot given as a flat per-layer vector
-    if arr.shape != (n_layers, n_steps):
-        hint = "; it looks transposed" if arr.shape == (n_steps, n_layers) else ""
-        raise ValueError(
-            f"{name} has shape {arr.shape} but must be (len(layers), len(steps)) = "
-            f"({n_layers}, {n_steps}){hint}"
-        )
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty; nothing to plot")
-    return arr
-
-
-def _probabilities(name: str, x, n: int) -> np.ndarray:
-    arr = _vector(name, x)
-    _same_length(name, arr, n, "layers")
-    finite = arr[np.isfinite(arr)]
-    if finite.size and (finite.min() < 0 or finite.max() > 1 + 1e-6):
-        raise ValueError(
-            f"{name} must be probabilities in [0, 1], got range {finite.min():g}..{finite.max():g}"
-        )
-    return arr
-
-
 # ------------------------------------------------------------------------------------------------ axes
 
 
@@ -346,22 +260,22 @@ def probe_accuracy(
     (e.g. symbolic vs word prompts); chance and classifier markers are not duplicated, and the same figure
     is returned.
     """
-    lay = _layers(layers)
+    lay = check.layers(layers)
     n = lay.size
-    acc = _vector("accuracy", accuracy)
-    _same_length("accuracy", acc, n, "layers")
-    sd = _vector("std", std)
-    _same_length("std", sd, n, "layers")
+    acc = check.vector("accuracy", accuracy)
+    check.same_length("accuracy", acc, n, "layers")
+    sd = check.vector("std", std)
+    check.same_length("std", sd, n, "layers")
     ctl = ctl_sd = None
     if control is not None:
-        ctl = _vector("control", control)
-        _same_length("control", ctl, n, "layers")
+        ctl = check.vector("control", control)
+        check.same_length("control", ctl, n, "layers")
         if control_std is not None:
-            ctl_sd = _vector("control_std", control_std)
-            _same_length("control_std", ctl_sd, n, "layers")
+            ctl_sd = check.vector("control_std", control_std)
+            check.same_length("control_std", ctl_sd, n, "layers")
     elif control_std is not None:
         raise ValueError("control_std was given without control")
-    cls = _classifier(classifier_layer, lay)
+    cls = check.classifier(classifier_layer, lay)
     if chance is not None and not 0 <= chance <= 1:
         raise ValueError(f"chance must be an accuracy in [0, 1], got {chance}")
 
@@ -442,7 +356,7 @@ def _prob_map(name: str, probs, n: int) -> dict[str, np.ndarray]:
         raise ValueError(f"{name} must be a mapping class name -> per-layer probabilities")
     if not probs:
         raise ValueError(f"{name} is empty; give at least one class")
-    return {str(k): _probabilities(f"{name}[{k!r}]", probs[k], n) for k in _ordered(probs)}
+    return {str(k): check.probabilities(f"{name}[{k!r}]", probs[k], n) for k in _ordered(probs)}
 
 
 def lens_probability(
@@ -457,9 +371,9 @@ def lens_probability(
 
     Log y-axis by default (baseline probabilities are around 1e-6).
     """
-    lay = _layers(layers)
+    lay = check.layers(layers)
     pm = _prob_map("probs", probs, lay.size)
-    cls = _classifier(classifier_layer, lay)
+    cls = check.classifier(classifier_layer, lay)
     with _style():
         fig, ax = _new_axes(ax, (7.5, 4.2))
         _draw_lens(ax, lay, pm, cls, log)
@@ -474,12 +388,12 @@ def lens_before_after(
     classifier_layer: int | None = None,
 ) -> Figure:
     """Two panels sharing the (log) y-axis: the base model and the adapter loaded from disk."""
-    lay = _layers(layers)
+    lay = check.layers(layers)
     b = _prob_map("before", before, lay.size)
     a = _prob_map("after", after, lay.size)
     if set(b) != set(a):
         raise ValueError(f"before and after must have the same classes, got {sorted(b)} vs {sorted(a)}")
-    cls = _classifier(classifier_layer, lay)
+    cls = check.classifier(classifier_layer, lay)
     fig = _new_figure((12.5, 4.6))
     with _style():
         ax0, ax1 = fig.subplots(1, 2, sharey=True)
@@ -519,10 +433,10 @@ def emergence_heatmap(
     x = training step (true scale; each cell spans half-way to its neighbours), y = layer with layer 0 at
     the bottom, colourbar on the right, classifier layer marked by a horizontal dashed line.
     """
-    st = _steps(steps)
-    lay = _layers(layers, increasing=True)
-    vals = _grid("values", values, lay.size, st.size)
-    cls = _classifier(classifier_layer, lay)
+    st = check.steps(steps)
+    lay = check.layers(layers, increasing=True)
+    vals = check.grid("values", values, lay.size, st.size)
+    cls = check.classifier(classifier_layer, lay)
     with _style():
         fig, ax = _new_axes(ax, (7.5, 5.0))
         mesh = ax.pcolormesh(_edges(st), _edges(lay.astype(float)), vals, vmin=vmin, vmax=vmax,
@@ -567,10 +481,10 @@ def emergence_curves(
     highlight: the classifier layer and its neighbours; without a classifier layer, the layer with the
     highest final value and its neighbours.
     """
-    st = _steps(steps)
-    lay = _layers(layers)
-    vals = _grid("values", values, lay.size, st.size)
-    cls = _classifier(classifier_layer, lay)
+    st = check.steps(steps)
+    lay = check.layers(layers)
+    vals = check.grid("values", values, lay.size, st.size)
+    cls = check.classifier(classifier_layer, lay)
     present = set(lay.tolist())
     if highlight is None:
         if cls is not None:
@@ -624,11 +538,11 @@ def loss_curves(
     title: str = "Dual-reward training loss",
 ) -> Figure:
     """Total, classification (logit lens at the classifier layer) and answer loss against training step."""
-    st = _steps(steps)
+    st = check.steps(steps)
     series = []
     for name, arr in (("total", total), ("cls_loss", cls_loss), ("ans_loss", ans_loss)):
-        v = _vector(name, arr)
-        _same_length(name, v, st.size, "steps")
+        v = check.vector(name, arr)
+        check.same_length(name, v, st.size, "steps")
         series.append(v)
     with _style():
         fig, ax = _new_axes(ax, (7.5, 4.0))

@@ -42,7 +42,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,7 @@ import time
 from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
+from statistics import median
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -60,7 +60,7 @@ from mlx_lm.tuner.trainer import default_loss
 from lazarus_nb import LazarusError, blas
 from lazarus_nb.lens import LogitLens, parts
 from lazarus_nb.models import DEFAULT_MODEL
-from lazarus_nb.lora import lora_arrays, set_lora_arrays
+from lazarus_nb.lora import adapters, lora_arrays, set_lora_arrays
 from lazarus_nb.losses import dual_loss
 from lazarus_nb.tokens import Batch
 from lazarus_nb.train import (TrainConfig, TrainState, batch_for, dual_loss_and_grad, make_step, prepare, schedule,
@@ -192,21 +192,17 @@ def _weight(m: nn.Module) -> mx.array:
 
 
 def arch(model: nn.Module) -> dict:
-    head, trunk = parts(model)
+    _, trunk = parts(model)
     block = trunk.layers[0]
     att, mlp = block.self_attn, block.mlp
     per_block = sum(_weight(m).size for m in (att.q_proj, att.k_proj, att.v_proj, att.o_proj, mlp.gate_proj,
                                               mlp.up_proj, mlp.down_proj))
     vocab, hidden = trunk.embed_tokens.weight.shape
-    lora = 0
-    for b in trunk.layers:
-        for m in (b.self_attn.v_proj, b.self_attn.o_proj):
-            if hasattr(m, "lora_a"):
-                lora += m.lora_a.shape[0] + m.lora_b.shape[1]
-    rank = trunk.layers[0].self_attn.v_proj.lora_a.shape[1]
+    lora = list(adapters(model).values())
     return dict(layers=len(trunk.layers), hidden=hidden, vocab=vocab, intermediate=_weight(mlp.gate_proj).shape[0],
                 heads=att.n_heads, head_dim=_weight(att.q_proj).shape[0] // att.n_heads,
-                matmul_params_per_token=per_block * len(trunk.layers), lora_in_out_sum=lora, rank=rank)
+                matmul_params_per_token=per_block * len(trunk.layers),
+                lora_in_out_sum=sum(m.lora_a.shape[0] + m.lora_b.shape[1] for m in lora), rank=lora[0].lora_a.shape[1])
 
 
 def step_flops(a: dict, real: list[int], prompt: list[int], full_logits: bool = False) -> dict:
@@ -223,10 +219,6 @@ def step_flops(a: dict, real: list[int], prompt: list[int], full_logits: bool = 
 
 
 # ---------------------------------------------------------------- timing helpers
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
 
 
 def timed(fn, *args) -> float:

@@ -2,8 +2,9 @@
 
 In one process, after warm-up, alternating round by round on the same token batch, it times:
 
-  (a) our dual-reward training step: the loop body of ``lazarus_nb.train.train`` (both losses from one trunk
-      forward, logits only where a loss reads them, Adam update, finiteness check);
+  (a) our dual-reward training step: ``lazarus_nb.train.make_step``, the step ``train.train`` loops over (both
+      losses from one trunk forward, logits only where a loss reads them, finiteness check, Adam update), on
+      the batch step 1 of a default run trains on (``train.schedule``);
   (b) the peer: mlx-lm's LoRA step with the same adapters on the same tokens, written the way
       ``mlx_lm.tuner.trainer.train`` writes it: ``nn.value_and_grad(model, default_loss)`` plus
       ``optimizer.update`` inside ``mx.compile(inputs=state, outputs=state)``, the mask set to score
@@ -28,26 +29,27 @@ MFU = step FLOPs / step seconds / the sgemm rate measured in (c).
 
 ``--full`` also times a full default run (``run_dual_reward(TrainConfig())``: 500 steps, snapshots every 25,
 baseline and final evaluation with greedy answers) and the snapshot overhead (100 steps with
-``snapshot_every`` 25 vs 0). ``--study`` measures ``mx.compile`` of our loss-and-grad, length bucketing and
+``snapshot_every`` 25 vs 0). ``--study`` measures our step's ``compile=True`` variant, length bucketing and
 the unread last column (it writes ``runs/bench/study.json``). ``--sweep`` runs the model-size x
-batch-size table of docs/performance.md in subprocesses. Targets are printed with how far they are missed.
+batch-size table of docs/performance.md in subprocesses. ``--model PATH`` benchmarks any model
+``lazarus_nb.load_model`` can load (the tests run it on a tiny one). Targets are printed with how far they
+are missed.
 """
 
 import lazarus_nb  # noqa: I001  (first: preloads the optimized BLAS before anything imports mlx)
 
 import argparse
 import json
-import math
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
+from statistics import median
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -55,12 +57,14 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx_lm.tuner.trainer import default_loss
 
-from lazarus_nb import blas
+from lazarus_nb import LazarusError, blas
 from lazarus_nb.lens import LogitLens, parts
-from lazarus_nb.lora import apply_lora, lora_arrays, set_lora_arrays
+from lazarus_nb.models import DEFAULT_MODEL
+from lazarus_nb.lora import adapters, lora_arrays, set_lora_arrays
 from lazarus_nb.losses import dual_loss
-from lazarus_nb.tokens import Batch, make_batch
-from lazarus_nb.train import TrainConfig, batch_schedule, prepare, train
+from lazarus_nb.tokens import Batch
+from lazarus_nb.train import (TrainConfig, TrainState, batch_for, dual_loss_and_grad, make_step, prepare, schedule,
+                              token_lengths, train)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "runs" / "bench"
@@ -80,39 +84,37 @@ LOAD_AT_START = list(os.getloadavg())  # before this process adds its own 2 BLAS
 class Setup:
     name: str
     model: nn.Module
-    batch: Batch  # the default batch (the first of the default schedule), or random tokens of its shape
-    classifier_layer: int
-    real_lengths: list[int]  # prompt + answer tokens per row (pads excluded)
-    prompt_lengths: list[int]
-    optimizer: optim.Optimizer  # our step's Adam, as built by train.prepare
-    train_state: object | None = None  # the TrainState (embedded model only)
-    loaded: object | None = None
-
-
-def default_batch(loaded, cfg: TrainConfig):
-    """The batch step 1 of a default run trains on, with its state (the real schedule, the real encoding)."""
-    state = prepare(loaded, cfg)
-    idx = batch_schedule(len(state.train_set), cfg.batch_size, cfg.steps, cfg.seed)[0]
-    batch = make_batch(loaded.tokenizer, [state.train_set[i] for i in idx], state.class_tokens)
-    return state, batch
+    batch: Batch  # the trainer's first batch, or random tokens of its shape
+    state: TrainState  # as train.prepare builds it: the classifier layer, the Adam our step uses
 
 
 def lengths_of(batch: Batch) -> tuple[list[int], list[int]]:
+    """(prompt + answer tokens, prompt tokens) per row: the real tokens, pads excluded."""
     prompt = [int(p) + 1 for p in batch.prompt_last.tolist()]
     answer = [int(a) for a in np.array(batch.answer_mask).sum(axis=1)]
     return [p + a for p, a in zip(prompt, answer)], prompt
 
 
+def pad_fraction(batches: list[Batch]) -> float:
+    return 1 - sum(sum(lengths_of(b)[0]) for b in batches) / sum(b.tokens.size for b in batches)
+
+
+def adam(model: nn.Module, learning_rate: float) -> optim.Adam:
+    opt = optim.Adam(learning_rate=learning_rate)
+    opt.init(model.trainable_parameters())
+    return opt
+
+
 def build(model_name: str, batch_size: int) -> Setup:
+    """``embedded``, ``tinyllama-1.1b-random`` or any model ``lazarus_nb.load_model`` takes."""
     cfg = TrainConfig(batch_size=batch_size)
-    loaded = lazarus_nb.load_model()
-    state, batch = default_batch(loaded, cfg)
-    real, prompt = lengths_of(batch)
-    if model_name == "embedded":
-        return Setup("smollm2-135m (embedded)", loaded.model, batch, state.classifier_layer, real, prompt,
-                     state.optimizer, state, loaded)
+    builtin = model_name in ("embedded", "tinyllama-1.1b-random")
+    loaded = lazarus_nb.load_model(DEFAULT_MODEL if builtin else model_name)
+    state = prepare(loaded, cfg)
+    batch = batch_for(loaded.tokenizer, state, schedule(loaded.tokenizer, state)[0])  # the trainer's step 1
     if model_name != "tinyllama-1.1b-random":
-        raise SystemExit(f"unknown --model {model_name!r}")
+        name = "smollm2-135m (embedded)" if model_name == "embedded" else model_name
+        return Setup(name, loaded.model, batch, state)
     from mlx_lm.models import llama
 
     mx.random.seed(0)
@@ -120,10 +122,7 @@ def build(model_name: str, batch_size: int) -> Setup:
     model.set_dtype(mx.float32)
     mx.eval(model.parameters())
     model.eval()
-    mx.random.seed(cfg.seed)
-    apply_lora(model, cfg.lora())
-    optimizer = optim.Adam(learning_rate=cfg.learning_rate)
-    optimizer.init(model.trainable_parameters())
+    state = prepare(replace(loaded, model=model, num_layers=TINYLLAMA["num_hidden_layers"]), cfg)
     # Random tokens of the default batch's shape; positions, masks and lengths of the real batch.
     rng = np.random.default_rng(0)
     vocab = TINYLLAMA["vocab_size"]
@@ -133,42 +132,10 @@ def build(model_name: str, batch_size: int) -> Setup:
     targets = mx.array(np.array(tokens)[rows[:, None], np.minimum(pos + 1, tokens.shape[1] - 1)])
     rand = Batch(tokens, batch.prompt_last, batch.answer_pos, targets, batch.answer_mask, batch.labels,
                  mx.array(rng.integers(3, vocab, size=batch.size), dtype=mx.int32))
-    layer = int(0.55 * TINYLLAMA["num_hidden_layers"])
-    del loaded
-    return Setup("TinyLlama-1.1B shape (random weights)", model, rand, layer, real, prompt, optimizer)
+    return Setup("TinyLlama-1.1B shape (random weights)", model, rand, state)
 
 
-# ---------------------------------------------------------------- the steps
-
-
-def our_step_fn(model: nn.Module, layer: int, cls_weight: float, optimizer: optim.Optimizer,
-                compiled: bool = False):
-    """One optimiser step exactly as ``train.train``'s loop body runs it (keep in sync with train.py).
-
-    ``compiled``: the loss-and-grad wrapped in ``mx.compile`` (the variant ``--study`` measures)."""
-    lens = LogitLens(model)
-    loss_and_grad = nn.value_and_grad(model, lambda batch: dual_loss(lens, batch, layer, cls_weight))
-    if compiled:
-        loss_and_grad = compiled_loss_and_grad(model, loss_and_grad)
-
-    def step(batch: Batch) -> tuple[float, float, float]:
-        (total, cls, ans), grads = loss_and_grad(batch)
-        mx.eval(total, cls, ans, grads)
-        values = (total.item(), cls.item(), ans.item())
-        if not all(math.isfinite(v) for v in values):
-            raise RuntimeError("diverged")
-        optimizer.update(model, grads)
-        mx.eval(model.trainable_parameters(), optimizer.state)
-        return values
-
-    return step
-
-
-def compiled_loss_and_grad(model: nn.Module, loss_and_grad):
-    """``mx.compile`` of ``nn.value_and_grad(model, ...)`` taking a Batch: the model's arrays are implicit
-    inputs (so adapter updates are seen) and outputs (value_and_grad writes traced arrays into the model)."""
-    fn = mx.compile(lambda *arrays: loss_and_grad(Batch(*arrays)), inputs=model.state, outputs=model.state)
-    return lambda batch: fn(*(getattr(batch, f) for f in BATCH_FIELDS))
+# ---------------------------------------------------------------- the peer step (ours is train.make_step)
 
 
 def peer_lengths(real: list[int], prompt: list[int]) -> mx.array:
@@ -179,8 +146,7 @@ def peer_lengths(real: list[int], prompt: list[int]) -> mx.array:
 
 def peer_step_fn(model: nn.Module, learning_rate: float):
     """mlx-lm's trainer step: value_and_grad(default_loss) + Adam update, compiled over the state."""
-    optimizer = optim.Adam(learning_rate=learning_rate)
-    optimizer.init(model.trainable_parameters())
+    optimizer = adam(model, learning_rate)
     loss_value_and_grad = nn.value_and_grad(model, default_loss)
     state = [model.state, optimizer.state, mx.random.state]
 
@@ -226,21 +192,17 @@ def _weight(m: nn.Module) -> mx.array:
 
 
 def arch(model: nn.Module) -> dict:
-    head, trunk = parts(model)
+    _, trunk = parts(model)
     block = trunk.layers[0]
     att, mlp = block.self_attn, block.mlp
     per_block = sum(_weight(m).size for m in (att.q_proj, att.k_proj, att.v_proj, att.o_proj, mlp.gate_proj,
                                               mlp.up_proj, mlp.down_proj))
     vocab, hidden = trunk.embed_tokens.weight.shape
-    lora = 0
-    for b in trunk.layers:
-        for m in (b.self_attn.v_proj, b.self_attn.o_proj):
-            if hasattr(m, "lora_a"):
-                lora += m.lora_a.shape[0] + m.lora_b.shape[1]
-    rank = trunk.layers[0].self_attn.v_proj.lora_a.shape[1]
+    lora = list(adapters(model).values())
     return dict(layers=len(trunk.layers), hidden=hidden, vocab=vocab, intermediate=_weight(mlp.gate_proj).shape[0],
                 heads=att.n_heads, head_dim=_weight(att.q_proj).shape[0] // att.n_heads,
-                matmul_params_per_token=per_block * len(trunk.layers), lora_in_out_sum=lora, rank=rank)
+                matmul_params_per_token=per_block * len(trunk.layers),
+                lora_in_out_sum=sum(m.lora_a.shape[0] + m.lora_b.shape[1] for m in lora), rank=lora[0].lora_a.shape[1])
 
 
 def step_flops(a: dict, real: list[int], prompt: list[int], full_logits: bool = False) -> dict:
@@ -257,10 +219,6 @@ def step_flops(a: dict, real: list[int], prompt: list[int], full_logits: bool = 
 
 
 # ---------------------------------------------------------------- timing helpers
-
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
 
 
 def timed(fn, *args) -> float:
@@ -320,20 +278,20 @@ def missed(name: str, value: float, target: float, higher_is_better: bool) -> st
 
 def measure(args) -> dict:
     s = build(args.model, args.batch_size)
-    cfg = TrainConfig(batch_size=args.batch_size)
-    model, batch = s.model, s.batch
+    model, batch, state = s.model, s.batch, s.state
+    cfg = state.config
     a = arch(model)
-    ours = our_step_fn(model, s.classifier_layer, cfg.cls_weight, s.optimizer)
+    real, prompt = lengths_of(batch)
+    ours = make_step(model, state.optimizer, state.classifier_layer, cfg.cls_weight)
     peer = peer_step_fn(model, cfg.learning_rate)
-    lengths = peer_lengths(s.real_lengths, s.prompt_lengths)
+    lengths = peer_lengths(real, prompt)
     tokens_padded = mlx_lm_padded(batch.tokens, 0)
     m_tokens = batch.tokens.size
     gemm, gemm_flops = sgemm_fn(m_tokens, a["hidden"], a["intermediate"])
     square, square_flops = sgemm_fn(1024, 1024, 1024)
 
     # Sanity: at the same adapters the peer's loss is our answer loss (same targets, full-logits route).
-    lens = LogitLens(model)
-    _, _, our_ans = dual_loss(lens, batch, s.classifier_layer, cfg.cls_weight)
+    _, _, our_ans = dual_loss(LogitLens(model), batch, state.classifier_layer, cfg.cls_weight)
     peer_ce, _ = default_loss(model, batch.tokens, lengths)
     loss_check = abs(our_ans.item() - peer_ce.item())
 
@@ -356,8 +314,8 @@ def measure(args) -> dict:
     peak_ours = peak_mb(ours, batch)
     peak_peer = peak_mb(peer, batch.tokens, lengths)
 
-    flops = step_flops(a, s.real_lengths, s.prompt_lengths)
-    peer_flops = step_flops(a, s.real_lengths, s.prompt_lengths, full_logits=True)
+    flops = step_flops(a, real, prompt)
+    peer_flops = step_flops(a, real, prompt, full_logits=True)
     sgemm_gflops = gemm_flops / med["sgemm"] / 1e9
     achieved = flops["total"] / med["ours"] / 1e9
     info = blas.info()
@@ -400,7 +358,7 @@ def measure(args) -> dict:
         "bench_seconds": time.perf_counter() - t0,
     }
     if args.full and args.model == "embedded":
-        del ours, peer, jobs, model, s
+        del ours, peer, jobs, model, s, state
         result.update(full_run())
     result["load_after"] = list(os.getloadavg())
     return result
@@ -490,42 +448,35 @@ def _full_run(snap_times: list[float]) -> dict:
 def study(args) -> dict:
     if args.cold:  # fresh on-disk kernel cache: what a first run on a new machine pays for mx.compile
         os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="lazarus_bench_mlx_")
-    cfg = TrainConfig()
     loaded = lazarus_nb.load_model()
-    state, batch0 = default_batch(loaded, cfg)
-    model, layer = loaded.model, state.classifier_layer
-    schedule = batch_schedule(len(state.train_set), cfg.batch_size, cfg.steps, cfg.seed)
-    batches = [make_batch(loaded.tokenizer, [state.train_set[i] for i in idx], state.class_tokens)
-               for idx in schedule[: args.study_steps]]
+    state = prepare(loaded, TrainConfig())
+    cfg, model, layer, tok = state.config, loaded.model, state.classifier_layer, loaded.tokenizer
+    sched = schedule(tok, state)
+    every = [batch_for(tok, state, idx) for idx in sched]  # all batches of a default run
+    batches, batch0 = every[: args.study_steps], every[0]
     init = lora_arrays(model)
     watch = Contamination()
     out: dict = {"study_steps": args.study_steps, "cold_kernel_cache": bool(args.cold),
                  "load_before": LOAD_AT_START}
 
-    # 1. mx.compile: three training runs from the same adapters over the same first K batches, stepped in
-    # turn (each with its own adapters and Adam), so load changes hit all three alike.
-    variants = {}
-    for name, compiled, compile_update in (("plain", False, False), ("compiled", True, False),
-                                           ("compiled+adam", True, True)):
-        opt = optim.Adam(learning_rate=cfg.learning_rate)
-        opt.init(model.trainable_parameters())
-        step = our_step_fn(model, layer, cfg.cls_weight, opt, compiled=compiled)
-        if compile_update:
-            step = _with_compiled_update(model, layer, cfg.cls_weight, opt)
-        variants[name] = {"step": step, "arrays": dict(init), "losses": [], "times": [], "shapes": set(),
-                          "first": []}
+    def our_step(compile: bool = False):  # from the current adapters, with a fresh Adam
+        return make_step(model, adam(model, cfg.learning_rate), layer, cfg.cls_weight, compile)
+
+    # 1. mx.compile: two training runs from the same adapters over the same first K batches, stepped in turn
+    # (each with its own adapters and Adam), so load changes hit both alike.
+    variants = {name: {"step": our_step(compile), "arrays": dict(init), "losses": [], "times": [], "first": []}
+                for name, compile in (("plain", False), ("compiled", True))}
+    shapes = set()
     for b in batches:
         shape = (b.tokens.shape[1], b.answer_pos.shape[1])
         for v in variants.values():
             set_lora_arrays(model, v["arrays"])
             t = time.perf_counter()
             v["losses"].append(v["step"](b))
-            dt = time.perf_counter() - t
+            v["times"].append(time.perf_counter() - t)
             v["arrays"] = lora_arrays(model)
-            new = shape not in v["shapes"]
-            v["shapes"].add(shape)
-            v["times"].append(dt)
-            v["first"].append(new)
+            v["first"].append(shape not in shapes)
+        shapes.add(shape)
     base = np.array(variants["plain"]["losses"])
     comp = {}
     for name, v in variants.items():
@@ -543,33 +494,26 @@ def study(args) -> dict:
     saved = p["steady_median_seconds"] - c["steady_median_seconds"]
     c["break_even_steps"] = c["compile_cost_seconds"] / saved if saved > 0 else None
     out["compile"] = comp
-    out["distinct_shapes_in_study"] = len(variants["plain"]["shapes"])
-    out["distinct_shapes_default_run"] = len({(b.tokens.shape[1], b.answer_pos.shape[1]) for b in (
-        make_batch(loaded.tokenizer, [state.train_set[i] for i in idx], state.class_tokens) for idx in schedule)})
+    out["distinct_shapes_in_study"] = len(shapes)
+    out["distinct_shapes_default_run"] = len({(b.tokens.shape[1], b.answer_pos.shape[1]) for b in every})
     set_lora_arrays(model, init)
 
-    # 2. Padding and length bucketing on this data: the same K*B samples batched as scheduled vs sorted by
-    # length, step times alternated batch by batch.
-    samples = [state.train_set[i] for idx in schedule[: args.study_steps] for i in idx]
-    sched_batches = batches
-    by_len = sorted(samples, key=lambda s: len(loaded.tokenizer.encode(s.prompt)) + len(
-        loaded.tokenizer.encode(s.answer, add_special_tokens=False)))
-    bucketed = [make_batch(loaded.tokenizer, by_len[i : i + cfg.batch_size], state.class_tokens)
-                for i in range(0, len(by_len), cfg.batch_size)]
-    opt = optim.Adam(learning_rate=cfg.learning_rate)
-    opt.init(model.trainable_parameters())
-    step = our_step_fn(model, layer, cfg.cls_weight, opt)
-    for b in bucketed[:3] + sched_batches[:3]:
+    # 2. Padding and length bucketing on this data: the same K*B samples batched as scheduled vs fully sorted
+    # by length, step times alternated batch by batch.
+    picked = np.concatenate(sched[: args.study_steps])
+    by_len = picked[np.argsort(np.array(token_lengths(tok, state.train_set))[picked], kind="stable")]
+    bucketed = [batch_for(tok, state, by_len[i : i + cfg.batch_size]) for i in range(0, len(by_len), cfg.batch_size)]
+    step = our_step()
+    for b in bucketed[:3] + batches[:3]:
         step(b)
     t_sched, t_buck = [], []
-    for bs, bb in zip(sched_batches, bucketed):
+    for bs, bb in zip(batches, bucketed):
         t_sched.append(timed(step, bs))
         t_buck.append(timed(step, bb))
-    real = sum(sum(lengths_of(b)[0]) for b in sched_batches)
     out["bucketing"] = {
-        "pad_fraction_scheduled": 1 - real / sum(b.tokens.size for b in sched_batches),
-        "pad_fraction_bucketed": 1 - real / sum(b.tokens.size for b in bucketed),
-        "pad_fraction_default_run": _pad_fraction(loaded, state, schedule),
+        "pad_fraction_scheduled": pad_fraction(batches),
+        "pad_fraction_bucketed": pad_fraction(bucketed),
+        "pad_fraction_default_run": pad_fraction(every),
         "scheduled_seconds_per_step": sum(t_sched) / len(t_sched),
         "bucketed_seconds_per_step": sum(t_buck) / len(t_buck),
         "gain": 1 - sum(t_buck) / sum(t_sched),
@@ -600,12 +544,11 @@ def study(args) -> dict:
 
     # 4. Where the step's time goes: forward (both losses), forward + backward, the Adam update.
     set_lora_arrays(model, init)
-    loss_and_grad = nn.value_and_grad(model, lambda b: dual_loss(lens, b, layer, cfg.cls_weight))
+    loss_and_grad = dual_loss_and_grad(model, layer, cfg.cls_weight)
     _, grads = loss_and_grad(batch0)
     mx.eval(grads)
     parts_t: dict[str, list[float]] = {"forward": [], "forward_backward": [], "adam_update": []}
-    opt = optim.Adam(learning_rate=cfg.learning_rate)
-    opt.init(model.trainable_parameters())
+    opt = adam(model, cfg.learning_rate)
     for r in range(args.rounds + 2):
         times = {
             "forward": timed(lambda: mx.eval(dual_loss(lens, batch0, layer, cfg.cls_weight))),
@@ -622,41 +565,11 @@ def study(args) -> dict:
     return out
 
 
-def _with_compiled_update(model, layer, cls_weight, optimizer):
-    """Compiled loss-and-grad plus a compiled Adam update (state in and out, as mlx-lm does)."""
-    lens = LogitLens(model)
-    loss_and_grad = compiled_loss_and_grad(
-        model, nn.value_and_grad(model, lambda batch: dual_loss(lens, batch, layer, cls_weight)))
-    state = [model.state, optimizer.state]
-    update = mx.compile(lambda grads: optimizer.update(model, grads), inputs=state, outputs=state)
-
-    def step(batch: Batch) -> tuple[float, float, float]:
-        (total, cls, ans), grads = loss_and_grad(batch)
-        mx.eval(total, cls, ans, grads)
-        values = (total.item(), cls.item(), ans.item())
-        if not all(math.isfinite(v) for v in values):
-            raise RuntimeError("diverged")
-        update(grads)
-        mx.eval(model.trainable_parameters(), optimizer.state)
-        return values
-
-    return step
-
-
 def with_extra_column(batch: Batch) -> Batch:
     """The batch with one pad column appended: dual_loss, which drops the last column, then forwards every
     original column (the step as it was before the last column was dropped)."""
     pad = mx.zeros((batch.size, 1), dtype=batch.tokens.dtype) + batch.tokens[:, -1:]
     return Batch(mx.concatenate([batch.tokens, pad], axis=1), *(getattr(batch, f) for f in BATCH_FIELDS[1:]))
-
-
-def _pad_fraction(loaded, state, schedule) -> float:
-    real = padded = 0
-    for idx in schedule:
-        b = make_batch(loaded.tokenizer, [state.train_set[i] for i in idx], state.class_tokens)
-        real += sum(lengths_of(b)[0])
-        padded += b.tokens.size
-    return 1 - real / padded
 
 
 # ---------------------------------------------------------------- output
@@ -733,7 +646,8 @@ def sweep(args) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--full", action="store_true", help="also time a full default run and the snapshot overhead")
-    p.add_argument("--model", default="embedded", choices=["embedded", "tinyllama-1.1b-random"])
+    p.add_argument("--model", default="embedded",
+                   help="embedded, tinyllama-1.1b-random, or a model directory or hub id lazarus_nb.load_model takes")
     p.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
     p.add_argument("--rounds", type=int, default=20, help="timed rounds of (a), (b), (c) after warm-up")
     p.add_argument("--warmup", type=int, default=3, help="untimed rounds first (the peer compiles here)")
@@ -753,10 +667,13 @@ def main(argv: list[str] | None = None) -> None:
         r = study(args)
         print(json.dumps(r, indent=1))
         return write(args.out or OUT_DIR / ("study_cold.json" if args.cold else "study.json"), r)
-    r = measure(args)
+    try:
+        r = measure(args)
+    except LazarusError as exc:  # e.g. a --model that does not load: one sentence, no traceback
+        raise SystemExit(f"bench: {exc}") from None
     report(r)
     default = args.model == "embedded" and args.batch_size == TrainConfig().batch_size
-    name = "train_step.json" if default else f"train_step_{args.model}_b{args.batch_size}.json"
+    name = "train_step.json" if default else f"train_step_{Path(args.model).name}_b{args.batch_size}.json"
     write(args.out or OUT_DIR / name, r)
 
 

@@ -1,5 +1,5 @@
-"""The dual-reward trainer (train.py) on the tiny llama: what changes, determinism, Adam, interrupt/resume,
-divergence, config validation."""
+"""The dual-reward trainer (train.py) on the tiny llama: the step function, what training changes,
+determinism, Adam, interrupt/resume, divergence, config validation."""
 
 from __future__ import annotations
 
@@ -18,7 +18,17 @@ from lazarus_nb import LazarusError, checkpoint, lora, workflow
 from lazarus_nb import train as train_mod
 from lazarus_nb.lens import LogitLens
 from lazarus_nb.losses import dual_loss
-from lazarus_nb.train import History, TrainConfig, batch_schedule, prepare, train
+from lazarus_nb.train import (
+    Diverged,
+    History,
+    TrainConfig,
+    batch_for,
+    batch_schedule,
+    make_step,
+    prepare,
+    schedule,
+    train,
+)
 
 TINY = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_size=4, lora_rank=4, batch_size=4,
                    snapshot_every=0, learning_rate=1e-2, seed=0)
@@ -61,6 +71,75 @@ def losses(state) -> list[tuple[int, float, float, float]]:
 def run(loaded, config, **kw):
     state = prepare(loaded, config)
     return train(loaded, state, **kw)
+
+
+# ---------------------------------------------------------------- the step function
+
+
+def first_batches(loaded, state, n: int = 1):
+    sched = schedule(loaded.tokenizer, state)
+    return [batch_for(loaded.tokenizer, state, sched[i]) for i in range(n)]
+
+
+def optimizer_arrays(optimizer) -> dict[str, np.ndarray]:
+    return {k: np.array(v) for k, v in tree_flatten(optimizer.state)}
+
+
+def test_step_returns_the_dual_loss_before_its_update_and_moves_only_the_adapters(fresh):
+    loaded = fresh()
+    state = prepare(loaded, TINY)
+    (batch,) = first_batches(loaded, state)
+    lens = LogitLens(loaded.model)
+    expected = [x.item() for x in dual_loss(lens, batch, state.classifier_layer, TINY.cls_weight)]
+    base, adapters_before = base_params(loaded.model), adapter_arrays(loaded.model)
+
+    step = make_step(loaded.model, state.optimizer, state.classifier_layer, TINY.cls_weight)
+    losses = step(batch)
+
+    assert list(losses) == pytest.approx(expected, rel=1e-6, abs=1e-6)
+    assert losses.total == pytest.approx(TINY.cls_weight * losses.cls_loss + (1 - TINY.cls_weight) * losses.ans_loss,
+                                         rel=1e-6)
+    assert all(np.array_equal(v, base[k]) for k, v in base_params(loaded.model).items()), "a base weight moved"
+    after = adapter_arrays(loaded.model)
+    assert all(not np.array_equal(after[k], v) for k, v in adapters_before.items() if k.endswith("_B"))
+    # the loss the step returned is the one before its update: the same batch now scores differently
+    again = [x.item() for x in dual_loss(lens, batch, state.classifier_layer, TINY.cls_weight)]
+    assert again[0] != pytest.approx(expected[0], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_step_gives_the_uncompiled_losses(fresh):
+    runs = []
+    for compile in (False, True):
+        loaded = fresh()
+        state = prepare(loaded, TINY)
+        step = make_step(loaded.model, state.optimizer, state.classifier_layer, TINY.cls_weight, compile=compile)
+        runs.append(([list(step(b)) for b in first_batches(loaded, state, 2)], adapter_arrays(loaded.model)))
+    (plain, plain_arrays), (compiled, compiled_arrays) = runs
+    assert np.allclose(compiled, plain, rtol=0, atol=1e-5)
+    assert plain[1] != plain[0]  # the second step saw the first one's update
+    assert all(np.allclose(compiled_arrays[k], v, atol=1e-6) for k, v in plain_arrays.items())
+
+
+@pytest.mark.parametrize("compile", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["plain", "compiled"])
+def test_a_nan_batch_raises_before_the_update(fresh, compile):
+    loaded = fresh()
+    state = prepare(loaded, TINY)
+    (batch,) = first_batches(loaded, state)
+    step = make_step(loaded.model, state.optimizer, state.classifier_layer, TINY.cls_weight, compile=compile)
+    step(batch)  # one real step first: Adam's moments are non-zero, so an applied NaN update would show
+    adapters_before, moments_before = adapter_arrays(loaded.model), optimizer_arrays(state.optimizer)
+    poisoned = replace(batch, answer_mask=batch.answer_mask * float("nan"))  # NaN answer loss and gradients
+
+    with pytest.raises(Diverged, match="diverged") as info:
+        step(poisoned)
+
+    assert isinstance(info.value, LazarusError) and np.isnan(info.value.loss)
+    after = adapter_arrays(loaded.model)
+    assert all(np.array_equal(after[k], v) for k, v in adapters_before.items()), "the NaN update was applied"
+    moments = optimizer_arrays(state.optimizer)
+    assert all(np.array_equal(moments[k], v) for k, v in moments_before.items())
+    assert all(np.isfinite(step(batch)))  # the step is still usable
 
 
 # ---------------------------------------------------------------- what a step changes

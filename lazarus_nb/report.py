@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_file
 from .data import CANONICAL, CLASSES
+from .errors import LazarusError
 
 if TYPE_CHECKING:
     from .evaluate import CanonicalRow, Evaluation
@@ -89,6 +90,23 @@ def json_clean(obj: Any) -> Any:
 
 def dumps(obj: Any) -> str:
     return json.dumps(json_clean(obj), allow_nan=False, indent=2, ensure_ascii=False)
+
+
+def check_output_file(path: str | Path | None, force: bool) -> None:
+    """Before anything runs: refuse (one sentence) an ``--output FILE`` for ``write_json`` that is a directory,
+    or exists without ``--force``."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise LazarusError(f"--output '{path}' is a directory; give a file name such as results.json")
+    if p.exists() and not force:
+        raise LazarusError(f"--output '{path}' already exists; use --force to overwrite it")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise LazarusError(f"--output '{path}' cannot be created: '{parent}' is a file")
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

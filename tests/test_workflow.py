@@ -45,6 +45,12 @@ def tiny(tiny_model_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
+def base(tiny) -> lazarus_nb.LoadedModel:
+    """The tiny model without adapters (steps 1 and 2 only read it)."""
+    return load_model(str(tiny))
+
+
+@pytest.fixture(scope="module")
 def demo(tiny, tmp_path_factory) -> workflow.DemoResult:
     """The whole demo in-process on the tiny model (2 training steps, 8 probe prompts, no greedy answers)."""
     out = tmp_path_factory.mktemp("demo") / "run"
@@ -54,34 +60,33 @@ def demo(tiny, tmp_path_factory) -> workflow.DemoResult:
 # ---------------------------------------------------------------- step 1: one probe schema
 
 
-def test_probe_step_notebook_call_equals_cli_json(tiny):
+def test_probe_step_notebook_call_equals_cli_json(tiny, base):
     """Notebook 01's call and `introspect classifier --json` give the same object, numbers included."""
     from_cli = cli_json("introspect", "classifier", "-m", tiny, "--prompt-set", "words", "--num-prompts", "16",
                         "--layers", "1,3", "--seed", "2")
-    rep = workflow.probe_family(load_model(str(tiny)), "words", 16, seed=2, layers=[1, 3])
+    rep = workflow.probe_family(base, "words", 16, seed=2, layers=[1, 3])
     assert as_json(rep) == from_cli
     assert from_cli["prompt_set"] == "words" and from_cli["seed"] == 2 and len(from_cli["layers"]) == 2
     assert sum(map(len, from_cli["classes"].values())) == 16
 
 
-def test_probe_needs_two_prompts_per_class(tiny):
+def test_probe_needs_two_prompts_per_class(base):
     with pytest.raises(LazarusError, match="at least 8 prompts"):
-        workflow.probe_family(load_model(str(tiny)), "symbolic", 7)
+        workflow.probe_family(base, "symbolic", 7)
 
 
 # ---------------------------------------------------------------- the demo writes each step's schema
 
 
-def test_demo_files_have_the_steps_schemas(demo, tiny):
+def test_demo_files_have_the_steps_schemas(demo, base):
     root = demo.output
     files = {name: json.loads((root / name).read_text())
              for name in ("probe.json", "baseline_lens.json", "dual_reward.json", "verify.json")}
-    loaded = load_model(str(tiny))
     # step 1: each family is what probe_family returns (so what notebook 01 and the CLI write)
     assert set(files["probe.json"]) == {"symbolic", "words"}
-    assert files["probe.json"]["words"] == as_json(workflow.probe_family(loaded, "words", 8, DEMO.seed))
+    assert files["probe.json"]["words"] == as_json(workflow.probe_family(base, "words", 8, DEMO.seed))
     # step 2: exactly what notebook 02's call returns on the same settings
-    assert files["baseline_lens.json"] == as_json(workflow.baseline_lens(loaded, DEMO))
+    assert files["baseline_lens.json"] == as_json(workflow.baseline_lens(base, DEMO))
     # step 3 and 4: the results' own to_dict, as `introspect dual-reward --json` prints it
     assert files["dual_reward.json"] == as_json(demo.training)
     assert files["verify.json"] == as_json(demo.verified) and files["verify.json"]["matches_training"] is True

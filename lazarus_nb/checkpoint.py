@@ -4,7 +4,8 @@ the training history, and the optimizer state for ``--resume``.
 Directory layout::
 
     lora_weights.npz          layer_{i}_{v|o}_{A|B}; A (in, r), B (r, out)
-    config.json               the run (model, layers, hyperparameters, class tokens, versions, status)
+    config.json               the run (model, layers, hyperparameters, class tokens, versions, status,
+                              results): a ``config.RunRecord``
     adapters.safetensors      the same matrices under mlx-lm names
     adapter_config.json       so `mlx_lm.generate --model M --adapter-path DIR` works
     history.json              per-step losses and per-snapshot logit-lens metrics
@@ -20,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,13 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from .atomic import atomic_file
+from .config import RunRecord
 from .errors import LazarusError
 from .models import LoadedModel
 
 # `.lora` imports mlx-lm (~2 s): it is imported inside the functions that touch weights, so the CLI can use
-# the file-level checks here (is_checkpoint, read_config, check_writable) and fail bad input instantly.
+# the file-level checks here (is_checkpoint, read_record, check_writable, check_adapter, resumable_record)
+# and fail bad input instantly.
 
 CONFIG = "config.json"
 NPZ = "lora_weights.npz"
@@ -88,58 +91,42 @@ def _atomic_dir_write(path: Path, write: Any) -> None:
         raise
 
 
-def run_config(loaded: LoadedModel, state: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``config.json`` content for a TrainState (SPEC fields first, then what a rebuild needs)."""
-    cfg = state.config
-    out = {
-        "model": loaded.name,
-        "classifier_layer": state.classifier_layer,
-        "lora_rank": cfg.lora_rank,
-        "cls_weight": cfg.cls_weight,
-        "steps": cfg.steps,
-        "final_accuracy": None,
-        "steps_completed": state.step,
-        "status": state.status,
-        "learning_rate": cfg.learning_rate,
-        "seed": cfg.seed,
-        "batch_size": cfg.batch_size,
-        "num_samples": cfg.num_samples,
-        "heldout_samples": cfg.heldout_samples,
-        "snapshot_every": cfg.snapshot_every,
-        "snapshot_size": cfg.snapshot_size,
-        "checkpoint_every": cfg.checkpoint_every,
-        "lora_scale": cfg.lora_scale,
-        "lora_dropout": 0.0,
-        "lora_layers": state.adapted_layers,
-        "lora_targets": list(cfg.lora().targets),
-        "class_tokens": state.class_tokens.as_dict(),
-        "class_token_strings": dict(zip(state.class_tokens.words, state.class_tokens.strings)),
-        "trainable_params": state.trainable_params,
-        "train_seconds": state.seconds,
-        "architecture": {k: loaded.facts()[k] for k in ("model_type", "num_layers", "hidden_size", "kv_width",
-                                                         "vocab_size")},
-        "versions": _versions(),
-    }
-    out.update(extra or {})
-    return out
+def run_record(loaded: LoadedModel, state: Any, results: dict[str, Any] | None = None) -> RunRecord:
+    """The :class:`~lazarus_nb.config.RunRecord` of a TrainState, with ``results`` (``config.json`` keys) set."""
+    facts = loaded.facts()
+    tokens = state.class_tokens
+    record = RunRecord(
+        model=loaded.name,
+        train=replace(state.config, classifier_layer=state.classifier_layer, lora_layers=state.adapted_layers),
+        class_tokens=tokens.as_dict(),
+        class_token_strings=dict(zip(tokens.words, tokens.strings)),
+        steps_completed=state.step,
+        status=state.status,
+        lora_targets=list(state.config.lora().targets),
+        trainable_params=state.trainable_params,
+        train_seconds=state.seconds,
+        architecture={k: facts[k] for k in ("model_type", "num_layers", "hidden_size", "kv_width", "vocab_size")},
+        versions=_versions(),
+    )
+    return record.updated(**(results or {}))
 
 
-def save(path: str | Path, loaded: LoadedModel, state: Any, extra: dict[str, Any] | None = None) -> Path:
-    """Write the full checkpoint of ``state`` atomically (see module doc)."""
+def save(path: str | Path, loaded: LoadedModel, state: Any, results: dict[str, Any] | None = None) -> Path:
+    """Write the full checkpoint of ``state`` atomically (see module doc); ``results`` go into config.json."""
     from .lora import TARGETS, lora_arrays
 
     path = Path(path)
     arrays = lora_arrays(loaded.model)
     mlx_names = {k: v for k, v in tree_flatten(loaded.model.trainable_parameters())}
-    config = run_config(loaded, state, extra)
+    record = run_record(loaded, state, results)
     n_layers = loaded.num_layers
     adapter_config = {
         "fine_tune_type": "lora",
         # mlx-lm adapts the *last* num_layers blocks; blocks in that range we did not adapt get no weights
         # from us and keep B = 0, i.e. they stay exactly the base model.
         "num_layers": n_layers - min(state.adapted_layers),
-        "lora_parameters": {"rank": config["lora_rank"], "scale": config["lora_scale"], "dropout": 0.0,
-                            "keys": [TARGETS[t] for t in config["lora_targets"]]},
+        "lora_parameters": {"rank": record.train.lora_rank, "scale": record.train.lora_scale,
+                            "dropout": record.lora_dropout, "keys": [TARGETS[t] for t in record.lora_targets]},
         "model": loaded.name,
     }
     opt_state = dict(tree_flatten(state.optimizer.state))
@@ -148,7 +135,7 @@ def save(path: str | Path, loaded: LoadedModel, state: Any, extra: dict[str, Any
         np.savez(tmp / NPZ, **{k: np.array(v) for k, v in arrays.items()})
         mx.save_safetensors(str(tmp / MLX_ADAPTER), mlx_names)
         mx.save_safetensors(str(tmp / OPTIMIZER), opt_state)
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2))
+        record.write(tmp / CONFIG)
         (tmp / MLX_CONFIG).write_text(json.dumps(adapter_config, indent=2))
         (tmp / HISTORY).write_text(json.dumps(state.history.to_dict()))
 
@@ -156,41 +143,90 @@ def save(path: str | Path, loaded: LoadedModel, state: Any, extra: dict[str, Any
     return path
 
 
-def update_config(path: str | Path, **fields: Any) -> None:
-    """Add result fields (e.g. final_accuracy) to a saved config.json, atomically."""
-    path = Path(path) / CONFIG
-    data = json.loads(path.read_text())
-    data.update(fields)
-    with atomic_file(path) as fh:
-        fh.write(json.dumps(data, indent=2))
+def update_record(path: str | Path, **values: Any) -> RunRecord:
+    """Set ``config.json`` keys (e.g. final_accuracy) of a saved checkpoint, atomically; the new record."""
+    record = read_record(path).updated(**values)
+    record.write(Path(path) / CONFIG)
+    return record
 
 
-def read_config(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+def _check_dir(path: Path) -> None:
     if not path.exists():
         raise LazarusError(f"adapter directory '{path}' does not exist")
     if not is_checkpoint(path):
         raise LazarusError(f"'{path}' is not a checkpoint (no {CONFIG} or {MLX_CONFIG})")
+
+
+def read_record(path: str | Path) -> RunRecord:
+    """The run record of a lazarus_nb checkpoint; one sentence if ``path`` holds none."""
+    record = read_adapter_record(path)
+    if record is None:
+        raise LazarusError(f"'{path}' holds a plain mlx-lm adapter, not a lazarus_nb training checkpoint")
+    return record
+
+
+def read_adapter_record(path: str | Path) -> RunRecord | None:
+    """The run record of an adapter directory, or None for a plain mlx-lm adapter (no config.json)."""
+    path = Path(path)
+    _check_dir(path)
+    return RunRecord.read(path / CONFIG) if (path / CONFIG).is_file() else None
+
+
+def adapter_model(path: str | Path) -> str | None:
+    """The model an adapter directory was trained on (its config.json, or mlx-lm's adapter_config.json)."""
+    record = read_adapter_record(path)
+    if record is not None:
+        return record.model
     try:
-        return json.loads((path / (CONFIG if (path / CONFIG).is_file() else MLX_CONFIG)).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LazarusError(f"the checkpoint config in '{path}' is unreadable: {exc}") from None
+        model = json.loads((Path(path) / MLX_CONFIG).read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return model if isinstance(model, str) else None
 
 
-def _check_architecture(config: dict[str, Any], loaded: LoadedModel, path: Path) -> None:
-    arch = config.get("architecture")
-    if not arch:
-        return
-    mine = loaded.facts()
-    diff = [f"{k} {arch[k]} vs {mine[k]}" for k in arch if k in mine and arch[k] != mine[k]]
+def resumable_record(path: str | Path | None) -> RunRecord:
+    """The record of the checkpoint to continue at ``path``; one sentence if there is none to resume."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise LazarusError(f"nothing to resume: '{path}' is a file, not a checkpoint directory")
+    if path is None or not is_checkpoint(path):
+        raise LazarusError(f"nothing to resume: '{path}' holds no checkpoint")
+    if not (Path(path) / CONFIG).is_file():
+        raise LazarusError(f"'{path}' is not a lazarus_nb training checkpoint, so it cannot be resumed")
+    return RunRecord.read(Path(path) / CONFIG)
+
+
+def _refuse_other_model(path: Path, record: RunRecord | None, mine: dict[str, Any]) -> None:
+    """The one "trained on another model" rule: the record's architecture against the model's known facts."""
+    arch = record.architecture if record is not None else {}
+    diff = [f"{k} {arch[k]} vs {v}" for k, v in mine.items() if v is not None and k in arch and arch[k] != v]
     if diff:
-        raise LazarusError(
-            f"the adapter in '{path}' was trained on another model ({config.get('model')}): " + ", ".join(diff)
-        )
+        raise LazarusError(f"the adapter in '{path}' was trained on another model ({record.model}): "
+                           + ", ".join(diff))
 
 
-def load_adapter(loaded: LoadedModel, path: str | Path) -> dict[str, Any]:
-    """Apply the checkpoint's LoRA adapters to ``loaded.model`` from disk; return its config.
+def check_adapter(path: str | Path, model_config: dict[str, Any] | None) -> RunRecord | None:
+    """Before loading the model: refuse an adapter trained on another architecture (``model_config`` is the
+    model's config.json) or with an unreadable lora_weights.npz; ``load_adapter`` checks both again after."""
+    path = Path(path)
+    record = read_adapter_record(path)
+    if model_config:
+        _refuse_other_model(path, record, {
+            "model_type": model_config.get("model_type"), "num_layers": model_config.get("num_hidden_layers"),
+            "hidden_size": model_config.get("hidden_size"), "vocab_size": model_config.get("vocab_size")})
+    if (path / NPZ).is_file():
+        try:
+            with np.load(path / NPZ) as z:
+                for k in z.files:
+                    z[k]  # noqa: B018  (reading every array is the check)
+        except Exception as exc:  # not a zip, truncated, pickled objects...: one sentence
+            raise LazarusError(f"could not load the adapter in '{path}': {NPZ} is not a readable .npz archive "
+                               f"({type(exc).__name__})") from None
+    return record
+
+
+def load_adapter(loaded: LoadedModel, path: str | Path) -> RunRecord | None:
+    """Apply the checkpoint's LoRA adapters to ``loaded.model`` from disk; return its run record (None for a
+    plain mlx-lm adapter directory).
 
     Accepts our checkpoints (``lora_weights.npz`` preferred) and plain mlx-lm adapter directories
     (``adapters.safetensors`` + ``adapter_config.json``, V/O keys only).
@@ -198,14 +234,14 @@ def load_adapter(loaded: LoadedModel, path: str | Path) -> dict[str, Any]:
     from .lora import LoraConfig, adapters, apply_lora, set_lora_arrays
 
     path = Path(path)
-    config = read_config(path)
-    _check_architecture(config, loaded, path)
+    record = read_adapter_record(path)
+    _refuse_other_model(path, record, loaded.facts())
     if adapters(loaded.model):
         raise LazarusError("this model already carries adapters; load a fresh model before loading another")
     try:
-        if (path / NPZ).is_file():
-            lora = LoraConfig(rank=config["lora_rank"], scale=config["lora_scale"], layers=config["lora_layers"],
-                              targets=tuple(config["lora_targets"]))
+        if (path / NPZ).is_file() and record is not None:
+            lora = LoraConfig(rank=record.train.lora_rank, scale=record.train.lora_scale,
+                              layers=record.train.lora_layers, targets=tuple(record.lora_targets))
             with np.load(path / NPZ) as npz:
                 arrays = {k: mx.array(npz[k]) for k in npz.files}
             apply_lora(loaded.model, lora)
@@ -222,7 +258,18 @@ def load_adapter(loaded: LoadedModel, path: str | Path) -> dict[str, Any]:
         remove_lora_layers(loaded.model)
         raise LazarusError(f"could not load the adapter in '{path}': {str(exc).splitlines()[0]}") from None
     loaded.model.eval()
-    return config
+    return record
+
+
+def attached(loaded: LoadedModel) -> dict[str, Any]:
+    """What is actually attached to the model (proof that an adapter was applied): layers, rank, targets and
+    trainable parameters."""
+    from .lora import adapters, trainable_count
+
+    found = adapters(loaded.model)
+    ranks = sorted({int(m.lora_a.shape[1]) for m in found.values()})
+    return {"layers": sorted({i for i, _ in found}), "rank": ranks[0] if len(ranks) == 1 else ranks,
+            "targets": sorted({t for _, t in found}, key="vo".index), "parameters": trainable_count(loaded.model)}
 
 
 def _load_mlx_adapter(loaded: LoadedModel, path: Path, config: dict[str, Any]) -> None:
@@ -258,7 +305,7 @@ def restore_into(loaded: LoadedModel, path: str | Path, state: Any) -> None:
     from .train import History
 
     path = Path(path)
-    saved = read_config(path)
+    record = resumable_record(path)
     try:
         with np.load(path / NPZ) as npz:
             set_lora_arrays(loaded.model, {k: mx.array(npz[k]) for k in npz.files})
@@ -266,7 +313,7 @@ def restore_into(loaded: LoadedModel, path: str | Path, state: Any) -> None:
         state.history = History.from_dict(json.loads((path / HISTORY).read_text()))
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
         raise LazarusError(f"cannot resume from '{path}': {str(exc).splitlines()[0]}") from None
-    state.step = saved["steps_completed"]
-    state.seconds = saved.get("train_seconds", 0.0)
+    state.step = record.steps_completed
+    state.seconds = record.train_seconds
     state.history.steps = state.history.steps[: state.step]
     state.history.snapshots = [s for s in state.history.snapshots if s.step <= state.step]

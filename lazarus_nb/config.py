@@ -1,14 +1,25 @@
-"""The training run's settings as one typed record (no mlx import: the CLI builds its options from it).
+"""A run's settings and its saved record, as typed dataclasses (no mlx import: the CLI builds its options from
+them and checks them before any model is loaded).
 
-Every field carries its help text in ``metadata["help"]``, as mlx-lm's ``TrainingArgs`` does, so the
-defaults and their explanations live here and nowhere else; ``lazarus-nb ... --help`` reads them.
+* :class:`TrainConfig`: the training settings. Every field carries its help text in ``metadata["help"]``, as
+  mlx-lm's ``TrainingArgs`` does, so the defaults and their explanations live here and nowhere else;
+  ``lazarus-nb ... --help`` reads them. :meth:`TrainConfig.check` holds every range rule.
+* :class:`RunRecord`: a checkpoint's ``config.json`` (the run as trained, its progress and results), read and
+  written here; ``checkpoint`` decides where it lives in a checkpoint directory.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+import math
+from collections.abc import Callable, Sequence
+from copy import deepcopy
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .atomic import atomic_file
+from .data import train_heldout_split
 from .errors import LazarusError
 
 if TYPE_CHECKING:
@@ -19,9 +30,21 @@ def _opt(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+def check_layers(layers: Sequence[int], num_layers: int, name: str) -> None:
+    """The one layer-range rule: every id in 0..num_layers-1 (``name`` says which setting, in the message)."""
+    bad = [v for v in layers if not 0 <= v < num_layers]
+    if bad:
+        raise LazarusError(f"{name}: layer {bad[-1]} is outside this model's layers 0..{num_layers - 1}")
+
+
+def default_classifier_layer(num_layers: int) -> int:
+    """SPEC: the classifier layer defaults to int(0.55 * num_layers) (22 -> 12, 30 -> 16)."""
+    return int(0.55 * num_layers)
+
+
 @dataclass
 class TrainConfig:
-    steps: int = _opt(500, "optimizer steps (the original tool's default)")
+    steps: int = _opt(500, "optimizer steps")  # the original tool's default
     classifier_layer: int | None = _opt(
         None, "layer whose logit lens must emit the class word (default: int(0.55 * layers))")
     cls_weight: float = _opt(0.4, "weight of the classification loss, in [0, 1]: "
@@ -40,33 +63,149 @@ class TrainConfig:
     snapshot_size: int = _opt(32, "fixed held-out problems scored at every snapshot")
     checkpoint_every: int = _opt(100, "checkpoint interval in steps when a checkpoint is written, 0 = at the end only")
 
-    def resolve(self, num_layers: int) -> TrainConfig:
-        """Validate against a model; fill the classifier layer default. One clear sentence per problem."""
-        cfg = TrainConfig(**asdict(self))
-        if cfg.classifier_layer is None:
-            cfg.classifier_layer = int(0.55 * num_layers)
-        bad_layers = [i for i in cfg.lora_layers or [] if not 0 <= i < num_layers]
+    def check(self, num_layers: int | None = None, name: Callable[[str], str] = str) -> None:
+        """Every rule on the settings, one sentence per problem (LazarusError). Layer ranges are checked when
+        ``num_layers`` is known; ``name`` turns a field name into the name the user typed (e.g. ``--steps``)."""
+        def positive(v: float) -> bool:
+            return math.isfinite(v) and v > 0  # also rejects nan and inf
+
         checks = [
-            (0 <= cfg.classifier_layer < num_layers,
-             f"classifier layer must be in 0..{num_layers - 1} for this model, got {cfg.classifier_layer}"),
-            (0.0 <= cfg.cls_weight <= 1.0, f"cls_weight must be in [0, 1], got {cfg.cls_weight}"),
-            (cfg.steps > 0, f"steps must be positive, got {cfg.steps}"),
-            (cfg.learning_rate > 0, f"learning rate must be positive, got {cfg.learning_rate}"),
-            (cfg.num_samples >= 4, f"num_samples must be at least 4 (one per class), got {cfg.num_samples}"),
-            (cfg.heldout_samples >= 4, f"heldout_samples must be at least 4, got {cfg.heldout_samples}"),
-            (cfg.lora_rank > 0, f"LoRA rank must be positive, got {cfg.lora_rank}"),
-            (cfg.batch_size > 0, f"batch size must be positive, got {cfg.batch_size}"),
-            (cfg.snapshot_every >= 0, f"snapshot_every must be >= 0, got {cfg.snapshot_every}"),
-            (cfg.snapshot_size >= 4, f"snapshot_size must be at least 4, got {cfg.snapshot_size}"),
-            (cfg.lora_layers is None or len(cfg.lora_layers) > 0, "lora_layers must name at least one layer"),
-            (not bad_layers, f"LoRA layers {bad_layers} are outside the model's layers 0..{num_layers - 1}"),
+            (self.steps > 0, f"{name('steps')} must be a positive integer, got {self.steps}"),
+            (0.0 <= self.cls_weight <= 1.0, f"{name('cls_weight')} must be in [0, 1], got {self.cls_weight}"),
+            (positive(self.learning_rate), f"{name('learning_rate')} must be a positive number, got "
+                                            f"{self.learning_rate}"),
+            (self.num_samples >= 4, f"{name('num_samples')} must be at least 4 (one per class), got "
+                                    f"{self.num_samples}"),
+            (self.heldout_samples >= 4, f"{name('heldout_samples')} must be at least 4 (one per class), got "
+                                        f"{self.heldout_samples}"),
+            (self.lora_rank > 0, f"{name('lora_rank')} must be a positive integer, got {self.lora_rank}"),
+            (positive(self.lora_scale), f"{name('lora_scale')} must be a positive number, got {self.lora_scale}"),
+            (self.lora_layers is None or len(self.lora_layers) > 0, f"{name('lora_layers')} must name at least "
+                                                                    "one layer"),
+            (self.batch_size > 0, f"{name('batch_size')} must be a positive integer, got {self.batch_size}"),
+            (self.seed >= 0, f"{name('seed')} must be >= 0, got {self.seed}"),
+            (self.snapshot_every >= 0, f"{name('snapshot_every')} must be >= 0, got {self.snapshot_every}"),
+            (self.snapshot_size >= 4, f"{name('snapshot_size')} must be at least 4, got {self.snapshot_size}"),
+            (self.checkpoint_every >= 0, f"{name('checkpoint_every')} must be >= 0, got {self.checkpoint_every}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise LazarusError(message)
-        return cfg
+        try:  # can the data be drawn? (pure Python, ~10 ms)
+            train_heldout_split(self.num_samples, self.heldout_samples, self.seed)
+        except ValueError as exc:
+            msg = str(exc).strip().splitlines()[0].rstrip(".")
+            raise LazarusError(f"{name('heldout_samples')} {self.heldout_samples} is too large: "
+                               f"{msg[0].lower() + msg[1:]}") from None
+        if num_layers is not None:
+            if self.classifier_layer is not None:
+                check_layers([self.classifier_layer], num_layers, name("classifier_layer"))
+            check_layers(self.lora_layers or [], num_layers, name("lora_layers"))
+
+    def for_model(self, num_layers: int) -> TrainConfig:
+        """A checked copy for a model with ``num_layers`` blocks, the classifier layer default filled in."""
+        self.check(num_layers)
+        layer = default_classifier_layer(num_layers) if self.classifier_layer is None else self.classifier_layer
+        return replace(self, classifier_layer=layer, lora_layers=None if self.lora_layers is None
+                       else list(self.lora_layers))
+
+    # The name train.py, widgets.py and tests/test_train.py still call; for_model says what it does.
+    resolve = for_model
 
     def lora(self) -> LoraConfig:
         from .lora import LoraConfig  # imports mlx-lm: only when adapters are built
 
         return LoraConfig(rank=self.lora_rank, scale=self.lora_scale, layers=self.lora_layers)
+
+
+# ------------------------------------------------------------------------------------ the saved run
+
+
+SPEC_KEYS = ("model", "classifier_layer", "lora_rank", "cls_weight", "steps", "final_accuracy")
+"""SPEC's minimum ``config.json`` keys, written first; a file without the first five is not a run record."""
+
+
+@dataclass
+class RunRecord:
+    """A checkpoint's ``config.json``: the run as trained, how far it got, and its results.
+
+    On disk it is one flat JSON object (SPEC's keys first, then the other training settings, then the rest),
+    as earlier versions wrote it, so their checkpoints read back unchanged and mlx-lm finds what it reads.
+    Keys this version does not know are kept in :attr:`extra` and written back.
+    """
+
+    model: str  # what the run loaded: embedded name, Hugging Face id or path
+    train: TrainConfig  # as trained: classifier_layer filled in, lora_layers = the blocks that carry adapters
+    class_tokens: dict[str, int] = field(default_factory=dict)  # class word -> token id (SPEC "Class tokens")
+    class_token_strings: dict[str, str] = field(default_factory=dict)  # class word -> the token as text
+    steps_completed: int = 0
+    status: str = "running"  # running | complete | interrupted | diverged
+    lora_targets: list[str] = field(default_factory=lambda: ["v", "o"])
+    lora_dropout: float = 0.0
+    trainable_params: int | None = None
+    train_seconds: float = 0.0
+    architecture: dict[str, Any] = field(default_factory=dict)  # model_type, num_layers, hidden_size, ...
+    versions: dict[str, str] = field(default_factory=dict)  # lazarus-nb, mlx, mlx-lm, numpy
+    # results (None until measured): canonical accuracy at the classifier layer after training (SPEC), and
+    # the held-out metrics before/after that the verify step compares with
+    final_accuracy: float | None = None
+    baseline_answer_accuracy: float | None = None
+    baseline_answer_prefix_accuracy: float | None = None
+    final_heldout_restricted_accuracy: float | None = None
+    final_heldout_top1_accuracy: float | None = None
+    final_answer_accuracy: float | None = None
+    final_answer_prefix_accuracy: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
+
+    @property
+    def classifier_layer(self) -> int:
+        assert self.train.classifier_layer is not None  # a record holds the resolved config
+        return self.train.classifier_layer
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat ``config.json`` object."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("train", "extra")}
+        flat = {**asdict(self.train), **deepcopy(own)}  # copies: the caller may change the dict
+        out = {k: flat.pop(k) for k in SPEC_KEYS}
+        return {**out, **flat, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """Read a ``config.json`` object; raises ValueError naming the first missing SPEC key."""
+        missing = [k for k in SPEC_KEYS[:5] if k not in data]
+        if missing:
+            raise ValueError(f"it has no '{missing[0]}'")
+        train_keys = {f.name for f in fields(TrainConfig)}
+        own_keys = {f.name for f in fields(cls)} - {"train", "extra"}
+        return cls(train=TrainConfig(**{k: data[k] for k in train_keys if k in data}),
+                   **{k: data[k] for k in own_keys if k in data},
+                   extra={k: v for k, v in data.items() if k not in train_keys | own_keys})
+
+    def updated(self, **values: Any) -> RunRecord:
+        """A copy with ``values`` set by their ``config.json`` key (training settings, record fields, or new keys)."""
+        train_keys = {f.name for f in fields(TrainConfig)}
+        own_keys = {f.name for f in fields(self)} - {"train", "extra"}
+        own = {k: v for k, v in values.items() if k in own_keys}
+        train = {k: v for k, v in values.items() if k in train_keys}
+        extra = {k: v for k, v in values.items() if k not in own and k not in train}
+        return replace(self, train=replace(self.train, **train), extra={**self.extra, **extra}, **own)
+
+    def write(self, path: str | Path) -> None:
+        """Write ``config.json`` at ``path`` atomically."""
+        with atomic_file(path) as fh:
+            fh.write(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunRecord:
+        """Read a ``config.json``; one sentence (LazarusError) if it is unreadable or not a run record."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise LazarusError(f"the checkpoint config in '{path.parent}' is unreadable: {exc}") from None
+        try:
+            if not isinstance(data, dict):
+                raise ValueError("it is not a JSON object")
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as exc:
+            raise LazarusError(f"'{path}' is not a lazarus_nb run record: {exc}") from None

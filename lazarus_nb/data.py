@@ -17,6 +17,8 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .errors import LazarusError
+
 CLASSES: tuple[str, ...] = ("multiply", "add", "subtract", "divide")
 """The four operation classes; the position in this tuple is the class index."""
 
@@ -275,3 +277,22 @@ def word_prompts(n: int, seed: int = 0, ranges: OperandRanges | None = None) -> 
     Same sampling as :func:`generate`; the answer is the same arithmetic result as the symbolic prompt.
     """
     return generate(n, seed, ranges, family="words")
+
+
+MIN_PROBE_PROMPTS = 2 * len(CLASSES)
+"""Cross-validation needs at least two prompts per class."""
+
+
+def check_probe_size(n: int) -> None:
+    """The one rule on the size of a generated probe set (one sentence, before anything is drawn)."""
+    if n < MIN_PROBE_PROMPTS:
+        raise LazarusError(f"a probe needs at least {MIN_PROBE_PROMPTS} prompts (two per class for "
+                           f"cross-validation), got {n}")
+
+
+def probe_samples(family: str, n: int, seed: int = 0) -> list[Sample]:
+    """``n`` generated prompts of one family for probing: "symbolic" (``7 * 8 = ``) or "words"."""
+    if family not in FAMILIES:
+        raise LazarusError(f"prompt set must be 'symbolic' or 'words', got '{family}'")
+    check_probe_size(n)
+    return generate(n, seed, family=family)

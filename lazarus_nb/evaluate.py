@@ -17,6 +17,7 @@ import numpy as np
 
 from .data import CLASSES, Sample
 from .lens import LensReadout, LogitLens, forward_hidden, readout
+from .report import format_canonical  # noqa: F401  (its text lives in report.py; notebook 03 imports it from here)
 from .tokens import ClassTokens, encode_prompt, make_batch
 
 
@@ -120,16 +121,6 @@ def canonical_rows(
     return rows
 
 
-def format_canonical(rows: Sequence[CanonicalRow]) -> str:
-    """``Prompt  Predicted  Expected  Status`` then ``Accuracy: k/8 (p%)`` (full-vocab top-1)."""
-    lines = [f"{'Prompt':<14}{'Predicted':<16}{'Expected':<12}Status"]
-    for r in rows:
-        lines.append(f"{r.prompt!r:<14}{r.predicted!r:<16}{r.expected:<12}{'[OK]' if r.ok else '[FAIL]'}")
-    k = sum(r.ok for r in rows)
-    lines.append(f"Accuracy: {k}/{len(rows)} ({100 * k / max(len(rows), 1):.0f}%)  [full-vocab top-1 at the lens]")
-    return "\n".join(lines)
-
-
 _LEADING_INT = re.compile(r"\s*(-?\d+)")
 
 
@@ -210,11 +201,19 @@ class Evaluation:
     lens: LensStats  # held-out, every layer (for the before/after plots)
     answers: AnswerAccuracy | None
 
+    @property
+    def answer_accuracy(self) -> float | None:
+        """Exact greedy answer accuracy on the held-out set; None when answers were not measured."""
+        return self.answers.accuracy if self.answers else None
+
+    @property
+    def answer_prefix_accuracy(self) -> float | None:
+        """Greedy answer accuracy, answer as prefix; None when answers were not measured."""
+        return self.answers.prefix_accuracy if self.answers else None
+
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["answer_accuracy"] = self.answers.accuracy if self.answers else None
-        d["answer_prefix_accuracy"] = self.answers.prefix_accuracy if self.answers else None
-        return d
+        return {**asdict(self), "answer_accuracy": self.answer_accuracy,
+                "answer_prefix_accuracy": self.answer_prefix_accuracy}
 
 
 def evaluate(

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .config import TrainConfig
 from .errors import LazarusError
 from .models import DEFAULT_MODEL
-from .train import TrainConfig
 
 PROFILES = ("smoke", "full")
 ENV_PROFILE = "LAZARUS_NB_PROFILE"
@@ -100,8 +100,9 @@ def profile(name: str | None = None) -> Profile:
 def ensure_checkpoint(p: Profile, path: str | Path | None = None) -> tuple[Path, bool]:
     """(checkpoint dir, trained_now): the checkpoint at ``path`` (default ``p.checkpoint``), or, if there is
     none, a *smoke* checkpoint trained there now (4 steps, for notebook 04 run on its own)."""
+    from . import checkpoint
     from .models import load_model
-    from .workflow import checkpoint, run_dual_reward
+    from .workflow import run_dual_reward
 
     path = Path(path) if path is not None else p.checkpoint
     if checkpoint.is_checkpoint(path):

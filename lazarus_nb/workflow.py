@@ -1,29 +1,61 @@
-"""The four steps as functions: baseline probe, baseline lens, dual-reward training, verify.
+"""The four steps and the demo: baseline probe, baseline lens, dual-reward training, verify, and
+``run_demo`` (all four, writing JSON results and figures).
 
-The CLI and the notebooks both call these, so a result in a notebook is the result the CLI prints.
-Each returns a dataclass with ``to_dict()`` (the CLI's ``--json`` payload).
+The CLI, the notebooks and the widgets call these, so a result in a notebook is the result the CLI prints.
+Each step returns a dataclass whose ``to_dict()`` is that step's JSON: what the CLI prints with ``--json``
+and what the demo and the notebooks write, whoever calls it. The long steps take a ``log`` (called with one
+line of text at a time, from :mod:`lazarus_nb.report`), so a notebook can show the CLI's progress text.
+
+mlx-lm (via ``train`` and ``lora``) is imported inside the functions that train, so importing this module
+stays cheap and the CLI can run the checks here before it loads anything heavy.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 import numpy as np
 
-from . import checkpoint
-from .data import CANONICAL, CLASSES, Sample, generate, train_heldout_split, word_prompts
+from . import checkpoint, report
+from .config import RunRecord, TrainConfig
+from .data import CANONICAL, CLASSES, Sample, probe_samples, train_heldout_split
 from .errors import LazarusError
 from .evaluate import Evaluation, evaluate
 from .lens import LogitLens, forward_hidden, readout
-from .lora import disabled
-from .models import LoadedModel, load_model
+from .models import DEFAULT_MODEL, LoadedModel, load_model
 from .probe import ProbeConfig, ProbeResult, probe_layers
 from .tokens import ClassTokens, class_tokens_from_ids, prompt_batch, resolve_class_tokens, resolve_word
-from .train import TrainConfig, TrainEvent, TrainState, prepare, train
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .train import TrainEvent, TrainState
+
+Log = Callable[[str], None]
+
+
+def _quiet(line: str) -> None:
+    """The default ``log``: steps run silently unless the caller wants the text."""
+
+
+def load(model: str, log: Log = _quiet) -> LoadedModel:
+    """``models.load_model`` with the CLI's two lines about what was loaded."""
+    log(f"Loading model: {model}")
+    t0 = time.perf_counter()
+    loaded = load_model(model)
+    log(report.model_loaded(loaded, time.perf_counter() - t0))
+    return loaded
+
+
+def _token_dicts(tokens: ClassTokens) -> dict[str, dict[str, Any]]:
+    return {"class_tokens": tokens.as_dict(), "class_token_strings": dict(zip(tokens.words, tokens.strings))}
+
 
 # ---------------------------------------------------------------- step 1: probe
 
@@ -39,15 +71,6 @@ def last_token_hidden(loaded: LoadedModel, prompts: Sequence[str], chunk: int = 
     return np.concatenate(out, axis=1)
 
 
-def probe_samples(prompt_set: str, n: int, seed: int = 0) -> list[Sample]:
-    """The generated arithmetic prompts for probing: "symbolic" (``7 * 8 = ``) or "words"."""
-    if prompt_set == "symbolic":
-        return generate(n, seed)
-    if prompt_set == "words":
-        return word_prompts(n, seed)
-    raise LazarusError(f"prompt set must be 'symbolic' or 'words', got '{prompt_set}'")
-
-
 def run_probe(
     loaded: LoadedModel,
     prompts: Sequence[str],
@@ -57,7 +80,7 @@ def run_probe(
     config: ProbeConfig | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ProbeResult:
-    """Baseline step 1: per-layer logistic probes (k-fold CV + shuffled-label control).
+    """Per-layer logistic probes (k-fold CV + shuffled-label control) on any labelled prompts.
     ``progress(layer)`` is called as each layer's probe finishes."""
     if len(set(labels)) < 2:
         raise LazarusError("a probe needs prompts of at least two classes")
@@ -73,7 +96,54 @@ def run_probe(
         raise LazarusError(str(exc)) from None
 
 
-# ---------------------------------------------------------------- step 2 and 4: lens
+@dataclass
+class ProbeReport:
+    """Step 1 on one prompt family: ``to_dict()`` is ``introspect classifier --json`` and one entry of the
+    demo's and notebook 01's ``probe.json``."""
+
+    model: str
+    num_layers: int
+    prompt_set: str  # "symbolic", "words" or "custom"
+    seed: int  # of the generated prompts, the folds and the control
+    classes: dict[str, list[str]]  # class name -> its prompts
+    result: ProbeResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "num_layers": self.num_layers, "prompt_set": self.prompt_set,
+                "seed": self.seed, "classes": self.classes, **self.result.to_dict()}
+
+
+def _probe(loaded: LoadedModel, prompt_set: str, seed: int, classes: dict[str, list[str]], prompts: list[str],
+           labels: list[int], layers: Sequence[int] | None, progress: Callable[[int], None] | None,
+           log: Log) -> ProbeReport:
+    n_layers = loaded.num_layers if layers is None else len(layers)
+    for line in ["", *report.probe_classes(prompt_set, seed, classes), "",
+                 f"Collecting last-prompt-token activations and training probes on {n_layers} layers..."]:
+        log(line)
+    result = run_probe(loaded, prompts, labels, list(classes), layers, ProbeConfig(seed=seed), progress)
+    return ProbeReport(loaded.name, loaded.num_layers, prompt_set, seed, classes, result)
+
+
+def probe_family(loaded: LoadedModel, prompt_set: str, num_prompts: int = 100, seed: int = 0,
+                 layers: Sequence[int] | None = None, progress: Callable[[int], None] | None = None,
+                 log: Log = _quiet) -> ProbeReport:
+    """Step 1: probe the generated ``prompt_set`` ("symbolic" or "words"), balanced over the 4 operations."""
+    samples = probe_samples(prompt_set, num_prompts, seed)
+    classes = {c: [s.prompt for s in samples if s.label == c] for c in CLASSES}
+    return _probe(loaded, prompt_set, seed, classes, [s.prompt for s in samples], [s.label_index for s in samples],
+                  layers, progress, log)
+
+
+def probe_classes(loaded: LoadedModel, classes: dict[str, list[str]], layers: Sequence[int] | None = None,
+                  seed: int = 0, progress: Callable[[int], None] | None = None, log: Log = _quiet) -> ProbeReport:
+    """Step 1 on your own prompts: ``classes`` maps each class name to its prompts (at least 2 each)."""
+    names = list(classes)
+    labels = [names.index(c) for c, ps in classes.items() for _ in ps]
+    return _probe(loaded, "custom", seed, dict(classes), [p for ps in classes.values() for p in ps], labels, layers,
+                  progress, log)
+
+
+# ---------------------------------------------------------------- step 2: lens
 
 
 @dataclass
@@ -110,7 +180,7 @@ def run_lens(
     probs, ranks = np.array(r.probs), np.array(r.ranks)
     top_ids, top_probs = np.array(r.top_ids), np.array(r.top_probs)
     decode = loaded.tokenizer.decode
-    report = []
+    rows = []
     for b, p in enumerate(prompts):
         per_layer = []
         for li, layer in enumerate(r.layers):
@@ -120,9 +190,41 @@ def run_lens(
                             for k, (w, i) in enumerate(ids.items())},
                 "top": [[decode([int(t)]), float(q)] for t, q in zip(top_ids[li, b], top_probs[li, b])],
             })
-        report.append({"prompt": p, "layers": per_layer})
+        rows.append({"prompt": p, "layers": per_layer})
     summary = {w: {"top_count": int((ranks[-1, :, k] == 0).sum()), "n": len(prompts)} for k, w in enumerate(ids)}
-    return LensReport(list(r.layers), ids, report, summary)
+    return LensReport(list(r.layers), ids, rows, summary)
+
+
+@dataclass
+class BaselineLens:
+    """Step 2: the base model's logit lens, on the held-out problems (every layer, and the canonical table at
+    the classifier layer) and on the 8 canonical prompts (every layer, with the top tokens)."""
+
+    model: str
+    num_layers: int
+    class_tokens: ClassTokens
+    heldout: Evaluation  # the held-out set training evaluates on; greedy answers are not measured here
+    canonical: LensReport  # the 8 canonical prompts, class words as targets
+
+    @property
+    def classifier_layer(self) -> int:
+        return self.heldout.layer
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "num_layers": self.num_layers, "classifier_layer": self.classifier_layer,
+                **_token_dicts(self.class_tokens), "heldout": self.heldout.to_dict(),
+                "canonical_lens": self.canonical.to_dict()}
+
+
+def baseline_lens(loaded: LoadedModel, config: TrainConfig | None = None, top_k: int = 5) -> BaselineLens:
+    """Step 2 on the held-out set and classifier layer that training with ``config`` would use."""
+    cfg = (config or TrainConfig()).for_model(loaded.num_layers)
+    tokens = resolve_class_tokens(loaded.tokenizer)
+    _, heldout = train_heldout_split(cfg.num_samples, cfg.heldout_samples, cfg.seed)
+    ev = evaluate(LogitLens(loaded.model), loaded.tokenizer, tokens, heldout, CANONICAL, cfg.classifier_layer,
+                  answers=False)
+    canonical = run_lens(loaded, [s.prompt for s in CANONICAL], list(CLASSES), None, top_k, class_tokens=tokens)
+    return BaselineLens(loaded.name, loaded.num_layers, tokens, ev, canonical)
 
 
 # ---------------------------------------------------------------- step 3: train
@@ -149,9 +251,9 @@ class DualRewardResult:
             "heldout_restricted_accuracy": ev.heldout_restricted_accuracy,
             "heldout_top1_accuracy": ev.heldout_top1_accuracy,
             "heldout_prob": ev.heldout_prob,
-            "answer_accuracy": ev.answers.accuracy if ev.answers else None,
+            "answer_accuracy": ev.answer_accuracy,
             "answer_accuracy_by_class": ev.answers.by_class if ev.answers else None,
-            "answer_prefix_accuracy": ev.answers.prefix_accuracy if ev.answers else None,
+            "answer_prefix_accuracy": ev.answer_prefix_accuracy,
             "canonical": [asdict(r) for r in ev.canonical],
         }
 
@@ -161,8 +263,7 @@ class DualRewardResult:
             "model": self.model,
             "num_layers": self.num_layers,
             "classifier_layer": self.classifier_layer,
-            "class_tokens": self.class_tokens.as_dict(),
-            "class_token_strings": dict(zip(self.class_tokens.words, self.class_tokens.strings)),
+            **_token_dicts(self.class_tokens),
             "trainable_params": self.trainable_params,
             "config": asdict(self.state.config),
             "history": [{"step": s.step, "total": s.total, "cls_loss": s.cls_loss, "ans_loss": s.ans_loss}
@@ -181,12 +282,10 @@ class DualRewardResult:
 
 def resume_state(loaded: LoadedModel, path: str | Path) -> TrainState:
     """Rebuild the TrainState of a saved (e.g. interrupted) run: adapters, Adam state, history, step."""
-    saved = checkpoint.read_config(path)
-    if "steps_completed" not in saved:
-        raise LazarusError(f"'{path}' is not a lazarus_nb training checkpoint, so it cannot be resumed")
-    keys = TrainConfig.__dataclass_fields__
-    cfg = TrainConfig(**{k: saved[k] for k in keys if k in saved})
-    state = prepare(loaded, cfg, class_tokens=class_tokens_from_ids(loaded.tokenizer, saved["class_tokens"]))
+    from .train import prepare
+
+    record = checkpoint.resumable_record(path)
+    state = prepare(loaded, record.train, class_tokens=class_tokens_from_ids(loaded.tokenizer, record.class_tokens))
     checkpoint.restore_into(loaded, path, state)
     return state
 
@@ -199,46 +298,54 @@ def run_dual_reward(
     resume: bool = False,
     callback: Callable[[TrainEvent], None] | None = None,
     answers: bool = True,
+    log: Log = _quiet,
 ) -> DualRewardResult:
     """Step 3: baseline evaluation, dual-reward training (checkpointing into ``output``), final evaluation.
 
     ``output`` None writes nothing. An existing checkpoint there is refused unless ``force`` (start over)
-    or ``resume`` (continue it from its last completed step).
+    or ``resume`` (continue it from its last completed step; ``config`` is then ignored: the run keeps its
+    saved settings).
     """
-    if output is not None and not resume:
-        checkpoint.check_writable(output, force)
+    from .lora import disabled
+    from .train import prepare, train
+
     if resume:
-        if output is None or not checkpoint.is_checkpoint(output):
-            raise LazarusError(f"nothing to resume: '{output}' holds no checkpoint")
+        record = checkpoint.resumable_record(output)
         state = resume_state(loaded, output)
+        resumed = (str(output), record.status)
     else:
+        if output is not None:
+            checkpoint.check_writable(output, force)
         state = prepare(loaded, config)
+        resumed = None
+    for line in report.training_header(state, loaded.num_layers, resumed):
+        log(line)
+    log("")
+    log("Evaluating the base model before training" + (" (incl. greedy answers)..." if answers else "..."))
     lens = LogitLens(loaded.model)
     # Baseline = the base model. At step 0 the adapters have B = 0, so the adapted model *is* the base
     # model; a resumed run switches its trained adapters off for this evaluation.
     with disabled(loaded.model):
         baseline = evaluate(lens, loaded.tokenizer, state.class_tokens, state.heldout, CANONICAL,
                             state.classifier_layer, answers=answers)
-    baseline_extra = {
-        "baseline_answer_accuracy": baseline.answers.accuracy if baseline.answers else None,
-        "baseline_answer_prefix_accuracy": baseline.answers.prefix_accuracy if baseline.answers else None,
-    }
+    baseline_results = {"baseline_answer_accuracy": baseline.answer_accuracy,
+                        "baseline_answer_prefix_accuracy": baseline.answer_prefix_accuracy}
 
     def save(st: TrainState) -> None:
         if output is not None:
-            checkpoint.save(output, loaded, st, baseline_extra)
+            checkpoint.save(output, loaded, st, baseline_results)
 
     train(loaded, state, callback=callback, save=save)
     final = evaluate(lens, loaded.tokenizer, state.class_tokens, state.heldout, CANONICAL,
                      state.classifier_layer, answers=answers)
     if output is not None:
         checkpoint.save(output, loaded, state, {
-            **baseline_extra,
+            **baseline_results,
             "final_accuracy": final.canonical_correct / len(final.canonical),
             "final_heldout_restricted_accuracy": final.heldout_restricted_accuracy,
             "final_heldout_top1_accuracy": final.heldout_top1_accuracy,
-            "final_answer_accuracy": final.answers.accuracy if final.answers else None,
-            "final_answer_prefix_accuracy": final.answers.prefix_accuracy if final.answers else None,
+            "final_answer_accuracy": final.answer_accuracy,
+            "final_answer_prefix_accuracy": final.answer_prefix_accuracy,
         })
     return DualRewardResult(loaded.name, loaded.num_layers, state.classifier_layer, state.class_tokens,
                             state.trainable_params, state, baseline, final,
@@ -248,35 +355,199 @@ def run_dual_reward(
 # ---------------------------------------------------------------- step 4: verify
 
 
+def _trained_metrics(ev: Evaluation) -> tuple[float, float, float]:
+    """What "the adapter reproduces training" compares: canonical accuracy, held-out top-1 and restricted."""
+    return ev.canonical_correct / len(ev.canonical), ev.heldout_top1_accuracy, ev.heldout_restricted_accuracy
+
+
+def _saved_metrics(record: RunRecord) -> tuple[float, float, float] | None:
+    saved = (record.final_accuracy, record.final_heldout_top1_accuracy, record.final_heldout_restricted_accuracy)
+    return None if any(v is None for v in saved) else saved  # type: ignore[return-value]
+
+
 @dataclass
 class VerifyResult:
-    """The lens re-run with the adapter loaded from disk, next to the base model."""
+    """Step 4: the lens re-run with the adapter loaded from disk, next to the base model."""
 
     checkpoint: str
-    config: dict[str, Any]
+    record: RunRecord
     base: Evaluation
     adapted: Evaluation
+    # the adapter from disk gives the trained model's metrics (compared with the in-memory training result,
+    # else with the results saved in the checkpoint); None when there is nothing to compare with
+    matches_training: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "classifier_layer": self.adapted.layer,
-                "base": self.base.to_dict(), "adapted": self.adapted.to_dict()}
+                "base": self.base.to_dict(), "adapted": self.adapted.to_dict(),
+                "matches_training": self.matches_training}
 
 
 def verify(path: str | Path, model: str | None = None, answers: bool = True,
-           heldout: Sequence[Sample] | None = None) -> VerifyResult:
-    """Step 4: load the base model fresh, evaluate it, load the adapter *from disk*, evaluate again."""
-    saved = checkpoint.read_config(path)
-    loaded = load_model(model or saved["model"])
-    tokens = class_tokens_from_ids(loaded.tokenizer, saved["class_tokens"])
+           heldout: Sequence[Sample] | None = None, trained: Evaluation | None = None) -> VerifyResult:
+    """Step 4: load the base model fresh, evaluate it, load the adapter *from disk*, evaluate again.
+
+    ``trained`` (the in-memory final evaluation of step 3, when there is one) is what the adapter from disk
+    must reproduce; without it, the results saved in the checkpoint are (on its own held-out set)."""
+    record = checkpoint.read_record(path)
+    loaded = load_model(model or record.model)
+    tokens = class_tokens_from_ids(loaded.tokenizer, record.class_tokens)
+    expected = _trained_metrics(trained) if trained is not None else None
     if heldout is None:
-        _, heldout = train_heldout_split(saved["num_samples"], saved["heldout_samples"], saved["seed"])
-    layer = saved["classifier_layer"]
+        _, heldout = train_heldout_split(record.train.num_samples, record.train.heldout_samples, record.train.seed)
+        expected = expected or _saved_metrics(record)
     lens = LogitLens(loaded.model)
-    base = evaluate(lens, loaded.tokenizer, tokens, heldout, CANONICAL, layer, answers)
+    base = evaluate(lens, loaded.tokenizer, tokens, heldout, CANONICAL, record.classifier_layer, answers)
     checkpoint.load_adapter(loaded, path)
-    adapted = evaluate(lens, loaded.tokenizer, tokens, heldout, CANONICAL, layer, answers)
-    return VerifyResult(str(path), saved, base, adapted)
+    adapted = evaluate(lens, loaded.tokenizer, tokens, heldout, CANONICAL, record.classifier_layer, answers)
+    matches = None if expected is None else all(
+        math.isclose(a, b, abs_tol=1e-6) for a, b in zip(_trained_metrics(adapted), expected))
+    return VerifyResult(str(path), record, base, adapted, matches)
 
 
-__all__ = ["CLASSES", "DualRewardResult", "LensReport", "VerifyResult", "last_token_hidden", "probe_samples",
-           "resume_state", "run_dual_reward", "run_lens", "run_probe", "verify", "resolve_class_tokens"]
+# ---------------------------------------------------------------- the demo: all four steps
+
+
+def check_demo_dir(path: str | Path, force: bool = False) -> Path:
+    """Refuse (one sentence, before anything runs) a results directory the demo must not write into."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise LazarusError(f"-o '{path}' is a file; give a directory for the demo results")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise LazarusError(f"-o '{path}' already holds files; use --force to overwrite the demo results there")
+    ckpt = path / "checkpoint"
+    if ckpt.exists() and not ckpt.is_dir():
+        raise LazarusError(f"'{ckpt}' is a file, not a checkpoint directory")
+    return path
+
+
+@dataclass
+class DemoResult:
+    """The four steps' results and the files the demo wrote (``to_dict()`` is ``demo --json``)."""
+
+    output: Path
+    probes: dict[str, ProbeReport]  # prompt family -> step 1
+    baseline: BaselineLens  # step 2
+    training: DualRewardResult  # step 3
+    verified: VerifyResult  # step 4
+    files: dict[str, str]  # file name -> path, in the order written
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        b = self.baseline
+        return {
+            "output": str(self.output), "model": self.training.model, "classifier_layer": b.classifier_layer,
+            "files": self.files,
+            "probe": {f: {"best_layer": r.result.best_layer, "best_accuracy": r.result.best_accuracy}
+                      for f, r in self.probes.items()},
+            "baseline_lens": {"layer": b.classifier_layer, "top_count": b.heldout.canonical_correct,
+                              "n": len(b.heldout.canonical)},
+            "verify": {k: {"canonical_correct": ev.canonical_correct,
+                           "heldout_restricted_accuracy": ev.heldout_restricted_accuracy,
+                           "heldout_top1_accuracy": ev.heldout_top1_accuracy, "answer_accuracy": ev.answer_accuracy}
+                       for k, ev in (("base", self.verified.base), ("adapted", self.verified.adapted))},
+            "matches_training": self.verified.matches_training,
+        }
+
+
+def demo_figures(step: str, result: Any, classifier_layer: int) -> dict[str, Figure]:
+    """The demo's figures of one step's result, by file name (the one place the demo turns results into
+    figures): "probe" (dict of ProbeReport), "train" (DualRewardResult), "verify" (VerifyResult)."""
+    from . import plots
+
+    if step == "probe":
+        fig = None
+        for family, rep in result.items():
+            d = rep.result.to_dict()["layers"]
+            fig = plots.probe_accuracy([r["layer"] for r in d], [r["accuracy"] for r in d], [r["std"] for r in d],
+                                       [r["control"] for r in d], [r["control_std"] for r in d],
+                                       label=f"{family} prompts", chance=rep.result.chance,
+                                       classifier_layer=classifier_layer,
+                                       ax=fig.axes[0] if fig is not None else None)
+        return {"probe_accuracy.png": fig}
+    if step == "train":
+        steps, layer_ids, values = result.state.history.emergence("prob")
+        hist = result.state.history.steps
+        return {
+            "emergence_heatmap.png": plots.emergence_heatmap(steps, layer_ids, values,
+                                                             classifier_layer=classifier_layer),
+            "emergence_curves.png": plots.emergence_curves(steps, layer_ids, values, classifier_layer=classifier_layer),
+            "loss_curves.png": plots.loss_curves([s.step for s in hist], [s.total for s in hist],
+                                                 [s.cls_loss for s in hist], [s.ans_loss for s in hist]),
+        }
+    if step == "verify":
+        return {"lens_before_after.png": plots.lens_before_after(result.base.lens.layers, result.base.lens.class_prob,
+                                                                 result.adapted.lens.class_prob,
+                                                                 classifier_layer=classifier_layer)}
+    raise ValueError(f"no demo figures for step '{step}'")
+
+
+def run_demo(
+    out_dir: str | Path,
+    model: str = DEFAULT_MODEL,
+    config: TrainConfig | None = None,
+    num_prompts: int = 100,
+    answers: bool = True,
+    force: bool = False,
+    log: Log = _quiet,
+    callback: Callable[[TrainEvent], None] | None = None,
+) -> DemoResult:
+    """The four steps headless: probes (symbolic and word prompts), baseline lens, dual-reward training with a
+    checkpoint in ``out_dir/checkpoint``, verify with the adapter loaded from disk. Writes each step's JSON
+    (``probe.json``, ``baseline_lens.json``, ``dual_reward.json``, ``verify.json``) and the figures."""
+    from . import plots
+
+    config = config or TrainConfig()
+    root = check_demo_dir(out_dir, force)
+    t_start = time.perf_counter()
+    loaded = load(model, log)
+    layer = config.for_model(loaded.num_layers).classifier_layer  # any remaining problem: before anything is written
+    files: dict[str, str] = {}
+
+    def save(name: str, payload: Any) -> None:
+        files[name] = str(report.write_json(root / name, payload))
+
+    def save_figures(step: str, result: Any) -> None:
+        for name, fig in demo_figures(step, result, layer).items():
+            files[name] = str(plots.save(fig, root / name))
+
+    log("")
+    log(f"Step 1/4: baseline linear probes ({num_prompts} prompts per family, every layer)")
+    probes = {family: probe_family(loaded, family, num_prompts, config.seed) for family in ("symbolic", "words")}
+    for rep in probes.values():
+        log(report.probe_family_line(rep, layer))
+    save("probe.json", {family: rep.to_dict() for family, rep in probes.items()})
+    save_figures("probe", probes)
+
+    log("")
+    log(f"Step 2/4: baseline logit lens on the {len(CANONICAL)} canonical prompts (every layer)")
+    baseline = baseline_lens(loaded, config)
+    for line in report.canonical_lens_table(baseline):
+        log(line)
+    save("baseline_lens.json", baseline)
+
+    ckpt = root / "checkpoint"
+    log("")
+    log("Step 3/4: dual-reward training")
+    training = run_dual_reward(loaded, config, output=ckpt, force=force, callback=callback, answers=answers, log=log)
+    for line in report.training_summary(training):
+        log(line)
+    save("dual_reward.json", training)
+    save_figures("train", training)
+    del loaded  # verify loads the base model fresh; two copies need not be in memory
+
+    log("")
+    log(f"Step 4/4: verify: the base model again, then the adapter loaded from disk ({ckpt})")
+    verified = verify(ckpt, model=model, answers=answers, trained=training.final)
+    for line in report.verification(verified):
+        log(line)
+    save("verify.json", verified)
+    save_figures("verify", verified)
+    files["checkpoint"] = str(ckpt)
+    return DemoResult(root, probes, baseline, training, verified, files, time.perf_counter() - t_start)
+
+
+__all__ = ["BaselineLens", "DemoResult", "DualRewardResult", "LensReport", "ProbeReport", "VerifyResult",
+           "baseline_lens", "check_demo_dir", "demo_figures", "last_token_hidden", "load", "probe_classes",
+           "probe_family", "probe_samples", "resume_state", "run_demo", "run_dual_reward", "run_lens", "run_probe",
+           "verify"]

@@ -13,6 +13,7 @@ from mlx.utils import tree_flatten
 
 import lazarus_nb
 from lazarus_nb import LazarusError, checkpoint, lora
+from lazarus_nb.config import RunRecord
 from lazarus_nb.train import TrainConfig, prepare, train
 
 TINY = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_size=4, lora_rank=4, batch_size=4,
@@ -124,8 +125,8 @@ def test_optimizer_state_round_trip(trained):
 def test_load_adapter_reproduces_logits(trained, fresh, template):
     loaded = fresh()
     base = logits(loaded)
-    config = checkpoint.load_adapter(loaded, trained.path)
-    assert config["steps_completed"] == 2
+    record = checkpoint.load_adapter(loaded, trained.path)
+    assert record.steps_completed == 2 and record.classifier_layer == 2
     after = logits(loaded)
     assert close(after, trained.logits)
     assert not close(base, trained.logits)  # the adapter matters, so the comparison means something
@@ -153,7 +154,8 @@ def test_mlx_lm_adapter_files_alone_load(copy, trained, fresh, keep_config):
     if not keep_config:
         (copy / "config.json").unlink()
     loaded = fresh()
-    checkpoint.load_adapter(loaded, copy)
+    record = checkpoint.load_adapter(loaded, copy)
+    assert (record is None) == (not keep_config)  # a plain mlx-lm adapter directory has no run record
     assert close(logits(loaded), trained.logits)
 
 
@@ -278,16 +280,58 @@ def test_failed_save_keeps_the_previous_checkpoint(trained, tmp_path, monkeypatc
     assert not (tmp_path / "first").exists() and leftovers(tmp_path / "first") == []
 
 
-def test_save_overwrites_atomically_and_update_config(trained, tmp_path):
+def test_save_overwrites_atomically_and_update_record(trained, tmp_path):
     target = tmp_path / "run"
     checkpoint.save(target, trained.loaded, trained.state)
     checkpoint.save(target, trained.loaded, trained.state, {"final_accuracy": 0.25, "note": "second"})
     cfg = json.loads((target / "config.json").read_text())
     assert cfg["final_accuracy"] == 0.25 and cfg["note"] == "second"
     assert leftovers(target) == []
-    checkpoint.update_config(target, final_accuracy=0.75)
+    record = checkpoint.update_record(target, final_accuracy=0.75)
     cfg2 = json.loads((target / "config.json").read_text())
-    assert cfg2 == {**cfg, "final_accuracy": 0.75}
+    assert cfg2 == {**cfg, "final_accuracy": 0.75} and record.final_accuracy == 0.75
     assert sorted(p.name for p in target.iterdir()) == sorted(
         ["lora_weights.npz", "config.json", "adapters.safetensors", "adapter_config.json", "history.json",
          "optimizer.safetensors"])
+
+
+# ---------------------------------------------------------------- the run record (config.json)
+
+
+def test_record_round_trip_through_disk(trained, tmp_path):
+    record = checkpoint.read_record(trained.path)
+    assert record.train == replace(TINY, classifier_layer=2, lora_layers=[0, 1, 2, 3])  # as trained
+    assert record.class_tokens == trained.state.class_tokens.as_dict() and record.status == "complete"
+    record.write(tmp_path / "config.json")
+    again = RunRecord.read(tmp_path / "config.json")
+    assert again == record
+    assert json.loads((tmp_path / "config.json").read_text()) == json.loads((trained.path / "config.json").read_text())
+
+
+def test_record_reads_an_older_config_and_keeps_unknown_keys(trained, tmp_path):
+    """A config.json of an earlier version (fewer keys) reads with defaults; keys it does not know survive."""
+    full = json.loads((trained.path / "config.json").read_text())
+    old = {k: full[k] for k in ("model", "classifier_layer", "lora_rank", "cls_weight", "steps", "final_accuracy",
+                                "steps_completed", "status", "learning_rate", "seed", "lora_scale", "lora_layers",
+                                "class_tokens")}
+    (tmp_path / "config.json").write_text(json.dumps({**old, "comment": "from elsewhere"}))
+    record = RunRecord.read(tmp_path / "config.json")
+    assert record.train.learning_rate == 1e-2 and record.train.snapshot_size == TrainConfig().snapshot_size
+    assert record.lora_targets == ["v", "o"] and record.architecture == {} and record.final_answer_accuracy is None
+    written = record.updated(final_accuracy=0.5).to_dict()
+    assert written["comment"] == "from elsewhere" and written["final_accuracy"] == 0.5
+    assert list(written)[:6] == ["model", "classifier_layer", "lora_rank", "cls_weight", "steps", "final_accuracy"]
+
+
+def test_record_refuses_files_that_are_not_run_records(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 64}))
+    with pytest.raises(LazarusError, match="not a lazarus_nb run record: it has no 'model'"):
+        RunRecord.read(tmp_path / "config.json")
+    with pytest.raises(LazarusError, match="not a lazarus_nb run record"):
+        checkpoint.resumable_record(tmp_path)
+    (tmp_path / "config.json").unlink()
+    (tmp_path / "adapter_config.json").write_text("{}")  # a plain mlx-lm adapter: nothing to resume or verify
+    with pytest.raises(LazarusError, match="not a lazarus_nb training checkpoint, so it cannot be resumed"):
+        checkpoint.resumable_record(tmp_path)
+    with pytest.raises(LazarusError, match="plain mlx-lm adapter"):
+        checkpoint.read_record(tmp_path)

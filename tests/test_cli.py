@@ -1,7 +1,8 @@
 """The command line end to end: every command in a subprocess (``python -m lazarus_nb``) on the tiny random
 llama model, plus the whole bad-input list (exit 2, one line on stderr, nothing written or overwritten).
 
-One trained checkpoint is shared by the module (the expensive part); everything else is seconds.
+Tests that train carry ``slow`` and share one trained checkpoint (the expensive part). The bad-input cases run
+against an untrained (step 0) checkpoint written in-process, so they stay in the fast suite.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 import pytest
 
 import lazarus_nb  # noqa: F401  (before anything imports mlx: loads the optimized BLAS first)
-from lazarus_nb import cli
+from lazarus_nb import cli, report
+from lazarus_nb.config import TrainConfig
 
 TRAIN_ARGS = ["--steps", "3", "--num-samples", "16", "--heldout-samples", "8", "--snapshot-every", "1"]
 
@@ -64,35 +66,21 @@ def trained(tiny, tmp_path_factory) -> tuple[Path, dict, str]:
     return ckpt, payload, err
 
 
-@pytest.fixture(scope="module")
-def saved_checkpoint(tiny, tmp_path_factory) -> Path:
-    """A small trained checkpoint written in-process (a second, not a subprocess run): what the bad-input
-    cases point at, so they need no subprocess training and stay in ``make test-fast``."""
-    from lazarus_nb.models import load_model
-    from lazarus_nb.train import TrainConfig
-    from lazarus_nb.workflow import run_dual_reward
-
-    ckpt = tmp_path_factory.mktemp("saved") / "ckpt"
-    config = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_size=4, batch_size=4)
-    run_dual_reward(load_model(str(tiny)), config, output=ckpt, answers=False)
-    return ckpt
-
-
 # ---------------------------------------------------------------- pure helpers (in-process, instant)
 
 
 def test_layer_spec_parser():
-    assert cli.parse_layer_spec("all").resolve(4) == [0, 1, 2, 3]
-    assert cli.parse_layer_spec("2").resolve(4) == [2]
-    assert cli.parse_layer_spec("3,1").resolve(4) == [1, 3]
-    assert cli.parse_layer_spec("0-2").resolve(4) == [0, 1, 2]
-    assert cli.parse_layer_spec("0-1, 3").resolve(4) == [0, 1, 3]
+    assert cli.parse_layer_spec("all").ids(4) == [0, 1, 2, 3]
+    assert cli.parse_layer_spec("2").ids(4) == [2]
+    assert cli.parse_layer_spec("3,1").ids(4) == [1, 3]
+    assert cli.parse_layer_spec("0-2").ids(4) == [0, 1, 2]
+    assert cli.parse_layer_spec("0-1, 3").ids(4) == [0, 1, 3]
     for bad in ("", "x", "1-", "-1", "1,,2", "3-1", "1.5"):
         with pytest.raises(cli.LazarusError):
             cli.parse_layer_spec(bad)
     with pytest.raises(cli.LazarusError, match=r"0\.\.3"):
-        cli.parse_layer_spec("2-4").resolve(4)
-    assert cli.format_layers([0, 1, 2, 3, 7, 9, 10]) == "0-3,7,9-10"
+        cli.parse_layer_spec("2-4").ids(4)
+    assert report.format_layers([0, 1, 2, 3, 7, 9, 10]) == "0-3,7,9-10"
 
 
 def test_prompt_splitting_keeps_trailing_spaces():
@@ -105,16 +93,29 @@ def test_prompt_splitting_keeps_trailing_spaces():
 def test_json_is_strict():
     import numpy as np
 
-    out = cli.json_clean({"a": float("nan"), "b": [np.float32(0.5), (1, float("inf"))], "c": np.int64(3)})
+    out = report.json_clean({"a": float("nan"), "b": [np.float32(0.5), (1, float("inf"))], "c": np.int64(3)})
     assert out == {"a": None, "b": [0.5, [1, None]], "c": 3}
-    strict_json(cli.dumps(out))
+    strict_json(report.dumps(out))
 
 
-def test_help_defaults_match_train_config():
-    from lazarus_nb.train import TrainConfig
-
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
-    assert {k: defaults[k] for k in cli.TRAIN_DEFAULTS} == cli.TRAIN_DEFAULTS
+@pytest.mark.parametrize("command", [("introspect", "dual-reward"), ("demo", "-o", "x")])
+def test_train_options_are_train_config_fields(command):
+    """Every TrainConfig field is an option with its help and default; the options give that TrainConfig."""
+    parser = cli.build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command[0]]
+    if command[0] == "introspect":
+        sub = sub._subparsers._group_actions[0].choices[command[1]]
+    actions = {a.dest: a for a in sub._actions}
+    for f in fields(TrainConfig):
+        action = actions[f.name]
+        assert action.option_strings == ["--" + f.name.replace("_", "-")]
+        assert action.help.startswith(f.metadata["help"])
+        assert action.help.endswith(f"(default: {f.default})") == (f.default is not None)
+    args = parser.parse_args([*command, "--steps", "7", "--cls-weight", "0.25", "--lora-layers", "0-1,3"])
+    config, given = cli.train_config(args)
+    assert config == TrainConfig(steps=7, cls_weight=0.25, lora_layers=[0, 1, 3])
+    assert set(given) == {"steps", "cls_weight", "lora_layers"}
+    assert cli.train_config(parser.parse_args(list(command)))[0] == TrainConfig()
 
 
 # ---------------------------------------------------------------- info / fetch
@@ -138,7 +139,7 @@ def test_fetch_prints_the_model_directory():
 # ---------------------------------------------------------------- dual-reward
 
 
-@pytest.mark.slow  # trains in a subprocess
+@pytest.mark.slow
 def test_dual_reward_json_and_checkpoint(trained, tiny):
     ckpt, d, err = trained
     # with --json the human report goes to stderr
@@ -162,7 +163,7 @@ def test_dual_reward_json_and_checkpoint(trained, tiny):
     assert config["class_tokens"] == d["class_tokens"]
 
 
-@pytest.mark.slow  # trains in a subprocess
+@pytest.mark.slow
 def test_dual_reward_human_output_and_nothing_written_without_output(tiny, tmp_path):
     r = run("introspect", "dual-reward", "-m", tiny, "--steps", "2", "--num-samples", "8", "--heldout-samples",
             "4", "--log-every", "1", "--no-answers", cwd=tmp_path)
@@ -183,7 +184,7 @@ def test_dual_reward_human_output_and_nothing_written_without_output(tiny, tmp_p
 # ---------------------------------------------------------------- logit lens
 
 
-@pytest.mark.slow  # trains in a subprocess
+@pytest.mark.slow
 def test_logit_lens_adapter_is_applied(trained, tiny, tmp_path):
     ckpt, d, _ = trained
     prompts = "7 * 8 = |23 + 45 = "
@@ -243,12 +244,12 @@ def test_classifier_generated_words_json(tiny):
 # ---------------------------------------------------------------- demo
 
 
-@pytest.mark.slow  # trains in a subprocess
+@pytest.mark.slow
 def test_demo_writes_results_and_figures(tiny, tmp_path):
     out = tmp_path / "demo"
     d, err = run_json("demo", "-o", out, "-m", tiny, "--steps", "2", "--num-samples", "8", "--heldout-samples",
                       "4", "--num-prompts", "8", "--snapshot-every", "1", "--no-answers")
-    for name in ("probe.json", "lens_baseline.json", "dual_reward.json", "verify.json"):
+    for name in ("probe.json", "baseline_lens.json", "dual_reward.json", "verify.json"):
         strict_json((out / name).read_text())
     for name in ("probe_accuracy.png", "lens_before_after.png", "emergence_heatmap.png", "loss_curves.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -264,7 +265,7 @@ def test_demo_writes_results_and_figures(tiny, tmp_path):
 # ---------------------------------------------------------------- Ctrl-C and --resume
 
 
-@pytest.mark.slow  # trains in a subprocess
+@pytest.mark.slow
 def test_interrupt_keeps_checkpoint_and_resume_completes(tiny, tmp_path):
     from lazarus_nb import checkpoint
     from lazarus_nb.models import load_model
@@ -287,7 +288,7 @@ def test_interrupt_keeps_checkpoint_and_resume_completes(tiny, tmp_path):
     config = json.loads((ckpt / "config.json").read_text())
     assert config["status"] == "interrupted" and 1 <= config["steps_completed"] < 12
     loaded = load_model(str(tiny))
-    assert checkpoint.load_adapter(loaded, ckpt)["steps_completed"] == config["steps_completed"]
+    assert checkpoint.load_adapter(loaded, ckpt).steps_completed == config["steps_completed"]
 
     d, _ = run_json("introspect", "dual-reward", "-m", tiny, "--resume", "-o", ckpt, "--no-answers")
     assert d["status"] == "complete" and d["resumed_from_step"] == config["steps_completed"]
@@ -306,8 +307,21 @@ def _snapshot(path: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def bad_ctx(saved_checkpoint, tiny, tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
-    ckpt = saved_checkpoint
+def step0_checkpoint(tiny, tmp_path_factory) -> Path:
+    """A checkpoint at step 0 (adapters initialised, not trained), written in-process in about a second."""
+    from lazarus_nb import checkpoint
+    from lazarus_nb.models import load_model
+    from lazarus_nb.train import prepare
+
+    loaded = load_model(str(tiny))
+    path = tmp_path_factory.mktemp("step0") / "ckpt"
+    checkpoint.save(path, loaded, prepare(loaded, TrainConfig(steps=1, num_samples=8, heldout_samples=4)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_ctx(step0_checkpoint, tiny, tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    ckpt = step0_checkpoint
     root = tmp_path_factory.mktemp("bad")
     corrupt = root / "corrupt"
     shutil.copytree(ckpt, corrupt)
@@ -335,7 +349,7 @@ BAD_INPUTS = {
     "cls-weight-above-1": ([*DR, "-m", "{tiny}", "--cls-weight", "1.5"], "[0, 1]", None),
     "steps-zero": ([*DR, "-m", "{tiny}", "--steps", "0"], "positive", None),
     "rank-zero": ([*DR, "-m", "{tiny}", "--lora-rank", "0"], "positive", None),
-    "samples-zero": ([*DR, "-m", "{tiny}", "--num-samples", "0"], ">= 4", None),
+    "samples-zero": ([*DR, "-m", "{tiny}", "--num-samples", "0"], "at least 4", None),
     "learning-rate-zero": ([*DR, "-m", "{tiny}", "--learning-rate", "0"], "positive", None),
     "learning-rate-negative": ([*DR, "-m", "{tiny}", "--learning-rate", "-1e-3"], "positive", None),
     "cls-weight-negative": ([*DR, "-m", "{tiny}", "--cls-weight", "-0.1"], "[0, 1]", None),

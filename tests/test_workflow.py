@@ -1,0 +1,149 @@
+"""The four steps and the demo (workflow.py): a notebook-style call and the CLI give the same JSON for the same
+step; verify checks that the adapter from disk reproduces training; the demo writes each step's schema.
+
+Everything runs on the tiny random llama model; the in-process demo trains it for two steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import lazarus_nb  # noqa: F401  (before anything imports mlx: loads the optimized BLAS first)
+from lazarus_nb import LazarusError, checkpoint, report, workflow
+from lazarus_nb.config import TrainConfig
+from lazarus_nb.models import load_model
+
+DEMO = TrainConfig(steps=2, num_samples=8, heldout_samples=4, snapshot_every=1, snapshot_size=4)
+
+
+def cli_json(*args: object) -> dict:
+    from lazarus_nb.models import home
+
+    env = {**os.environ, "LAZARUS_NB_HOME": str(home())}
+    r = subprocess.run([sys.executable, "-m", "lazarus_nb", *map(str, args), "--json"], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def as_json(result: object) -> dict:
+    """What a step's result looks like in a file (report.write_json's strict JSON)."""
+    return json.loads(report.dumps(result))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir) -> Path:
+    return tiny_model_dir("llama")
+
+
+@pytest.fixture(scope="module")
+def base(tiny) -> lazarus_nb.LoadedModel:
+    """The tiny model without adapters (steps 1 and 2 only read it)."""
+    return load_model(str(tiny))
+
+
+@pytest.fixture(scope="module")
+def demo(tiny, tmp_path_factory) -> workflow.DemoResult:
+    """The whole demo in-process on the tiny model (2 training steps, 8 probe prompts, no greedy answers)."""
+    out = tmp_path_factory.mktemp("demo") / "run"
+    return workflow.run_demo(out, str(tiny), DEMO, num_prompts=8, answers=False)
+
+
+# ---------------------------------------------------------------- step 1: one probe schema
+
+
+def test_probe_step_notebook_call_equals_cli_json(tiny, base):
+    """Notebook 01's call and `introspect classifier --json` give the same object, numbers included."""
+    from_cli = cli_json("introspect", "classifier", "-m", tiny, "--prompt-set", "words", "--num-prompts", "16",
+                        "--layers", "1,3", "--seed", "2")
+    rep = workflow.probe_family(base, "words", 16, seed=2, layers=[1, 3])
+    assert as_json(rep) == from_cli
+    assert from_cli["prompt_set"] == "words" and from_cli["seed"] == 2 and len(from_cli["layers"]) == 2
+    assert sum(map(len, from_cli["classes"].values())) == 16
+
+
+def test_probe_needs_two_prompts_per_class(base):
+    with pytest.raises(LazarusError, match="at least 8 prompts"):
+        workflow.probe_family(base, "symbolic", 7)
+
+
+# ---------------------------------------------------------------- the demo writes each step's schema
+
+
+def test_demo_files_have_the_steps_schemas(demo, base):
+    root = demo.output
+    files = {name: json.loads((root / name).read_text())
+             for name in ("probe.json", "baseline_lens.json", "dual_reward.json", "verify.json")}
+    # step 1: each family is what probe_family returns (so what notebook 01 and the CLI write)
+    assert set(files["probe.json"]) == {"symbolic", "words"}
+    assert files["probe.json"]["words"] == as_json(workflow.probe_family(base, "words", 8, DEMO.seed))
+    # step 2: exactly what notebook 02's call returns on the same settings
+    assert files["baseline_lens.json"] == as_json(workflow.baseline_lens(base, DEMO))
+    # step 3 and 4: the results' own to_dict, as `introspect dual-reward --json` prints it
+    assert files["dual_reward.json"] == as_json(demo.training)
+    assert files["verify.json"] == as_json(demo.verified) and files["verify.json"]["matches_training"] is True
+    assert {n: str(root / n) for n in files}.items() <= as_json(demo)["files"].items()
+    for name in ("probe_accuracy.png", "emergence_heatmap.png", "emergence_curves.png", "loss_curves.png",
+                 "lens_before_after.png"):
+        assert (root / name).read_bytes()[:4] == b"\x89PNG", name
+
+
+def test_baseline_lens_reads_canonical_prompts_with_the_class_tokens(demo):
+    b = demo.baseline
+    assert b.classifier_layer == 2 and b.canonical.targets == b.class_tokens.as_dict()
+    assert [p["prompt"] for p in b.canonical.prompts] == [row.prompt for row in b.heldout.canonical]
+    at_layer = [next(r for r in p["layers"] if r["layer"] == 2) for p in b.canonical.prompts]
+    top_is_class = [p["targets"][row.expected]["rank"] == 0 for p, row in zip(at_layer, b.heldout.canonical)]
+    assert top_is_class == [row.ok for row in b.heldout.canonical]  # the two readouts agree prompt by prompt
+
+
+def test_demo_refuses_a_busy_directory_before_loading_anything(demo, tmp_path):
+    with pytest.raises(LazarusError, match="--force"):
+        workflow.run_demo(demo.output, "no-such-model")  # the directory check comes before the model
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(LazarusError, match="is a file"):
+        workflow.check_demo_dir(tmp_path / "file")
+
+
+# ---------------------------------------------------------------- step 4: verify reproduces training
+
+
+def test_verify_compares_with_training_in_memory_or_on_disk(demo, tmp_path):
+    ckpt = demo.output / "checkpoint"
+    final = demo.training.final
+    assert workflow.verify(ckpt, answers=False, trained=final).matches_training is True
+    wrong = replace(final, heldout_restricted_accuracy=final.heldout_restricted_accuracy + 0.25)
+    assert workflow.verify(ckpt, answers=False, trained=wrong).matches_training is False
+    # no result in memory: the results training saved in config.json are the reference
+    assert workflow.verify(ckpt, answers=False).matches_training is True
+    copy = tmp_path / "copy"
+    shutil.copytree(ckpt, copy)
+    checkpoint.update_record(copy, final_heldout_top1_accuracy=None)  # e.g. a run interrupted before the end
+    assert workflow.verify(copy, answers=False).matches_training is None
+
+
+# ---------------------------------------------------------------- step 3: the CLI is the workflow
+
+
+@pytest.mark.slow
+def test_dual_reward_cli_equals_notebook_call(tiny, tmp_path):
+    """`introspect dual-reward --json` and run_dual_reward in-process: the same keys and the same numbers."""
+    config = TrainConfig(steps=3, num_samples=16, heldout_samples=8, snapshot_every=1, snapshot_size=4, seed=3)
+    from_cli = cli_json("introspect", "dual-reward", "-m", tiny, "--steps", 3, "--num-samples", 16,
+                        "--heldout-samples", 8, "--snapshot-every", 1, "--snapshot-size", 4, "--seed", 3,
+                        "--no-answers", "-o", tmp_path / "cli")
+    mine = as_json(workflow.run_dual_reward(load_model(str(tiny)), config, output=tmp_path / "nb", answers=False))
+    for d in (from_cli, mine):
+        d.pop("train_seconds"), d.pop("checkpoint")
+    assert from_cli == mine
+    assert [h["step"] for h in mine["history"]] == [1, 2, 3]
+    saved = [checkpoint.read_record(tmp_path / d) for d in ("cli", "nb")]
+    assert replace(saved[0], train_seconds=0, versions={}) == replace(saved[1], train_seconds=0, versions={})

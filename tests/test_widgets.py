@@ -207,9 +207,9 @@ def test_lens_explorer_on_adapted_model_with_checkpoint_tokens(tiny, tiny_model_
     TrainPanel(tiny, TINY, checkpoint=tmp_path / "ckpt", answers=False).run()
     adapted = load_model(str(tiny_model_dir("llama")))
     saved = checkpoint.load_adapter(adapted, tmp_path / "ckpt")
-    explorer = LensExplorer(adapted, class_tokens=saved["class_tokens"], classifier_layer=saved["classifier_layer"])
+    explorer = LensExplorer(adapted, class_tokens=saved.class_tokens, classifier_layer=saved.classifier_layer)
     assert explorer.title == "adapted model"
-    assert explorer.class_tokens.ids == tuple(saved["class_tokens"].values())
+    assert explorer.class_tokens.ids == tuple(saved.class_tokens.values())
     assert len(_data_lines(explorer.show(CANONICAL[0].prompt))) == 4
 
 

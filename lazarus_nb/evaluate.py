@@ -1,8 +1,14 @@
 """Evaluation: logit-lens classifier metrics per layer, the 8-prompt table, and greedy answer accuracy.
 
-Two accuracies are reported and always named: *full-vocab top-1* (the argmax over the whole vocabulary
+Two lens accuracies are reported and always named: *full-vocab top-1* (the argmax over the whole vocabulary
 is the class token: the word is literally emitted) and *class-restricted* (the argmax over the four
 class tokens only: a 4-way readout, chance 25%).
+
+The answer metric is *exact*: greedy decoding stops at an end-of-sequence token or a newline, and the text
+up to there, stripped, must be the integer (SPEC "Evaluation and verify"). Training ends every answer with
+the terminator, so a model that writes ``800000`` for ``40 * 20 = `` is wrong, not "right as a prefix".
+Every accuracy has a Wilson 95% interval (:func:`wilson`) from its counts; the teacher-forced answer NLL
+(:func:`answer_nll`) moves before greedy answers become right.
 """
 
 from __future__ import annotations

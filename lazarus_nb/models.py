@@ -180,7 +180,8 @@ def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str | None = "float32")
         _cast(model, getattr(mx, dtype))
     model.eval()
     cfg = text_config(config)
-    check_lens(model, cfg.get("model_type", "unknown"), cfg.get("vocab_size") or len(tokenizer.vocab))
+    vocab_size = cfg.get("vocab_size") or len(tokenizer.vocab)
+    check_lens(model, cfg.get("model_type", "unknown"), vocab_size)
     n_heads = cfg["num_attention_heads"]
     hidden = cfg["hidden_size"]
     layers = model.layers
@@ -196,7 +197,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str | None = "float32")
         num_heads=n_heads,
         num_kv_heads=cfg.get("num_key_value_heads") or n_heads,
         head_dim=getattr(attn, "head_dim", None) or cfg.get("head_dim") or hidden // n_heads,
-        vocab_size=cfg.get("vocab_size") or len(tokenizer.vocab),
+        vocab_size=vocab_size,
         tied_embeddings=_unembedding_is_tied(model),
         dtype=_dtype_of(model),
     )
@@ -218,7 +219,7 @@ def check_lens(model: nn.Module, model_type: str, vocab_size: int) -> None:
         raise LazarusError(f"architecture '{model_type}' is not supported: {exc}") from None
     tokens = mx.array([[(1 + 7919 * i) % vocab_size for i in range(LENS_CHECK_TOKENS)]], dtype=mx.int32)
     gap = last_layer_gap(model, tokens)
-    floats = [v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating)]
+    floats = {v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating)}
     tolerance = max([1e-4] + [4 * mx.finfo(d).eps for d in floats if d != mx.float32])
     if not gap <= tolerance:
         raise LazarusError(

@@ -114,9 +114,10 @@ def trained_tokens(tokenizer: Any, sample: Sample, terminator: str = "eos") -> d
             "answer_tokens": token_strings(tokenizer, a), "prompt_ids": p, "answer_ids": a}
 
 
-def resolve_word(tokenizer: Any, word: str) -> tuple[int, str, bool]:
+def resolve_word(tokenizer: Any, word: str, warn: bool = False) -> tuple[int, str, bool]:
     """(id, token string, single) for a word: the bare word if it is one token, else with a leading space,
-    else the first sub-token of the bare word (single=False)."""
+    else the first sub-token of the bare word (single=False; with ``warn``, a warning says so to the caller
+    of the public function that asked)."""
     if not word or not word.strip():
         raise LazarusError("a target word must not be empty")
     for form in (word, " " + word):
@@ -126,19 +127,34 @@ def resolve_word(tokenizer: Any, word: str) -> tuple[int, str, bool]:
     ids = encode_answer(tokenizer, word)
     if not ids:
         raise LazarusError(f"the tokenizer cannot encode the target word '{word}'")
-    return ids[0], tokenizer.decode(ids[:1]), False
+    first = tokenizer.decode(ids[:1])
+    if warn:
+        warnings.warn(f"'{word}' is not a single token; using its first sub-token {first!r} ({ids[0]})", stacklevel=3)
+    return ids[0], first, False
 
 
 def resolve_class_tokens(tokenizer: Any, words: Sequence[str] = CLASSES) -> ClassTokens:
     """Resolve one id per class word (SPEC "Class tokens"); warns for multi-token words."""
-    resolved = [resolve_word(tokenizer, w) for w in words]
-    for w, (i, s, single) in zip(words, resolved):
-        if not single:
-            warnings.warn(f"'{w}' is not a single token; using its first sub-token {s!r} ({i})", stacklevel=2)
+    resolved = []
+    for w in words:  # a loop, not a comprehension: the warning's stacklevel must reach our caller
+        resolved.append(resolve_word(tokenizer, w, warn=True))
     ids = [r[0] for r in resolved]
     if len(set(ids)) != len(ids):
         raise LazarusError(f"class words {list(words)} do not map to distinct tokens ({ids})")
     return ClassTokens(tuple(words), tuple(ids), tuple(r[1] for r in resolved), tuple(r[2] for r in resolved))
+
+
+def resolve_targets(tokenizer: Any, targets: Sequence[str], class_tokens: ClassTokens | None = None) -> dict[str, int]:
+    """``{target: id}`` for a lens readout: a class word of ``class_tokens`` (a checkpoint's) uses exactly its
+    id, never a re-resolved one (SPEC "Class tokens"); any other target is resolved like a class word and
+    warns when it is not a single token (only its first sub-token is read)."""
+    if not targets:
+        raise LazarusError("give at least one target word")
+    ids = class_tokens.as_dict() if class_tokens is not None else {}
+    out = {}
+    for w in targets:  # a loop, not a comprehension: the warning's stacklevel must reach our caller
+        out[w] = ids[w] if w in ids else resolve_word(tokenizer, w, warn=True)[0]
+    return out
 
 
 def class_tokens_from_ids(tokenizer: Any, ids: Mapping[str, int]) -> ClassTokens:

@@ -18,6 +18,7 @@ from lazarus_nb.tokens import (
     make_batch,
     prompt_batch,
     resolve_class_tokens,
+    resolve_targets,
     resolve_word,
     stop_ids,
     terminator_ids,
@@ -215,3 +216,29 @@ def test_prompt_batch_matches_make_batch(tokenizer):
 def test_empty_batch_is_a_lazarus_error(tokenizer):
     with pytest.raises(LazarusError):
         make_batch(tokenizer, [], resolve_class_tokens(tokenizer))
+
+
+# ---------------------------------------------------------------- lens targets
+
+
+def test_resolve_targets_uses_the_checkpoint_ids_for_class_words(tokenizer):
+    from lazarus_nb.tokens import ClassTokens
+
+    saved = ClassTokens(CLASSES, (101, 102, 103, 104), ("a", "b", "c", "d"), (True,) * 4)  # not what resolves
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = resolve_targets(tokenizer, ["add", "multiply", " the"], saved)
+    assert got == {"add": 102, "multiply": 101, " the": enc(tokenizer, " the", special=False)[0]}
+    assert resolve_targets(tokenizer, ["add"]) == {"add": resolve_class_tokens(tokenizer).as_dict()["add"]}
+    with pytest.raises(LazarusError, match="at least one"):
+        resolve_targets(tokenizer, [])
+
+
+def test_resolve_targets_warns_for_a_multi_token_target_at_the_caller(tokenizer):
+    with pytest.warns(UserWarning, match=MULTI_TOKEN_WORD) as record:
+        got = resolve_targets(tokenizer, ["add", MULTI_TOKEN_WORD])
+    assert got[MULTI_TOKEN_WORD] == enc(tokenizer, MULTI_TOKEN_WORD, special=False)[0]
+    assert [r.filename for r in record] == [__file__]  # the warning names the caller's line, not tokens.py
+    with pytest.warns(UserWarning) as record:
+        resolve_class_tokens(tokenizer, ("multiply", MULTI_TOKEN_WORD))
+    assert [r.filename for r in record] == [__file__]

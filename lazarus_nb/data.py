@@ -6,16 +6,23 @@ Two prompt families share one sampler:
 * ``words``: ``"What is 7 times 8? "``; several templates per class, for probing, because a probe on
   symbolic prompts is trivially perfect.
 
-Everything is pure Python and seeded with :class:`random.Random`, so the same arguments give the same
-list on every machine. Class-token ids are not known here (they depend on the tokenizer); they are
-attached later through :meth:`Sample.to_dict`.
+Samples are pure Python, seeded with :class:`random.Random`, so the same arguments give the same list on
+every machine; the training batch order (:func:`balanced_batches`) uses numpy's seeded generator. Class-token
+ids are not known here (they depend on the tokenizer); they are attached later through :meth:`Sample.to_dict`.
+
+Evaluation sets (SPEC "Evaluation sets"): train and held-out never share a *problem* (:func:`problem`:
+``a + b`` is ``b + a``), the snapshot set is :func:`balanced_subset` of the held-out set, and
+:func:`heldout_fingerprint` lets a checkpoint prove its held-out set is rebuilt identically.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from .errors import LazarusError
 
@@ -155,8 +162,19 @@ def make_sample(a: int, label: str, b: int, family: str = "symbolic", template: 
 
 
 def triple(s: Sample) -> tuple[int, str, int]:
-    """The ``(a, label, b)`` identity of a sample; train/held-out disjointness is defined on it."""
+    """The ``(a, label, b)`` identity of a sample."""
     return (s.a, s.label, s.b)
+
+
+COMMUTATIVE: tuple[str, ...] = ("multiply", "add")
+"""Operations whose ``a op b`` and ``b op a`` are one problem (SPEC "Evaluation sets")."""
+
+
+def problem(t: tuple[int, str, int]) -> tuple[int, str, int]:
+    """The problem a triple asks: ``(min, op, max)`` for commutative operations, the triple itself otherwise.
+    Train/held-out disjointness is defined on it, so ``3 + 4`` in training never answers ``4 + 3`` held out."""
+    a, label, b = t
+    return (min(a, b), label, max(a, b)) if label in COMMUTATIVE else (a, label, b)
 
 
 CANONICAL: tuple[Sample, ...] = tuple(
@@ -206,7 +224,8 @@ def _draw(
     family: str,
     repeat: bool = False,
 ) -> list[Sample]:
-    """Balanced draw without replacement from one RNG (shared so split() can chain draws).
+    """Balanced draw without replacement from one RNG (shared so split() can chain draws); ``exclude`` holds
+    problems (see :func:`problem`).
 
     With ``repeat``, a class whose pool is too small is drawn whole, then again, until it has its count
     (every distinct problem appears before any appears twice)."""
@@ -216,7 +235,7 @@ def _draw(
     # Check every class before drawing anything, so an impossible request fails without side effects.
     pools = {}
     for label in CLASSES:
-        pools[label] = [(a, b) for a, b in all_triples(label, ranges) if (a, label, b) not in exclude]
+        pools[label] = [(a, b) for a, b in all_triples(label, ranges) if problem((a, label, b)) not in exclude]
         if counts[label] > len(pools[label]) and not (repeat and pools[label]):
             raise ValueError(
                 f"Cannot draw {counts[label]} distinct {label!r} samples: at most {len(pools[label])} exist "
@@ -245,10 +264,11 @@ def generate(
     """``n`` class-balanced samples, distinct by ``(a, label, b)``, reproducible from ``seed``.
 
     Each class gets ``n // 4`` samples, the remainder going to the first classes in :data:`CLASSES` order.
-    Operands are drawn without replacement from :func:`all_triples` minus ``exclude`` (``(a, label, b)``
-    triples); the result is shuffled. Raises ``ValueError`` if a class has fewer valid pairs than asked.
+    Operands are drawn without replacement from :func:`all_triples` minus the problems of ``exclude``
+    (``(a, label, b)`` triples; excluding ``3 + 4`` also excludes ``4 + 3``); the result is shuffled. Raises
+    ``ValueError`` if a class has fewer valid pairs than asked.
     """
-    return _draw(n, random.Random(seed), ranges or OperandRanges(), set(exclude), family)
+    return _draw(n, random.Random(seed), ranges or OperandRanges(), {problem(t) for t in exclude}, family)
 
 
 def train_heldout_split(
@@ -256,19 +276,89 @@ def train_heldout_split(
 ) -> tuple[list[Sample], list[Sample]]:
     """Disjoint, class-balanced ``(train, heldout)`` symbolic sets.
 
-    No ``(a, label, b)`` triple is in both. The :data:`CANONICAL` triples are excluded from both sets, so
-    results on the canonical prompts are a generalisation claim, not recall of training data. The held-out
-    set is drawn first, so it does not change when only ``n_train`` changes.
+    No problem is in both (:func:`problem`: ``a + b`` and ``b + a`` are one problem, so are ``a * b`` and
+    ``b * a``). The :data:`CANONICAL` problems are excluded from both sets, so results on the canonical prompts
+    are a generalisation claim, not recall of training data. The held-out set is drawn first, so it does not
+    change when only ``n_train`` changes.
 
     Held-out problems are distinct. Training problems repeat only where a class has fewer distinct problems
     than asked for: with default ranges divide has 144 (the original's default of 800 samples asks 200).
     """
     ranges = ranges or OperandRanges()
     rng = random.Random(seed)
-    excluded = {triple(s) for s in CANONICAL}
+    excluded = {problem(triple(s)) for s in CANONICAL}
     heldout = _draw(n_heldout, rng, ranges, excluded, "symbolic")
-    train = _draw(n_train, rng, ranges, excluded | {triple(s) for s in heldout}, "symbolic", repeat=True)
+    train = _draw(n_train, rng, ranges, excluded | {problem(triple(s)) for s in heldout}, "symbolic", repeat=True)
     return train, heldout
+
+
+def balanced_subset(samples: Sequence[Sample], n: int) -> list[Sample]:
+    """The first ``n // 4`` samples of each class, in the order of ``samples``: the fixed, class-balanced
+    snapshot set of the held-out set (SPEC "Evaluation sets"). ``n`` must be a multiple of 4 and each class
+    must have ``n // 4`` samples (ValueError otherwise): a balanced set is promised, never a lopsided one."""
+    k, rest = divmod(n, len(CLASSES))
+    if n <= 0 or rest:
+        raise ValueError(f"a class-balanced subset needs a positive multiple of {len(CLASSES)} samples, got {n}")
+    taken: dict[str, list[Sample]] = {c: [] for c in CLASSES}
+    out = []
+    for s in samples:
+        if len(taken[s.label]) < k:
+            taken[s.label].append(s)
+            out.append(s)
+    short = [c for c in CLASSES if len(taken[c]) < k]
+    if short:
+        raise ValueError(f"cannot take {k} samples per class: too few {', '.join(repr(c) for c in short)} samples")
+    return out
+
+
+def heldout_fingerprint(samples: Sequence[Sample]) -> str:
+    """sha256 of the ordered ``(a, op, b)`` triples: equal exactly when a rebuilt held-out set is the same
+    problems in the same order (the order fixes the snapshot subset)."""
+    text = "\n".join(f"{s.a} {s.label} {s.b}" for s in samples)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def balanced_batches(
+    labels: Sequence[int] | Sequence[str],
+    lengths: Sequence[int],
+    batch_size: int,
+    steps: int,
+    seed: int,
+    pool: int = 16,
+) -> list[np.ndarray]:
+    """Sample indices for ``steps`` batches: seeded, length-bucketed, and class-balanced.
+
+    Each epoch every class is reshuffled and the classes are interleaved in proportion, then cut into pools
+    of ``pool`` batches (so every pool holds the classes in proportion). Within a pool each class is sorted by
+    ``lengths`` and the classes are interleaved again by length rank, so a batch takes the j-th shortest
+    slice of every class: similar lengths (little padding) without the class skew of a global length sort,
+    where short-answer classes would fill whole batches. Batches are shuffled within the pool. A pure function
+    of its arguments, so a resumed run continues with exactly the batches of the uninterrupted one."""
+    rng = np.random.default_rng(seed)
+    labels_np, lengths_np = np.asarray(labels), np.asarray(lengths)
+    n = len(labels_np)
+    if n == 0 or batch_size <= 0 or len(lengths_np) != n:
+        raise ValueError(f"need samples, a positive batch size and one length per sample (n={n}, "
+                         f"batch_size={batch_size}, lengths={len(lengths_np)})")
+    classes = [np.flatnonzero(labels_np == c) for c in np.unique(labels_np)]
+
+    def interleave(groups: list[np.ndarray]) -> np.ndarray:
+        # position of each member within its group as a fraction, ties between groups broken at random
+        idx = np.concatenate(groups)
+        frac = np.concatenate([(np.arange(len(g)) + 0.5) / len(g) for g in groups])
+        return idx[np.lexsort((rng.random(len(idx)), frac))]
+
+    batches: list[np.ndarray] = []
+    while len(batches) < steps:
+        order = interleave([rng.permutation(g) for g in classes])
+        for start in range(0, n, pool * batch_size):
+            chunk = order[start : start + pool * batch_size]
+            by_class = [chunk[labels_np[chunk] == labels_np[g[0]]] for g in classes]
+            by_length = [g[np.argsort(lengths_np[g], kind="stable")] for g in by_class if len(g)]
+            chunk = interleave(by_length)
+            cut = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+            batches += [cut[i] for i in rng.permutation(len(cut))]
+    return batches[:steps]
 
 
 def word_prompts(n: int, seed: int = 0, ranges: OperandRanges | None = None) -> list[Sample]:

@@ -1,13 +1,19 @@
 """Evaluation: logit-lens classifier metrics per layer, the 8-prompt table, and greedy answer accuracy.
 
-Two accuracies are reported and always named: *full-vocab top-1* (the argmax over the whole vocabulary
+Two lens accuracies are reported and always named: *full-vocab top-1* (the argmax over the whole vocabulary
 is the class token: the word is literally emitted) and *class-restricted* (the argmax over the four
 class tokens only: a 4-way readout, chance 25%).
+
+The answer metric is *exact*: greedy decoding stops at an end-of-sequence token or a newline, and the text
+up to there, stripped, must be the integer (SPEC "Evaluation and verify"). Training ends every answer with
+the terminator, so a model that writes ``800000`` for ``40 * 20 = `` is wrong, not "right as a prefix".
+Every accuracy has a Wilson 95% interval (:func:`wilson`) from its counts; the teacher-forced answer NLL
+(:func:`answer_nll`) moves before greedy answers become right.
 """
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,7 +23,8 @@ import numpy as np
 
 from .data import CLASSES, Sample
 from .lens import LensReadout, LogitLens, forward_hidden, readout
-from .tokens import ClassTokens, encode_prompt, make_batch
+from .losses import answer_loss
+from .tokens import ClassTokens, encode_example, encode_prompt, make_batch, stop_ids
 
 
 def lens_readout(
@@ -120,71 +127,118 @@ def canonical_rows(
     return rows
 
 
-_LEADING_INT = re.compile(r"\s*(-?\d+)")
 
 
 def greedy_answers(
     lens: LogitLens, tokenizer: Any, samples: Sequence[Sample], max_new_tokens: int | None = None
 ) -> list[str]:
-    """Greedy continuation of each prompt (text of the new tokens). Prompts are grouped by token length,
-    so no padding is involved; ``max_new_tokens`` defaults to the longest answer + 1 (so "560" for "56"
-    is caught as wrong)."""
+    """Greedy continuation of each prompt, up to (not including) its stop: an end-of-sequence token
+    (``tokens.stop_ids``) or a newline. Prompts are grouped by token length, so no padding is involved; a
+    group stops early once every row has stopped. ``max_new_tokens`` defaults to the longest answer + 1
+    token, enough to see the terminator (or the extra digit of "560" for "56")."""
     encoded = [encode_prompt(tokenizer, s.prompt) for s in samples]
     if max_new_tokens is None:
-        max_new_tokens = 1 + max(len(tokenizer.encode(s.answer, add_special_tokens=False)) for s in samples)
+        max_new_tokens = 1 + max(len(encode_example(tokenizer, s.prompt, s.answer, "none")[1]) for s in samples)
+    stops = stop_ids(tokenizer)
     out: list[str] = [""] * len(samples)
     groups: dict[int, list[int]] = {}
     for i, ids in enumerate(encoded):
         groups.setdefault(len(ids), []).append(i)
     for idx in groups.values():
         tokens = mx.array([encoded[i] for i in idx], dtype=mx.int32)
-        new = []
+        rows: list[list[int]] = [[] for _ in idx]
+        running = list(range(len(idx)))  # rows that have not reached an end-of-sequence token
         for _ in range(max_new_tokens):
             _, final = forward_hidden(lens.model, tokens)
             nxt = mx.argmax(lens.unembed(final[:, -1]), axis=-1).astype(mx.int32)
-            new.append(nxt)
+            new = nxt.tolist()
+            for r in running:
+                rows[r].append(new[r])
+            running = [r for r in running if new[r] not in stops and "\n" not in tokenizer.decode(rows[r])]
+            if not running:
+                break
             tokens = mx.concatenate([tokens, nxt[:, None]], axis=1)
-        gen = np.array(mx.stack(new, axis=1))
-        for row, i in enumerate(idx):
-            out[i] = tokenizer.decode(gen[row].tolist())
+        for r, i in enumerate(idx):
+            ids = rows[r]
+            cut = next((j for j, t in enumerate(ids) if t in stops), len(ids))
+            out[i] = tokenizer.decode(ids[:cut]).split("\n", 1)[0]
     return out
 
 
 def answer_correct(generated: str, answer: str) -> bool:
-    """Exact: the generated text starts with exactly the answer's integer (so "560" for "56" is wrong)."""
-    m = _LEADING_INT.match(generated)
-    return bool(m) and m.group(1) == answer
+    """Exact: the text up to the stop (an end-of-sequence token or a newline), stripped, is the answer's
+    integer ("560" or "56 is it" for "56" are wrong)."""
+    return generated.split("\n", 1)[0].strip() == answer
 
 
-def answer_prefix_correct(generated: str, answer: str) -> bool:
-    """Prefix: the generated text starts with the answer's digits, whatever follows ("560" for "56" counts).
+def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of the proportion ``k / n`` (95% for the default ``z``); ``(0, 1)`` when n = 0.
 
-    Why a second metric: the answer loss scores the answer tokens only and never a terminator, so training
-    teaches a model to produce the answer but not to stop after it. Both are reported, always named."""
-    return generated.lstrip().startswith(answer)
+    Why Wilson: unlike ``p +- z * se`` it stays inside [0, 1] and is honest at 0/8 and 8/8."""
+    if not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass
 class AnswerAccuracy:
-    accuracy: float  # exact: fraction whose greedy answer is exactly the integer (answer_correct)
+    """Greedy answer accuracy, exact (the text up to the stop is the integer): the headline answer metric."""
+
+    accuracy: float  # fraction whose greedy answer is exactly the integer (answer_correct)
     by_class: dict[str, float]  # exact accuracy per operation
-    prefix_accuracy: float  # fraction whose greedy text starts with the answer (answer_prefix_correct)
-    prefix_by_class: dict[str, float]
-    examples: list[tuple[str, str, str]]  # (prompt, expected, generated) for the first few samples
+    correct: int  # k of ``total``: with ``total``, what ``interval`` needs
+    total: int
+    by_class_counts: dict[str, tuple[int, int]]  # per operation: (correct, total)
+    examples: list[tuple[str, str, str]]  # (prompt, expected, generated up to its stop) for the first few samples
+
+    def interval(self, label: str | None = None) -> tuple[float, float]:
+        """Wilson 95% interval of the accuracy, overall or of one operation."""
+        return wilson(self.correct, self.total) if label is None else wilson(*self.by_class_counts[label])
 
 
 def answer_accuracy(lens: LogitLens, tokenizer: Any, samples: Sequence[Sample]) -> AnswerAccuracy:
-    """Greedy answers of ``samples`` scored exactly and by prefix, overall and per operation."""
+    """Greedy answers of ``samples`` scored exactly, overall and per operation, with the counts."""
     gen = greedy_answers(lens, tokenizer, samples)
     exact = np.array([answer_correct(g, s.answer) for g, s in zip(gen, samples)])
-    prefix = np.array([answer_prefix_correct(g, s.answer) for g, s in zip(gen, samples)])
     labels = np.array([s.label for s in samples])
-
-    def per_class(ok: np.ndarray) -> dict[str, float]:
-        return {c: float(ok[labels == c].mean()) for c in CLASSES if (labels == c).any()}
-
+    counts = {c: (int(exact[labels == c].sum()), int((labels == c).sum())) for c in CLASSES if (labels == c).any()}
     examples = [(s.prompt, s.answer, g) for s, g in list(zip(samples, gen))[:8]]
-    return AnswerAccuracy(float(exact.mean()), per_class(exact), float(prefix.mean()), per_class(prefix), examples)
+    return AnswerAccuracy(
+        accuracy=float(exact.mean()),
+        by_class={c: k / n for c, (k, n) in counts.items()},
+        correct=int(exact.sum()),
+        total=len(samples),
+        by_class_counts=counts,
+        examples=examples,
+    )
+
+
+def answer_nll(
+    lens: LogitLens,
+    tokenizer: Any,
+    samples: Sequence[Sample],
+    class_tokens: ClassTokens,
+    terminator: str = "eos",
+    chunk: int = 64,
+) -> float:
+    """Teacher-forced answer NLL per token over ``samples`` (terminator included): the answer loss of
+    training, token-weighted over all samples. Unlike greedy accuracy it moves before a model gets answers
+    right, so it shows whether the adapter hurt or helped answering at all."""
+    total, count = 0.0, 0.0
+    for i in range(0, len(samples), chunk):
+        batch = make_batch(tokenizer, samples[i : i + chunk], class_tokens, terminator=terminator)
+        _, final = forward_hidden(lens.model, batch.tokens)
+        rows = mx.arange(batch.size)
+        logits = lens.unembed(final[rows[:, None], batch.answer_pos])
+        n = batch.answer_mask.sum()
+        total += (answer_loss(logits, batch.answer_targets, batch.answer_mask) * n).item()
+        count += n.item()
+    return total / max(count, 1.0)
 
 
 @dataclass
@@ -199,20 +253,16 @@ class Evaluation:
     heldout_prob: float  # mean P(correct class token) on the held-out set
     lens: LensStats  # held-out, every layer (for the before/after plots)
     answers: AnswerAccuracy | None
+    answer_nll: float | None = None  # held-out teacher-forced answer NLL per token, terminator included
 
     @property
     def answer_accuracy(self) -> float | None:
         """Exact greedy answer accuracy on the held-out set; None when answers were not measured."""
         return self.answers.accuracy if self.answers else None
 
-    @property
-    def answer_prefix_accuracy(self) -> float | None:
-        """Greedy answer accuracy, answer as prefix; None when answers were not measured."""
-        return self.answers.prefix_accuracy if self.answers else None
-
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "answer_accuracy": self.answer_accuracy,
-                "answer_prefix_accuracy": self.answer_prefix_accuracy}
+                "answer_accuracy_interval": list(self.answers.interval()) if self.answers else None}
 
 
 def evaluate(
@@ -223,8 +273,10 @@ def evaluate(
     canonical: Sequence[Sample],
     layer: int,
     answers: bool = True,
+    terminator: str = "eos",
 ) -> Evaluation:
-    """Canonical table + held-out lens metrics at ``layer`` (+ greedy answer accuracy)."""
+    """Canonical table + held-out lens metrics at ``layer`` (+ greedy answer accuracy and the answer NLL,
+    whose targets end with ``terminator``)."""
     rows = canonical_rows(lens, tokenizer, canonical, class_tokens, layer)
     stats = sample_lens_stats(lens, tokenizer, heldout, class_tokens)
     at = stats.at(layer)
@@ -237,4 +289,5 @@ def evaluate(
         heldout_prob=at["prob"],
         lens=stats,
         answers=answer_accuracy(lens, tokenizer, heldout) if answers else None,
+        answer_nll=answer_nll(lens, tokenizer, heldout, class_tokens, terminator) if answers else None,
     )

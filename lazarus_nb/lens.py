@@ -4,7 +4,9 @@ The lens is built from the model's own modules, so it is exact for every mlx-lm 
 the usual layout (``model.layers``, ``model.norm``, ``embed_tokens``/``lm_head``): tied embeddings use
 ``embed_tokens.as_linear``; Gemma's final-logit soft-capping is applied when the model has it; Gemma's
 embedding scale lives inside the trunk, which we run unmodified. At the last layer the lens equals the
-model's own logits (tests pin this for llama, qwen2 and gemma3).
+model's own logits (tests pin this for llama, qwen2 and gemma3); an architecture that does something else to
+its logits (Granite's logit scaling, Cohere's logit scale) would give a silently wrong lens, so loading a model
+checks ``last_layer_gap`` and refuses one where it is not zero up to float rounding.
 
 Hidden states are captured by temporarily giving each block a subclass whose ``__call__`` records its
 output, so the model's own forward (masks, sliding windows, embedding scale) runs unchanged.
@@ -107,6 +109,15 @@ class LogitLens:
         hidden, final = forward_hidden(self.model, tokens)
         rows = mx.arange(tokens.shape[0])
         return mx.stack([h[rows, positions] for h in hidden]), final[rows, positions]
+
+
+def last_layer_gap(model: nn.Module, tokens: mx.array) -> float:
+    """Largest difference between the lens at the last layer and the model's own logits on ``tokens``,
+    relative to the largest logit: 0 (up to float rounding) exactly when the lens is the model's readout."""
+    hidden, _ = forward_hidden(model, tokens)
+    own = model(tokens).astype(mx.float32)
+    lens = LogitLens(model)(hidden[-1]).astype(mx.float32)
+    return (mx.abs(lens - own).max() / mx.maximum(mx.abs(own).max(), 1e-6)).item()
 
 
 @dataclass

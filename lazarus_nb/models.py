@@ -21,11 +21,12 @@ from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_map
+from mlx.utils import tree_flatten, tree_map
 
 from .config import default_classifier_layer
 from .convert import gguf_to_mlx
 from .errors import LazarusError
+from .lens import last_layer_gap, parts
 
 
 @dataclass(frozen=True)
@@ -162,8 +163,6 @@ def peek_config(name_or_path: str) -> dict[str, Any]:
 
 
 def _dtype_of(model: nn.Module) -> str:
-    from mlx.utils import tree_flatten
-
     floats = [v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating)]
     return str(floats[0]).split(".")[-1] if floats else "unknown"
 
@@ -197,6 +196,8 @@ def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str | None = "float32")
         _cast(model, getattr(mx, dtype))
     model.eval()
     cfg = text_config(config)
+    vocab_size = cfg.get("vocab_size") or len(tokenizer.vocab)
+    check_lens(model, cfg.get("model_type", "unknown"), vocab_size)
     n_heads = cfg["num_attention_heads"]
     hidden = cfg["hidden_size"]
     layers = model.layers
@@ -212,10 +213,36 @@ def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str | None = "float32")
         num_heads=n_heads,
         num_kv_heads=cfg.get("num_key_value_heads") or n_heads,
         head_dim=getattr(attn, "head_dim", None) or cfg.get("head_dim") or hidden // n_heads,
-        vocab_size=cfg.get("vocab_size") or len(tokenizer.vocab),
+        vocab_size=vocab_size,
         tied_embeddings=_unembedding_is_tied(model),
         dtype=_dtype_of(model),
     )
+
+
+LENS_CHECK_TOKENS = 8  # length of the token sequence the lens check runs on
+
+
+def check_lens(model: nn.Module, model_type: str, vocab_size: int) -> None:
+    """Refuse a model whose logit lens at the last layer is not its own logits (SPEC "Logit lens").
+
+    Run on a fixed short token sequence spread over the vocabulary (no tokenizer needed). The tolerance is
+    relative to the largest logit: 1e-4, or a few units of the parameters' rounding for half precision.
+    Why at load: every lens readout of the workbench rests on it, and an architecture that rescales or caps
+    its logits in a way the lens does not copy would otherwise give plausible but wrong numbers."""
+    try:
+        parts(model)
+    except ValueError as exc:
+        raise LazarusError(f"architecture '{model_type}' is not supported: {exc}") from None
+    tokens = mx.array([[(1 + 7919 * i) % vocab_size for i in range(LENS_CHECK_TOKENS)]], dtype=mx.int32)
+    gap = last_layer_gap(model, tokens)
+    floats = {v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating)}
+    tolerance = max([1e-4] + [4 * mx.finfo(d).eps for d in floats if d != mx.float32])
+    if not gap <= tolerance:
+        raise LazarusError(
+            f"the logit lens does not reproduce the model's own logits at the last layer for architecture "
+            f"'{model_type}' (relative difference {gap:.2g}), so its readouts would be wrong; this architecture is "
+            "not supported"
+        )
 
 
 def _unembedding_is_tied(model: nn.Module) -> bool:

@@ -1,9 +1,13 @@
 """Prompts -> tokens: class-token resolution and padded batches with the positions every loss reads.
 
-Prompt and answer are encoded *separately* and concatenated. Why: encoding ``"7 * 8 = 56"`` in one go
-can merge the prompt's trailing space into the answer's first token, which would move "the last prompt
-token" between training and evaluation. Encoded separately, the classification position is the same
-token whether the answer follows (training) or not (evaluation, generation).
+An example is encoded the way the model reads text: ``prompt + answer`` in one call with the tokenizer's own
+defaults (BOS where the tokenizer adds one), then the prompt is located as a prefix of that encoding and the
+answer tokens are what follows, plus the end-of-sequence token when the terminator is ``"eos"``. Why jointly:
+SentencePiece tokenizers with a dummy prefix (Llama-2, TinyLlama, Mistral) turn a lone ``"56"`` into
+``'▁', '5', '6'``, so separately encoded pieces would train the last prompt token to predict a stray ``'▁'``
+that never occurs in real text. Why the prefix check: the classification position is the last token of the
+prompt's *own* encoding (what evaluation and generation see); if a tokenizer merges the prompt's end into the
+answer (GPT-2's ``' 56'``), no token is "the last prompt token" in both, and we refuse rather than guess.
 """
 
 from __future__ import annotations
@@ -36,19 +40,84 @@ class ClassTokens:
         return "{" + ", ".join(f"'{w}': {i} ({s!r})" for w, i, s in zip(self.words, self.ids, self.strings)) + "}"
 
 
+TERMINATORS: tuple[str, ...] = ("eos", "none")
+"""Answer-terminator option: the tokenizer's end-of-sequence token follows the answer (``eos``), or nothing."""
+
+
+def tokenizer_name(tokenizer: Any) -> str:
+    """``TokenizersBackend '/path/or/hub-id'``: the tokenizer's class and where it was loaded from, for errors."""
+    inner = getattr(tokenizer, "_tokenizer", tokenizer)  # mlx-lm's TokenizerWrapper holds the HF tokenizer
+    where = getattr(inner, "name_or_path", "") or ""
+    return f"{type(inner).__name__} '{where}'" if where else type(inner).__name__
+
+
+def token_strings(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+    """The vocabulary entries of ``ids`` as stored (``'▁='``, ``'Ġ'``): what the model reads, spaces visible."""
+    return [str(t) for t in tokenizer.convert_ids_to_tokens(list(ids))]
+
+
 def encode_prompt(tokenizer: Any, text: str) -> list[int]:
     """Prompt ids with the tokenizer's default special tokens (BOS if the model uses one)."""
     return list(tokenizer.encode(text))
 
 
 def encode_answer(tokenizer: Any, text: str) -> list[int]:
-    """Answer ids, no special tokens (they continue the prompt)."""
+    """Ids of a text with no special tokens: the class words' forms (never an example's answer, see
+    ``encode_example``)."""
     return list(tokenizer.encode(text, add_special_tokens=False))
 
 
-def resolve_word(tokenizer: Any, word: str) -> tuple[int, str, bool]:
+def terminator_ids(tokenizer: Any, terminator: str) -> list[int]:
+    """The ids appended to every answer: ``[eos_token_id]`` for ``"eos"``, ``[]`` for ``"none"``."""
+    if terminator not in TERMINATORS:
+        raise LazarusError(f"unknown answer terminator '{terminator}'; use one of: {', '.join(TERMINATORS)}")
+    if terminator == "none":
+        return []
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        raise LazarusError(
+            f"the tokenizer {tokenizer_name(tokenizer)} has no end-of-sequence token; use answer terminator 'none'"
+        )
+    return [int(eos)]
+
+
+def stop_ids(tokenizer: Any) -> set[int]:
+    """Ids that end a greedy answer: every end-of-sequence id the tokenizer declares (mlx-lm may add more
+    than the one ``terminator_ids`` appends, e.g. end-of-turn tokens of chat models)."""
+    ids = {int(i) for i in (getattr(tokenizer, "eos_token_ids", None) or ())}
+    eos = getattr(tokenizer, "eos_token_id", None)
+    return ids | ({int(eos)} if eos is not None else set())
+
+
+def encode_example(tokenizer: Any, prompt: str, answer: str, terminator: str = "eos") -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids) of one example (SPEC "Tokenising an example").
+
+    ``prompt + answer`` is encoded in one call with the tokenizer's defaults; the prompt's own encoding must
+    be a prefix of it (else LazarusError naming the tokenizer); the answer ids are the rest, followed by the
+    terminator's ids. So the answer loss scores exactly the tokens a model reads after the prompt."""
+    p = encode_prompt(tokenizer, prompt)
+    joint = list(tokenizer.encode(prompt + answer))
+    if joint[: len(p)] != p or len(joint) == len(p):
+        raise LazarusError(
+            f"the tokenizer {tokenizer_name(tokenizer)} does not encode the prompt {prompt!r} as a prefix of "
+            f"{prompt + answer!r} ({token_strings(tokenizer, p)} against {token_strings(tokenizer, joint)}), so no "
+            "token is the last prompt token both with and without the answer; this tokenizer is not supported"
+        )
+    return p, joint[len(p) :] + terminator_ids(tokenizer, terminator)
+
+
+def trained_tokens(tokenizer: Any, sample: Sample, terminator: str = "eos") -> dict[str, Any]:
+    """What training reads for ``sample``: ``{"prompt", "answer", "prompt_tokens", "answer_tokens",
+    "prompt_ids", "answer_ids"}`` (token strings as in the vocabulary; the answer includes the terminator)."""
+    p, a = encode_example(tokenizer, sample.prompt, sample.answer, terminator)
+    return {"prompt": sample.prompt, "answer": sample.answer, "prompt_tokens": token_strings(tokenizer, p),
+            "answer_tokens": token_strings(tokenizer, a), "prompt_ids": p, "answer_ids": a}
+
+
+def resolve_word(tokenizer: Any, word: str, warn: bool = False) -> tuple[int, str, bool]:
     """(id, token string, single) for a word: the bare word if it is one token, else with a leading space,
-    else the first sub-token of the bare word (single=False)."""
+    else the first sub-token of the bare word (single=False; with ``warn``, a warning says so to the caller
+    of the public function that asked)."""
     if not word or not word.strip():
         raise LazarusError("a target word must not be empty")
     for form in (word, " " + word):
@@ -58,19 +127,34 @@ def resolve_word(tokenizer: Any, word: str) -> tuple[int, str, bool]:
     ids = encode_answer(tokenizer, word)
     if not ids:
         raise LazarusError(f"the tokenizer cannot encode the target word '{word}'")
-    return ids[0], tokenizer.decode(ids[:1]), False
+    first = tokenizer.decode(ids[:1])
+    if warn:
+        warnings.warn(f"'{word}' is not a single token; using its first sub-token {first!r} ({ids[0]})", stacklevel=3)
+    return ids[0], first, False
 
 
 def resolve_class_tokens(tokenizer: Any, words: Sequence[str] = CLASSES) -> ClassTokens:
     """Resolve one id per class word (SPEC "Class tokens"); warns for multi-token words."""
-    resolved = [resolve_word(tokenizer, w) for w in words]
-    for w, (i, s, single) in zip(words, resolved):
-        if not single:
-            warnings.warn(f"'{w}' is not a single token; using its first sub-token {s!r} ({i})", stacklevel=2)
+    resolved = []
+    for w in words:  # a loop, not a comprehension: the warning's stacklevel must reach our caller
+        resolved.append(resolve_word(tokenizer, w, warn=True))
     ids = [r[0] for r in resolved]
     if len(set(ids)) != len(ids):
         raise LazarusError(f"class words {list(words)} do not map to distinct tokens ({ids})")
     return ClassTokens(tuple(words), tuple(ids), tuple(r[1] for r in resolved), tuple(r[2] for r in resolved))
+
+
+def resolve_targets(tokenizer: Any, targets: Sequence[str], class_tokens: ClassTokens | None = None) -> dict[str, int]:
+    """``{target: id}`` for a lens readout: a class word of ``class_tokens`` (a checkpoint's) uses exactly its
+    id, never a re-resolved one (SPEC "Class tokens"); any other target is resolved like a class word and
+    warns when it is not a single token (only its first sub-token is read)."""
+    if not targets:
+        raise LazarusError("give at least one target word")
+    ids = class_tokens.as_dict() if class_tokens is not None else {}
+    out = {}
+    for w in targets:  # a loop, not a comprehension: the warning's stacklevel must reach our caller
+        out[w] = ids[w] if w in ids else resolve_word(tokenizer, w, warn=True)[0]
+    return out
 
 
 def class_tokens_from_ids(tokenizer: Any, ids: Mapping[str, int]) -> ClassTokens:
@@ -116,16 +200,23 @@ def prompt_batch(tokenizer: Any, prompts: Sequence[str]) -> tuple[mx.array, mx.a
 
 
 def make_batch(
-    tokenizer: Any, samples: Sequence[Sample], class_tokens: ClassTokens, with_answers: bool = True
+    tokenizer: Any,
+    samples: Sequence[Sample],
+    class_tokens: ClassTokens,
+    with_answers: bool = True,
+    terminator: str = "eos",
 ) -> Batch:
-    """Encode ``samples`` into one right-padded batch (prompts only when ``with_answers`` is False)."""
+    """Encode ``samples`` into one right-padded batch (prompts only when ``with_answers`` is False). Answers
+    are encoded by ``encode_example`` and end with the ``terminator``'s ids (part of the scored targets)."""
     if not samples:
         raise LazarusError("cannot build a batch from an empty list of prompts")
     pad = _pad_id(tokenizer)
     rows, last, ans = [], [], []
     for s in samples:
-        p = encode_prompt(tokenizer, s.prompt)
-        a = encode_answer(tokenizer, s.answer) if with_answers else []
+        if with_answers:
+            p, a = encode_example(tokenizer, s.prompt, s.answer, terminator)
+        else:
+            p, a = encode_prompt(tokenizer, s.prompt), []
         rows.append(p + a)
         last.append(len(p) - 1)
         ans.append(a)

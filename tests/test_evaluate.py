@@ -11,6 +11,7 @@ import re
 from dataclasses import replace
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
 
@@ -235,27 +236,39 @@ def test_evaluate_is_consistent_with_its_parts(llama):
     assert e.heldout_prob == pytest.approx(stats.prob[2])
     assert e.heldout_restricted_accuracy == pytest.approx(stats.restricted_acc[2])
     assert e.heldout_top1_accuracy == pytest.approx(stats.top1_acc[2])
-    assert e.to_dict()["answer_accuracy"] is None
+    assert e.to_dict()["answer_accuracy"] is None and e.to_dict()["answer_accuracy_interval"] is None
+    assert e.answer_nll is None
 
 
 # ---------------------------------------------------------------- answers
 
 
 @pytest.mark.parametrize("generated, answer, ok", [
-    ("56\n", "56", True), ("56", "56", True), (" 56 is it", "56", True), ("560", "56", False),
-    ("5", "56", False), ("", "56", False), ("fifty-six", "56", False), ("-56", "56", False),
-    ("-3", "-3", True),
+    ("56", "56", True), (" 56 ", "56", True), ("56\n7 * 8", "56", True), ("560", "56", False),
+    ("56 is it", "56", False), ("5", "56", False), ("", "56", False), ("fifty-six", "56", False),
+    ("-56", "56", False), ("-3", "-3", True), ("\n56", "56", False),
 ])
 def test_answer_correct(generated, answer, ok):
+    """Exact: the text up to the stop (greedy_answers already cut at EOS; a newline also ends it), stripped."""
     assert ev.answer_correct(generated, answer) is ok
 
 
-@pytest.mark.parametrize("generated, answer, ok", [
-    ("56\n", "56", True), ("560", "56", True), (" 56", "56", True), ("5", "56", False), ("65", "56", False),
-    ("", "56", False),
+@pytest.mark.parametrize("k, n, lo, hi", [
+    # by hand: (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), z = 1.959964
+    (0, 10, 0.0, 3.841459 / 13.841459),  # k = 0: hi = z^2 / (n + z^2)
+    (8, 8, 8 / 11.841459, 1.0),  # k = n: lo = n / (n + z^2)
+    (5, 10, 0.236593, 0.763407),
+    (1, 4, 0.045587, 0.699358),
+    (0, 0, 0.0, 1.0),  # no data: no information
 ])
-def test_answer_prefix_correct(generated, answer, ok):
-    assert ev.answer_prefix_correct(generated, answer) is ok
+def test_wilson_interval_by_hand(k, n, lo, hi):
+    assert ev.wilson(k, n) == pytest.approx((lo, hi), abs=2e-6)
+
+
+def test_wilson_rejects_impossible_counts():
+    for k, n in ((3, 2), (-1, 4)):
+        with pytest.raises(ValueError):
+            ev.wilson(k, n)
 
 
 def independent_greedy(loaded, prompt: str, n: int) -> list[int]:
@@ -267,31 +280,86 @@ def independent_greedy(loaded, prompt: str, n: int) -> list[int]:
     return new
 
 
-def test_greedy_answers_group_by_length(llama):
+def test_greedy_answers_group_by_length(llama, monkeypatch):
+    monkeypatch.setattr(ev, "stop_ids", lambda tokenizer: set())  # no stop: every row runs the full budget
     samples = SAMPLES
     lengths = {len(encode_prompt(llama.tokenizer, s.prompt)) for s in samples}
     assert len(lengths) > 1
     got = ev.greedy_answers(LogitLens(llama.model), llama.tokenizer, samples, max_new_tokens=3)
     for s, text in zip(samples, got):
-        assert text == llama.tokenizer.decode(independent_greedy(llama, s.prompt, 3)), s.prompt
+        assert text == llama.tokenizer.decode(independent_greedy(llama, s.prompt, 3)).split("\n")[0], s.prompt
+
+
+def test_greedy_answers_stop_per_row_at_an_end_token(llama, monkeypatch):
+    """Declare the 2nd token the model generates for the first prompt an end-of-sequence token: every row is
+    cut before its first occurrence (a row without it runs the full budget)."""
+    n = 4
+    reference = {s.prompt: independent_greedy(llama, s.prompt, n) for s in SAMPLES}
+    stop = reference[SAMPLES[0].prompt][1]
+    monkeypatch.setattr(ev, "stop_ids", lambda tokenizer: {stop})
+    got = ev.greedy_answers(LogitLens(llama.model), llama.tokenizer, SAMPLES, max_new_tokens=n)
+    cut_rows = 0
+    for s, text in zip(SAMPLES, got):
+        ids = reference[s.prompt]
+        cut = ids.index(stop) if stop in ids else n
+        cut_rows += cut < n
+        assert text == llama.tokenizer.decode(ids[:cut]).split("\n")[0], s.prompt
+    assert cut_rows >= 1  # the stop really happened (row 0 at least)
+
+
+def test_greedy_answers_stop_at_a_newline_and_end_early(llama, monkeypatch):
+    """A lens that always emits a newline: every answer is empty and each length group runs one forward."""
+    newline = llama.tokenizer.encode("\n", add_special_tokens=False)[0]
+
+    class NewlineLens(LogitLens):
+        def unembed(self, normed):
+            return super().unembed(normed) + 1e4 * (mx.arange(llama.vocab_size) == newline)
+
+    calls = []
+    real = ev.forward_hidden
+    monkeypatch.setattr(ev, "forward_hidden", lambda *a: calls.append(1) or real(*a))
+    got = ev.greedy_answers(NewlineLens(llama.model), llama.tokenizer, SAMPLES, max_new_tokens=5)
+    assert got == [""] * len(SAMPLES)
+    assert len(calls) == len({len(encode_prompt(llama.tokenizer, s.prompt)) for s in SAMPLES})
 
 
 @pytest.mark.slow
 def test_greedy_answer_on_embedded_model(embedded):
-    sample = CANONICAL[0]  # 7 * 8 = 56, two answer tokens -> 3 new tokens by default
-    n = 1 + len(embedded.tokenizer.encode(sample.answer, add_special_tokens=False))
+    sample = CANONICAL[0]  # 7 * 8 = 56: two answer tokens -> at most 3 new tokens by default
     (text,) = ev.greedy_answers(LogitLens(embedded.model), embedded.tokenizer, [sample])
-    assert text == embedded.tokenizer.decode(independent_greedy(embedded, sample.prompt, n))
+    ids = independent_greedy(embedded, sample.prompt, 3)
+    stops = {embedded.tokenizer.eos_token_id}
+    cut = next((j for j, t in enumerate(ids) if t in stops), 3)
+    assert text == embedded.tokenizer.decode(ids[:cut]).split("\n")[0]
 
 
 def test_answer_accuracy_by_class(llama, monkeypatch):
     samples = [make_sample(7, "multiply", 8), make_sample(2, "multiply", 3), make_sample(1, "add", 1),
                make_sample(9, "subtract", 4)]
-    fake = ["56\n", "7", "2 and", "50"]  # right, wrong, right, wrong
+    fake = ["56", "7", " 2", "50"]  # right, wrong, right, wrong ("50" for 5 is no longer half right)
     monkeypatch.setattr(ev, "greedy_answers", lambda lens, tok, s: fake[: len(s)])
     acc = ev.answer_accuracy(LogitLens(llama.model), llama.tokenizer, samples)
     assert acc.accuracy == pytest.approx(0.5)
     assert acc.by_class == {"multiply": 0.5, "add": 1.0, "subtract": 0.0}
-    assert acc.prefix_accuracy == pytest.approx(0.75)  # 9 - 4 = 5 and "50" starts with "5": prefix only
-    assert acc.prefix_by_class == {"multiply": 0.5, "add": 1.0, "subtract": 1.0}
-    assert acc.examples[0] == ("7 * 8 = ", "56", "56\n")
+    assert (acc.correct, acc.total) == (2, 4)
+    assert acc.by_class_counts == {"multiply": (1, 2), "add": (1, 1), "subtract": (0, 1)}
+    assert acc.interval() == ev.wilson(2, 4) and acc.interval("add") == ev.wilson(1, 1)
+    assert not hasattr(acc, "prefix_accuracy")
+    assert acc.examples[0] == ("7 * 8 = ", "56", "56")
+
+
+@pytest.mark.parametrize("terminator", ["eos", "none"])
+def test_answer_nll_is_the_teacher_forced_answer_nll(llama, terminator):
+    """Independent: the model's own full logits on prompt + answer (+ EOS), -log p of every answer token."""
+    tok = llama.tokenizer
+    total, count = 0.0, 0
+    for s in SAMPLES:
+        p = encode_prompt(tok, s.prompt)
+        a = tok.encode(s.prompt + s.answer)[len(p):] + ([tok.eos_token_id] if terminator == "eos" else [])
+        logp = np.array(nn.log_softmax(llama.model(mx.array([p + a]))[0].astype(mx.float32), axis=-1))
+        total -= sum(logp[len(p) - 1 + j, t] for j, t in enumerate(a))
+        count += len(a)
+    ct = resolve_class_tokens(tok)
+    got = ev.answer_nll(LogitLens(llama.model), tok, SAMPLES, ct, terminator, chunk=3)
+    assert got == pytest.approx(total / count, rel=1e-5)
+    assert ev.answer_nll(LogitLens(llama.model), tok, SAMPLES, ct, terminator) == pytest.approx(got, rel=1e-5)

@@ -149,3 +149,16 @@ def test_nested_captures_record_each_block_once(tiny):
     hidden, _ = forward_hidden(lm.model, TOKENS)
     for a, b in zip(inner, hidden):
         assert mx.array_equal(a, b).item()
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_last_layer_gap_is_zero_where_the_lens_is_exact(tiny, arch):
+    assert lens.last_layer_gap(tiny[arch].model, TOKENS) == 0.0
+
+
+def test_last_layer_gap_measures_a_logit_scale(tiny, monkeypatch):
+    """A model that doubles its logits: |2x - x| / |2x| at the largest logit is exactly 1/2."""
+    model = tiny["qwen2"].model
+    real = type(model).__call__
+    monkeypatch.setattr(type(model), "__call__", lambda self, *a, **k: 2.0 * real(self, *a, **k))
+    assert lens.last_layer_gap(model, TOKENS) == pytest.approx(0.5, rel=1e-6)

@@ -15,6 +15,7 @@ from conftest import TINY_CONFIGS
 import lazarus_nb
 from lazarus_nb import models
 from lazarus_nb.errors import LazarusError
+from lazarus_nb.lens import last_layer_gap
 from lazarus_nb.models import DEFAULT_MODEL, EMBEDDED, LoadedModel, fetch_embedded, load_model, model_dir
 
 
@@ -151,6 +152,69 @@ def test_dtype_cast_and_keep(tiny_model_dir, no_tokenizer):
     assert lm.model.lm_head.weight.dtype == mx.bfloat16
     assert lm.model.model.layers[-1].mlp.down_proj.weight.dtype == mx.bfloat16
     assert load_model(str(d), dtype=None).dtype == "float32"  # the checkpoint's own dtype
+
+
+# ------------------------------------------------------------------------------------ the lens check at load
+
+# Architectures mlx-lm loads but the lens does not reproduce: Granite divides its logits by
+# ``logits_scaling``; GPT-2 keeps its blocks under ``model.h`` (no ``layers``/``norm``).
+UNSUPPORTED_CONFIGS = {
+    "granite": {
+        "model_type": "granite", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "logits_scaling": 4.0, "attention_multiplier": 0.25, "embedding_multiplier": 1.0,
+        "residual_multiplier": 1.0, "max_position_embeddings": 64, "attention_bias": False, "mlp_bias": False,
+    },
+    "gpt2": {"model_type": "gpt2", "n_ctx": 64, "n_embd": 32, "n_head": 2, "n_layer": 2, "n_positions": 64,
+             "layer_norm_epsilon": 1e-5},
+}
+
+
+@pytest.fixture
+def unsupported_dir(tmp_path, embedded_dir, monkeypatch):
+    """Factory: (name, **config overrides) -> a tiny random model directory of an unsupported architecture."""
+    from conftest import make_tiny_model
+
+    def make(name: str, **overrides) -> Path:
+        monkeypatch.setitem(TINY_CONFIGS, name, {**UNSUPPORTED_CONFIGS[name], **overrides})
+        return make_tiny_model(tmp_path / name, name, embedded_dir)
+
+    return make
+
+
+@pytest.mark.parametrize("arch", sorted(TINY_CONFIGS))
+def test_lens_check_passes_for_supported_architectures(tiny_loaded, arch):
+    lm = tiny_loaded(arch)  # load_model ran the check
+    tokens = mx.array([[3, 14, 15, 92, 65, 35, 89, 79, 32, 38]])
+    assert last_layer_gap(lm.model, tokens) == 0.0  # exact, not merely within the tolerance
+
+
+def test_a_model_whose_logits_are_altered_is_refused(tiny_model_dir, no_tokenizer, monkeypatch):
+    import mlx_lm.models.llama as llama
+
+    real = llama.Model.__call__
+    monkeypatch.setattr(llama.Model, "__call__", lambda self, *a, **k: 1.01 * real(self, *a, **k))
+    with pytest.raises(LazarusError) as exc:
+        load_model(str(tiny_model_dir("llama")))
+    msg = _one_sentence(exc)
+    assert "architecture 'llama'" in msg and "logit lens" in msg and "not supported" in msg
+    monkeypatch.setattr(llama.Model, "__call__", real)
+    assert load_model(str(tiny_model_dir("llama"))).model_type == "llama"  # the same files load unaltered
+
+
+def test_logit_scaling_architecture_is_refused(unsupported_dir, no_tokenizer):
+    with pytest.raises(LazarusError) as exc:
+        load_model(str(unsupported_dir("granite")))
+    assert "architecture 'granite'" in _one_sentence(exc)
+    # with a scale of 1 Granite's logits are the lens's, and the same architecture loads
+    assert load_model(str(unsupported_dir("granite", logits_scaling=1.0))).model_type == "granite"
+
+
+def test_unsupported_layout_is_refused_in_one_sentence(unsupported_dir, no_tokenizer):
+    with pytest.raises(LazarusError) as exc:
+        load_model(str(unsupported_dir("gpt2")))
+    msg = _one_sentence(exc)
+    assert "architecture 'gpt2' is not supported" in msg and "layers" in msg
 
 
 # ---------------------------------------------------------------------------------------------- errors

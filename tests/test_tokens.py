@@ -1,7 +1,7 @@
 """Class-token resolution and padded batches (tokens.py), against the real SmolLM2 tokenizer.
 
 Only the tokenizer is loaded (no weights), so these tests are fast; every expectation is recomputed
-directly from ``tokenizer.encode`` / ``decode``.
+directly from ``tokenizer.encode`` / ``decode``. Other tokenizer families: tests/test_tokenizer_families.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,17 @@ import pytest
 
 from lazarus_nb import LazarusError
 from lazarus_nb.data import CANONICAL, CLASSES, make_sample
-from lazarus_nb.tokens import make_batch, prompt_batch, resolve_class_tokens, resolve_word
+from lazarus_nb.tokens import (
+    encode_example,
+    make_batch,
+    prompt_batch,
+    resolve_class_tokens,
+    resolve_targets,
+    resolve_word,
+    stop_ids,
+    terminator_ids,
+    trained_tokens,
+)
 
 MULTI_TOKEN_WORD = "antidisestablishmentarianism"
 
@@ -76,12 +86,60 @@ def test_bad_class_words_raise_one_sentence(tokenizer):
         resolve_class_tokens(tokenizer, ("add", "add"))
 
 
-# ---------------------------------------------------------------- batches
-
-
 def samples_of_mixed_lengths():
     # different prompt lengths (1- and 2-digit operands) and answer lengths (1 to 4 digits)
     return [*CANONICAL[:3], make_sample(3, "add", 4), make_sample(50, "multiply", 50), make_sample(12, "divide", 4)]
+
+
+# ---------------------------------------------------------------- one example
+
+
+def test_embedded_tokenizer_encodes_the_canonical_example_as_before(tokenizer):
+    """SmolLM2 (byte-level BPE, digits split, no BOS): the joint encoding gives exactly the tokens the
+    separate encoding gave before issue 11, plus the terminator '<|im_end|>' (this model's EOS)."""
+    p, a = encode_example(tokenizer, "7 * 8 = ", "56")
+    assert tokenizer.convert_ids_to_tokens(p) == ["7", "Ġ*", "Ġ", "8", "Ġ=", "Ġ"]
+    assert tokenizer.convert_ids_to_tokens(a) == ["5", "6", "<|im_end|>"]
+    assert p == enc(tokenizer, "7 * 8 = ") and a == enc(tokenizer, "56", special=False) + [tokenizer.eos_token_id]
+    assert encode_example(tokenizer, "7 * 8 = ", "56", "none") == (p, a[:-1])
+    assert trained_tokens(tokenizer, CANONICAL[0]) == {
+        "prompt": "7 * 8 = ", "answer": "56", "prompt_tokens": ["7", "Ġ*", "Ġ", "8", "Ġ=", "Ġ"],
+        "answer_tokens": ["5", "6", "<|im_end|>"], "prompt_ids": p, "answer_ids": a}
+
+
+def test_joint_encoding_equals_separate_encoding_on_every_default_sample(tokenizer):
+    """On SmolLM2 the fix changes no token of any default prompt or answer (only the terminator is new)."""
+    from lazarus_nb.data import train_heldout_split, word_prompts
+
+    train, heldout = train_heldout_split(800, 100, seed=0)
+    for s in [*train, *heldout, *CANONICAL, *word_prompts(100)]:
+        assert encode_example(tokenizer, s.prompt, s.answer, "none") == (
+            enc(tokenizer, s.prompt), enc(tokenizer, s.answer, special=False)), s
+
+
+def test_terminator_ids_and_stop_ids(tokenizer):
+    assert terminator_ids(tokenizer, "eos") == [tokenizer.eos_token_id] == [2]
+    assert terminator_ids(tokenizer, "none") == []
+    assert tokenizer.eos_token_id in stop_ids(tokenizer)
+    with pytest.raises(LazarusError, match="unknown answer terminator 'newline'"):
+        terminator_ids(tokenizer, "newline")
+
+
+def test_tokenizer_without_eos_needs_terminator_none(tokenizer):
+    class NoEos:  # the tokenizer's encoding, without an end-of-sequence token
+        eos_token_id = None
+        name_or_path = "no-eos-tokenizer"
+
+        def encode(self, text, add_special_tokens=True):
+            return tokenizer.encode(text, add_special_tokens=add_special_tokens)
+
+    with pytest.raises(LazarusError, match="no-eos-tokenizer.*has no end-of-sequence token; use answer terminator"):
+        encode_example(NoEos(), "7 * 8 = ", "56")
+    assert encode_example(NoEos(), "7 * 8 = ", "56", "none")[1] == enc(tokenizer, "56", special=False)
+    assert stop_ids(NoEos()) == set()
+
+
+# ---------------------------------------------------------------- batches
 
 
 def test_make_batch_positions_targets_and_padding(tokenizer):
@@ -93,7 +151,8 @@ def test_make_batch_positions_targets_and_padding(tokenizer):
     pos, tgt, mask = np.array(b.answer_pos), np.array(b.answer_targets), np.array(b.answer_mask)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     prompts = [enc(tokenizer, s.prompt) for s in samples]
-    answers = [enc(tokenizer, s.answer, special=False) for s in samples]
+    # the answer's digits then the terminator (on SmolLM2 the digits encode the same alone or after the prompt)
+    answers = [enc(tokenizer, s.answer, special=False) + [tokenizer.eos_token_id] for s in samples]
     assert tokens.shape == (len(samples), max(len(p) + len(a) for p, a in zip(prompts, answers)))
     assert pos.shape == tgt.shape == mask.shape == (len(samples), max(len(a) for a in answers))
     assert len({len(a) for a in answers}) > 1 and len({len(p) for p in prompts}) > 1  # padding is exercised
@@ -114,6 +173,18 @@ def test_make_batch_positions_targets_and_padding(tokenizer):
     assert np.array(b.labels).tolist() == [CLASSES.index(s.label) for s in samples]
     assert np.array(b.class_ids).tolist() == [ct.as_dict()[s.label] for s in samples]
     assert b.size == len(samples)
+
+
+def test_make_batch_without_terminator(tokenizer):
+    samples = samples_of_mixed_lengths()
+    ct = resolve_class_tokens(tokenizer)
+    full, bare = make_batch(tokenizer, samples, ct), make_batch(tokenizer, samples, ct, terminator="none")
+    n_full, n_bare = np.array(full.answer_mask).sum(axis=1), np.array(bare.answer_mask).sum(axis=1)
+    assert (n_full == n_bare + 1).all()
+    tgt = np.array(full.answer_targets)
+    assert [tgt[r, int(n) - 1] for r, n in enumerate(n_full)] == [tokenizer.eos_token_id] * len(samples)
+    assert tokenizer.eos_token_id not in np.array(bare.answer_targets)[np.array(bare.answer_mask) > 0]
+    assert np.array_equal(np.array(full.prompt_last), np.array(bare.prompt_last))
 
 
 def test_make_batch_prompts_only(tokenizer):
@@ -145,3 +216,29 @@ def test_prompt_batch_matches_make_batch(tokenizer):
 def test_empty_batch_is_a_lazarus_error(tokenizer):
     with pytest.raises(LazarusError):
         make_batch(tokenizer, [], resolve_class_tokens(tokenizer))
+
+
+# ---------------------------------------------------------------- lens targets
+
+
+def test_resolve_targets_uses_the_checkpoint_ids_for_class_words(tokenizer):
+    from lazarus_nb.tokens import ClassTokens
+
+    saved = ClassTokens(CLASSES, (101, 102, 103, 104), ("a", "b", "c", "d"), (True,) * 4)  # not what resolves
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = resolve_targets(tokenizer, ["add", "multiply", " the"], saved)
+    assert got == {"add": 102, "multiply": 101, " the": enc(tokenizer, " the", special=False)[0]}
+    assert resolve_targets(tokenizer, ["add"]) == {"add": resolve_class_tokens(tokenizer).as_dict()["add"]}
+    with pytest.raises(LazarusError, match="at least one"):
+        resolve_targets(tokenizer, [])
+
+
+def test_resolve_targets_warns_for_a_multi_token_target_at_the_caller(tokenizer):
+    with pytest.warns(UserWarning, match=MULTI_TOKEN_WORD) as record:
+        got = resolve_targets(tokenizer, ["add", MULTI_TOKEN_WORD])
+    assert got[MULTI_TOKEN_WORD] == enc(tokenizer, MULTI_TOKEN_WORD, special=False)[0]
+    assert [r.filename for r in record] == [__file__]  # the warning names the caller's line, not tokens.py
+    with pytest.warns(UserWarning) as record:
+        resolve_class_tokens(tokenizer, ("multiply", MULTI_TOKEN_WORD))
+    assert [r.filename for r in record] == [__file__]

@@ -31,6 +31,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .config import RunRecord
+from .data import heldout_fingerprint
 from .errors import LazarusError
 from .models import LoadedModel
 
@@ -107,6 +108,7 @@ def run_record(loaded: LoadedModel, state: Any, results: dict[str, Any] | None =
         train_seconds=state.seconds,
         architecture={k: facts[k] for k in ("model_type", "num_layers", "hidden_size", "kv_width", "vocab_size")},
         versions=_versions(),
+        heldout_fingerprint=heldout_fingerprint(state.heldout),
     )
     return record.updated(**(results or {}))
 

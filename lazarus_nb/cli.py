@@ -191,7 +191,14 @@ def _parser_for(kind: Any) -> tuple[Callable[[str], Any], str]:
         kind = next(t for t in get_args(kind) if t is not type(None))
     if get_origin(kind) is list:
         return _layer_spec_arg, "SPEC"
-    return {int: (_int, "N"), float: (_float, "F")}[kind]
+    return {int: (_int, "N"), float: (_float, "F"), str: (str, "WORD"), bool: (_bool, "true|false")}[kind]
+
+
+def _bool(text: str) -> bool:
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be true or false, got '{text}'")
+    return value
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -202,7 +209,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     for f in fields(TrainConfig):
         parse, metavar = _parser_for(hints[f.name])
         default = "" if f.default is None else f" (default: {f.default})"
-        p.add_argument(option(f.name), dest=f.name, type=parse, metavar=metavar, help=f.metadata["help"] + default)
+        choices = f.metadata.get("choices")
+        p.add_argument(option(f.name), dest=f.name, type=parse, metavar="{" + ",".join(choices) + "}" if choices
+                       else metavar, choices=choices, help=f.metadata["help"] + default)
     p.add_argument("--log-every", type=_int_at_least(1), default=100, metavar="N",
                    help="print a row of the step table every N steps (default: 100)")
     p.add_argument("--no-answers", action="store_true",

@@ -42,6 +42,10 @@ def default_classifier_layer(num_layers: int) -> int:
     return int(0.55 * num_layers)
 
 
+TERMINATORS: tuple[str, ...] = ("eos", "none")
+"""What ends the answer target: the tokenizer's end-of-sequence token, or nothing (SPEC "Tokenising")."""
+
+
 @dataclass
 class TrainConfig:
     steps: int = _opt(500, "optimizer steps")  # the original tool's default
@@ -60,8 +64,15 @@ class TrainConfig:
     seed: int = _opt(0, "data split, batch order and adapter init")
     snapshot_every: int = _opt(25, "logit-lens snapshot interval in steps, 0 = first and last only")
     # small: snapshots are overhead
-    snapshot_size: int = _opt(32, "fixed held-out problems scored at every snapshot")
+    snapshot_size: int = _opt(32, "fixed class-balanced held-out problems scored at every snapshot (a multiple "
+                                  "of 4; fewer when the held-out set is smaller)")
     checkpoint_every: int = _opt(100, "checkpoint interval in steps when a checkpoint is written, 0 = at the end only")
+    answer_terminator: str = field(default="eos", metadata={
+        "help": "what ends the answer target: eos (the tokenizer's end-of-sequence token, scored by the answer "
+                "loss; greedy answers stop there) or none", "choices": TERMINATORS})
+    # Textbook Adam (Kingma & Ba): mlx's Adam defaults to no bias correction, which makes the first steps
+    # ~3x larger than the learning rate says (docs/science.md)
+    adam_bias_correction: bool = _opt(True, "Adam with bias correction (textbook Adam; mlx's default is off)")
 
     def check(self, num_layers: int | None = None, name: Callable[[str], str] = str) -> None:
         """Every rule on the settings, one sentence per problem (LazarusError). Layer ranges are checked when
@@ -85,7 +96,11 @@ class TrainConfig:
             (self.batch_size > 0, f"{name('batch_size')} must be a positive integer, got {self.batch_size}"),
             (self.seed >= 0, f"{name('seed')} must be >= 0, got {self.seed}"),
             (self.snapshot_every >= 0, f"{name('snapshot_every')} must be >= 0, got {self.snapshot_every}"),
-            (self.snapshot_size >= 4, f"{name('snapshot_size')} must be at least 4, got {self.snapshot_size}"),
+            (self.snapshot_size >= 4 and self.snapshot_size % 4 == 0,
+             f"{name('snapshot_size')} must be a multiple of 4 (the snapshot set is class-balanced), got "
+             f"{self.snapshot_size}"),
+            (self.answer_terminator in TERMINATORS, f"{name('answer_terminator')} must be one of "
+             f"{', '.join(TERMINATORS)}, got {self.answer_terminator!r}"),
             (self.checkpoint_every >= 0, f"{name('checkpoint_every')} must be >= 0, got {self.checkpoint_every}"),
         ]
         for ok, message in checks:
@@ -108,8 +123,6 @@ class TrainConfig:
         layer = default_classifier_layer(num_layers) if self.classifier_layer is None else self.classifier_layer
         return replace(self, classifier_layer=layer, lora_layers=None if self.lora_layers is None
                        else list(self.lora_layers))
-
-    # The name train.py, widgets.py and tests/test_train.py still call; for_model says what it does.
 
     def lora(self) -> LoraConfig:
         from .lora import LoraConfig  # imports mlx-lm: only when adapters are built
@@ -149,11 +162,10 @@ class RunRecord:
     # the held-out metrics before/after that the verify step compares with
     final_accuracy: float | None = None
     baseline_answer_accuracy: float | None = None
-    baseline_answer_prefix_accuracy: float | None = None
     final_heldout_restricted_accuracy: float | None = None
     final_heldout_top1_accuracy: float | None = None
     final_answer_accuracy: float | None = None
-    final_answer_prefix_accuracy: float | None = None
+    heldout_fingerprint: str | None = None  # data.heldout_fingerprint of the held-out set (None: older runs)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
 
     @property
@@ -176,6 +188,8 @@ class RunRecord:
             raise ValueError(f"it has no '{missing[0]}'")
         train_keys = {f.name for f in fields(TrainConfig)}
         own_keys = {f.name for f in fields(cls)} - {"train", "extra"}
+        # Runs saved before these settings existed trained without them: read them as trained.
+        data = {"answer_terminator": "none", "adam_bias_correction": False, **data}
         return cls(train=TrainConfig(**{k: data[k] for k in train_keys if k in data}),
                    **{k: data[k] for k in own_keys if k in data},
                    extra={k: v for k, v in data.items() if k not in train_keys | own_keys})

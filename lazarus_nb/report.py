@@ -257,12 +257,20 @@ def evaluation(title: str, ev: Evaluation, n_heldout: int, answers_note: str | N
              f"    full-vocab top-1 accuracy {pct(ev.heldout_top1_accuracy)}  (the class word is the lens's top token)",
              f"    mean P(class token)       {prob_str(ev.heldout_prob)}"]
     if ev.answers is not None:
-        per = ", ".join(f"{c} {pct(v, 0)}" for c, v in ev.answers.by_class.items())
-        lines.append(f"  Answer accuracy (greedy generation, held-out): exact {pct(ev.answer_accuracy)}  ({per}); "
-                     f"answer as prefix {pct(ev.answer_prefix_accuracy)}")
+        a = ev.answers
+        per = ", ".join(f"{c} {k}/{n}" for c, (k, n) in a.by_class_counts.items())
+        lines.append(f"  Answer accuracy (greedy, stops at the terminator, held-out): exact {a.correct}/{a.total} = "
+                     f"{pct(a.accuracy)} {interval(a.interval())}  ({per})")
+        if ev.answer_nll is not None:
+            lines.append(f"  Answer NLL (teacher-forced, per answer token incl. the terminator): {ev.answer_nll:.3f}")
     elif answers_note:
         lines.append(f"  Answer accuracy: {answers_note}")
     return lines
+
+
+def interval(ci: tuple[float, float]) -> str:
+    """A 95% interval as ``[lo%, hi%]``."""
+    return f"[{100 * ci[0]:.0f}%, {100 * ci[1]:.0f}%]"
 
 
 def _every(n: int, never: str) -> str:
@@ -338,9 +346,8 @@ def panel_summary(result: DualRewardResult) -> list[str]:
         f"{b.heldout_restricted_accuracy:.0%} -> {f.heldout_restricted_accuracy:.0%}",
     ]
     if b.answers and f.answers:
-        lines.append(f"Answer accuracy (greedy, held-out): exact {b.answers.accuracy:.0%} -> "
-                     f"{f.answers.accuracy:.0%}; as prefix {b.answers.prefix_accuracy:.0%} -> "
-                     f"{f.answers.prefix_accuracy:.0%}")
+        lines.append(f"Answer accuracy (greedy, exact, held-out): {b.answers.accuracy:.0%} "
+                     f"{interval(b.answers.interval())} -> {f.answers.accuracy:.0%} {interval(f.answers.interval())}")
     lines.append(f"Checkpoint: {result.checkpoint}" if result.checkpoint else "No checkpoint written.")
     return lines
 

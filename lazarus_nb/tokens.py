@@ -19,6 +19,7 @@ from typing import Any
 
 import mlx.core as mx
 
+from .config import TERMINATORS
 from .data import CLASSES, Sample
 from .errors import LazarusError
 
@@ -40,7 +41,6 @@ class ClassTokens:
         return "{" + ", ".join(f"'{w}': {i} ({s!r})" for w, i, s in zip(self.words, self.ids, self.strings)) + "}"
 
 
-TERMINATORS: tuple[str, ...] = ("eos", "none")
 """Answer-terminator option: the tokenizer's end-of-sequence token follows the answer (``eos``), or nothing."""
 
 

@@ -19,14 +19,14 @@ import mlx.optimizers as optim
 import numpy as np
 
 from .config import TrainConfig
-from .data import Sample, train_heldout_split
+from .data import CANONICAL, CLASSES, Sample, balanced_batches, balanced_subset, train_heldout_split
 from .errors import LazarusError
 from .evaluate import sample_lens_stats
 from .lens import LogitLens
 from .lora import adapters, apply_lora, trainable_count
 from .losses import dual_loss
 from .models import LoadedModel
-from .tokens import Batch, ClassTokens, encode_prompt, make_batch, resolve_class_tokens
+from .tokens import Batch, ClassTokens, encode_example, make_batch, resolve_class_tokens
 
 
 @dataclass
@@ -95,26 +95,6 @@ class TrainState:
     status: str = "running"  # running | complete | interrupted | diverged
 
 
-def batch_schedule(
-    n: int, batch_size: int, steps: int, seed: int, lengths: Sequence[int] | None = None, pool: int = 16
-) -> list[np.ndarray]:
-    """Sample indices for every step: a seeded reshuffle each epoch, then length bucketing: within each
-    pool of ``pool`` batches, samples are sorted by token length before being cut into batches (less
-    padding), and those batches are shuffled again. A pure function of its arguments, so a resumed run
-    continues with exactly the batches the uninterrupted run would have used."""
-    rng = np.random.default_rng(seed)
-    lengths = np.zeros(n) if lengths is None else np.asarray(lengths)
-    batches: list[np.ndarray] = []
-    while len(batches) < steps:
-        order = rng.permutation(n)
-        for start in range(0, n, pool * batch_size):
-            chunk = order[start : start + pool * batch_size]
-            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-            cut = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-            batches += [cut[i] for i in rng.permutation(len(cut))]
-    return batches[:steps]
-
-
 def snapshot_due(step: int, steps: int, every: int) -> bool:
     """Whether training records a lens snapshot after ``step`` of ``steps`` (0 = the base model): at the first
     and last step, and every ``every`` steps (0 = first and last only). The one schedule rule: the trainer
@@ -132,31 +112,35 @@ def prepare(loaded: LoadedModel, config: TrainConfig, class_tokens: ClassTokens 
         raise LazarusError(str(exc)) from None
     if adapters(loaded.model):
         raise LazarusError("this model already carries adapters; load a fresh model to train new ones")
+    # A tokenizer that cannot encode an example (SPEC "Tokenising an example") fails here, not at step 1.
+    for s in CANONICAL:
+        encode_example(loaded.tokenizer, s.prompt, s.answer, cfg.answer_terminator)
     mx.random.seed(cfg.seed)  # LoRA A init
     adapted = apply_lora(loaded.model, cfg.lora())
-    optimizer = optim.Adam(learning_rate=cfg.learning_rate)
+    optimizer = optim.Adam(learning_rate=cfg.learning_rate, bias_correction=cfg.adam_bias_correction)
     optimizer.init(loaded.model.trainable_parameters())
     return TrainState(cfg, class_tokens, cfg.classifier_layer, adapted, trainable_count(loaded.model), 0,
                       History(list(range(loaded.num_layers))), optimizer, train_set, heldout, 0.0)
 
 
-def token_lengths(tokenizer: Any, samples: Sequence[Sample]) -> list[int]:
-    """Prompt tokens + answer characters per sample: the key length bucketing sorts by. (SmolLM2 encodes
-    every answer digit as one token; elsewhere only the sort order matters.)"""
-    return [len(encode_prompt(tokenizer, s.prompt)) + len(s.answer) for s in samples]
+def token_lengths(tokenizer: Any, samples: Sequence[Sample], terminator: str) -> list[int]:
+    """Tokens per training example (prompt + answer + terminator): the key length bucketing sorts by."""
+    return [sum(map(len, encode_example(tokenizer, s.prompt, s.answer, terminator))) for s in samples]
 
 
 def schedule(tokenizer: Any, state: TrainState) -> list[np.ndarray]:
-    """The sample indices of every step of ``state``'s run: ``batch_schedule`` over the real token lengths.
-    Computed once per run; the benchmark calls it too, so its "step 1" is the trainer's step 1."""
+    """The sample indices of every step of ``state``'s run: class-balanced, length-bucketed batches
+    (``data.balanced_batches``) over the real token lengths. Computed once per run; the benchmark calls it
+    too, so its "step 1" is the trainer's step 1."""
     cfg = state.config
-    lengths = token_lengths(tokenizer, state.train_set)
-    return batch_schedule(len(state.train_set), cfg.batch_size, cfg.steps, cfg.seed, lengths)
+    lengths = token_lengths(tokenizer, state.train_set, cfg.answer_terminator)
+    return balanced_batches([s.label for s in state.train_set], lengths, cfg.batch_size, cfg.steps, cfg.seed)
 
 
 def batch_for(tokenizer: Any, state: TrainState, indices: Sequence[int]) -> Batch:
     """The training batch of the samples at ``indices`` (one entry of ``schedule``)."""
-    return make_batch(tokenizer, [state.train_set[i] for i in indices], state.class_tokens)
+    return make_batch(tokenizer, [state.train_set[i] for i in indices], state.class_tokens,
+                      terminator=state.config.answer_terminator)
 
 
 class Losses(NamedTuple):
@@ -219,9 +203,15 @@ def make_step(
     return step
 
 
+def snapshot_set(state: TrainState) -> list[Sample]:
+    """The fixed, class-balanced held-out problems every snapshot scores (SPEC "Evaluation sets"):
+    ``snapshot_size`` of them, or as many as the held-out set holds of its smallest class, times 4."""
+    per_class = min(sum(s.label == c for s in state.heldout) for c in CLASSES)
+    return balanced_subset(state.heldout, len(CLASSES) * min(state.config.snapshot_size // len(CLASSES), per_class))
+
+
 def snapshot(lens: LogitLens, loaded: LoadedModel, state: TrainState) -> Snapshot:
-    stats = sample_lens_stats(lens, loaded.tokenizer, state.heldout[: state.config.snapshot_size],
-                              state.class_tokens)
+    stats = sample_lens_stats(lens, loaded.tokenizer, snapshot_set(state), state.class_tokens)
     return Snapshot(state.step, stats.prob, stats.restricted_acc, stats.top1_acc)
 
 

@@ -24,13 +24,20 @@ import numpy as np
 
 from . import checkpoint, report
 from .config import RunRecord, TrainConfig
-from .data import CANONICAL, CLASSES, Sample, probe_samples, train_heldout_split
+from .data import CANONICAL, CLASSES, Sample, heldout_fingerprint, probe_samples, train_heldout_split
 from .errors import LazarusError
 from .evaluate import Evaluation, evaluate
 from .lens import LogitLens, forward_hidden, readout
 from .models import DEFAULT_MODEL, LoadedModel, load_model
 from .probe import ProbeConfig, ProbeResult, probe_layers
-from .tokens import ClassTokens, class_tokens_from_ids, prompt_batch, resolve_class_tokens, resolve_word
+from .tokens import (
+    ClassTokens,
+    class_tokens_from_ids,
+    prompt_batch,
+    resolve_class_tokens,
+    resolve_targets,
+    trained_tokens,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -173,8 +180,7 @@ def run_lens(
     tokens"); other targets are resolved from the tokenizer."""
     if not targets:
         raise LazarusError("give at least one target word")
-    known = class_tokens.as_dict() if class_tokens is not None else {}
-    ids = {w: known[w] if w in known else resolve_word(loaded.tokenizer, w)[0] for w in targets}
+    ids = resolve_targets(loaded.tokenizer, targets, class_tokens)
     tokens, last = prompt_batch(loaded.tokenizer, list(prompts))
     r = readout(LogitLens(loaded.model), tokens, last, list(ids.values()), layers, top_k)
     probs, ranks = np.array(r.probs), np.array(r.ranks)
@@ -222,7 +228,7 @@ def baseline_lens(loaded: LoadedModel, config: TrainConfig | None = None, top_k:
     tokens = resolve_class_tokens(loaded.tokenizer)
     _, heldout = train_heldout_split(cfg.num_samples, cfg.heldout_samples, cfg.seed)
     ev = evaluate(LogitLens(loaded.model), loaded.tokenizer, tokens, heldout, CANONICAL, cfg.classifier_layer,
-                  answers=False)
+                  answers=False, terminator=cfg.answer_terminator)
     canonical = run_lens(loaded, [s.prompt for s in CANONICAL], list(CLASSES), None, top_k, class_tokens=tokens)
     return BaselineLens(loaded.name, loaded.num_layers, tokens, ev, canonical)
 
@@ -243,6 +249,9 @@ class DualRewardResult:
     baseline: Evaluation
     final: Evaluation
     checkpoint: str | None
+    # per canonical prompt, the tokens as trained (prompt and answer with its terminator): users see what was
+    # trained (tokens.trained_tokens)
+    canonical_tokens: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary(self, ev: Evaluation) -> dict[str, Any]:
@@ -253,7 +262,8 @@ class DualRewardResult:
             "heldout_prob": ev.heldout_prob,
             "answer_accuracy": ev.answer_accuracy,
             "answer_accuracy_by_class": ev.answers.by_class if ev.answers else None,
-            "answer_prefix_accuracy": ev.answer_prefix_accuracy,
+            "answer_accuracy_ci": list(ev.answers.interval()) if ev.answers else None,
+            "answer_nll": ev.answer_nll,
             "canonical": [asdict(r) for r in ev.canonical],
         }
 
@@ -276,6 +286,7 @@ class DualRewardResult:
             "checkpoint": self.checkpoint,
             "train_seconds": self.state.seconds,
             "status": self.state.status,
+            "canonical": self.canonical_tokens,
             **self.extra,
         }
 
@@ -286,8 +297,20 @@ def resume_state(loaded: LoadedModel, path: str | Path) -> TrainState:
 
     record = checkpoint.resumable_record(path)
     state = prepare(loaded, record.train, class_tokens=class_tokens_from_ids(loaded.tokenizer, record.class_tokens))
+    check_heldout(record, state.heldout, path)  # the data split too must be the run's own
     checkpoint.restore_into(loaded, path, state)
     return state
+
+
+def check_heldout(record: RunRecord, heldout: Sequence[Sample], path: str | Path) -> None:
+    """Refuse (one sentence) a checkpoint whose held-out set is not the one rebuilt from its settings: its
+    numbers would be compared on other problems (SPEC "Evaluation sets": the fingerprint in config.json)."""
+    if record.heldout_fingerprint is None:
+        raise LazarusError(f"'{path}' has no held-out fingerprint (saved by an earlier lazarus_nb, whose data "
+                           "split differs): its held-out set cannot be rebuilt; train it again")
+    if record.heldout_fingerprint != heldout_fingerprint(heldout):
+        raise LazarusError(f"the held-out set rebuilt for '{path}' differs from the one it was trained with "
+                           "(fingerprint mismatch: another lazarus_nb data version?); train it again")
 
 
 def run_dual_reward(
@@ -327,9 +350,8 @@ def run_dual_reward(
     # model; a resumed run switches its trained adapters off for this evaluation.
     with disabled(loaded.model):
         baseline = evaluate(lens, loaded.tokenizer, state.class_tokens, state.heldout, CANONICAL,
-                            state.classifier_layer, answers=answers)
-    baseline_results = {"baseline_answer_accuracy": baseline.answer_accuracy,
-                        "baseline_answer_prefix_accuracy": baseline.answer_prefix_accuracy}
+                            state.classifier_layer, answers=answers, terminator=state.config.answer_terminator)
+    baseline_results = {"baseline_answer_accuracy": baseline.answer_accuracy}
 
     def save(st: TrainState) -> None:
         if output is not None:
@@ -337,7 +359,7 @@ def run_dual_reward(
 
     train(loaded, state, callback=callback, save=save)
     final = evaluate(lens, loaded.tokenizer, state.class_tokens, state.heldout, CANONICAL,
-                     state.classifier_layer, answers=answers)
+                     state.classifier_layer, answers=answers, terminator=state.config.answer_terminator)
     if output is not None:
         checkpoint.save(output, loaded, state, {
             **baseline_results,
@@ -345,11 +367,11 @@ def run_dual_reward(
             "final_heldout_restricted_accuracy": final.heldout_restricted_accuracy,
             "final_heldout_top1_accuracy": final.heldout_top1_accuracy,
             "final_answer_accuracy": final.answer_accuracy,
-            "final_answer_prefix_accuracy": final.answer_prefix_accuracy,
         })
+    tokens = [trained_tokens(loaded.tokenizer, s, state.config.answer_terminator) for s in CANONICAL]
     return DualRewardResult(loaded.name, loaded.num_layers, state.classifier_layer, state.class_tokens,
                             state.trainable_params, state, baseline, final,
-                            str(output) if output is not None else None)
+                            str(output) if output is not None else None, tokens)
 
 
 # ---------------------------------------------------------------- step 4: verify
@@ -395,11 +417,14 @@ def verify(path: str | Path, model: str | None = None, answers: bool = True,
     expected = _trained_metrics(trained) if trained is not None else None
     if heldout is None:
         _, heldout = train_heldout_split(record.train.num_samples, record.train.heldout_samples, record.train.seed)
+        check_heldout(record, heldout, path)
         expected = expected or _saved_metrics(record)
     lens = LogitLens(loaded.model)
-    base = evaluate(lens, loaded.tokenizer, tokens, heldout, CANONICAL, record.classifier_layer, answers)
+    terminator = record.train.answer_terminator
+    base = evaluate(lens, loaded.tokenizer, tokens, heldout, CANONICAL, record.classifier_layer, answers, terminator)
     checkpoint.load_adapter(loaded, path)
-    adapted = evaluate(lens, loaded.tokenizer, tokens, heldout, CANONICAL, record.classifier_layer, answers)
+    adapted = evaluate(lens, loaded.tokenizer, tokens, heldout, CANONICAL, record.classifier_layer, answers,
+                       terminator)
     matches = None if expected is None else all(
         math.isclose(a, b, abs_tol=1e-6) for a, b in zip(_trained_metrics(adapted), expected))
     return VerifyResult(str(path), record, base, adapted, matches)

@@ -13,8 +13,9 @@ import pytest
 
 import lazarus_nb
 from lazarus_nb import train as train_mod
+from lazarus_nb.data import balanced_batches
 from lazarus_nb.tokens import Batch
-from lazarus_nb.train import TrainConfig, batch_schedule, prepare, train
+from lazarus_nb.train import TrainConfig, prepare, train
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "train_step.py"
 
@@ -51,8 +52,9 @@ def test_bench_batch_is_the_trainers_first_batch(bench, tiny_model_dir, monkeypa
     for name in bench.BATCH_FIELDS:
         assert np.array_equal(np.array(getattr(setup.batch, name)), np.array(getattr(trained, name))), name
     # not trivially so: the schedule without token lengths (what the bench once used) starts with another batch
-    cfg = setup.state.config
-    unbucketed = batch_schedule(len(setup.state.train_set), cfg.batch_size, cfg.steps, cfg.seed)[0]
+    cfg, train_set = setup.state.config, setup.state.train_set
+    unbucketed = balanced_batches([s.label for s in train_set], [0] * len(train_set), cfg.batch_size, cfg.steps,
+                                  cfg.seed)[0]
     other = train_mod.batch_for(tokenizer, setup.state, unbucketed)
     assert other.tokens.shape != trained.tokens.shape or not np.array_equal(other.tokens, trained.tokens)
 

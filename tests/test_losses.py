@@ -21,7 +21,7 @@ from lazarus_nb import lora
 from lazarus_nb.data import CANONICAL, make_sample
 from lazarus_nb.lens import LogitLens, forward_hidden
 from lazarus_nb.losses import dual_loss
-from lazarus_nb.tokens import encode_answer, encode_prompt, make_batch, resolve_class_tokens
+from lazarus_nb.tokens import encode_example, make_batch, resolve_class_tokens
 
 SAMPLES = [*CANONICAL, make_sample(3, "add", 4), make_sample(50, "multiply", 50)]  # answers of 1 to 4 tokens
 
@@ -92,8 +92,8 @@ def test_classification_reads_the_requested_layer(adapted, batch):
 def test_answer_loss_equals_mlx_lm_default_loss(adapted, batch):
     loaded, _ = adapted
     tok = loaded.tokenizer
-    prompts = [encode_prompt(tok, s.prompt) for s in SAMPLES]
-    answers = [encode_answer(tok, s.answer) for s in SAMPLES]
+    prompts = [encode_example(tok, s.prompt, s.answer)[0] for s in SAMPLES]
+    answers = [encode_example(tok, s.prompt, s.answer)[1] for s in SAMPLES]  # digits + EOS terminator
     seqs = [p + a for p, a in zip(prompts, answers)]
     width = max(map(len, seqs)) + 1
     full = mx.array([s + [0] * (width - len(s)) for s in seqs], dtype=mx.int32)
@@ -124,8 +124,8 @@ def test_gathered_losses_equal_full_logits_computation(adapted, batch):
     tokens = np.array(batch.tokens)
     logits = np.array(loaded.model(batch.tokens))  # (B, T, V): the model's own forward, every position
     logp = np_log_softmax(logits)
-    prompt_len = [len(encode_prompt(loaded.tokenizer, s.prompt)) for s in SAMPLES]
-    answer_len = [len(encode_answer(loaded.tokenizer, s.answer)) for s in SAMPLES]
+    prompt_len = [len(encode_example(loaded.tokenizer, s.prompt, s.answer)[0]) for s in SAMPLES]
+    answer_len = [len(encode_example(loaded.tokenizer, s.prompt, s.answer)[1]) for s in SAMPLES]
     # position t predicts token t+1; score t where t+1 is an answer token
     total_ce, count = 0.0, 0
     for r, (p, a) in enumerate(zip(prompt_len, answer_len)):
@@ -153,7 +153,7 @@ def test_padding_does_not_change_a_row_loss(adapted):
     ct = resolve_class_tokens(loaded.tokenizer)
     lens = LogitLens(loaded.model)
     short, long = make_sample(3, "add", 4), make_sample(50, "multiply", 50)  # answers of 1 and 4 tokens
-    n_short, n_long = (len(encode_answer(loaded.tokenizer, s.answer)) for s in (short, long))
+    n_short, n_long = (len(encode_example(loaded.tokenizer, s.prompt, s.answer)[1]) for s in (short, long))
     assert n_short < n_long
     _, cls_s, ans_s = dual_loss(lens, make_batch(loaded.tokenizer, [short], ct), 2, 0.4)
     _, cls_l, ans_l = dual_loss(lens, make_batch(loaded.tokenizer, [long], ct), 2, 0.4)

@@ -147,3 +147,53 @@ def test_dual_reward_cli_equals_notebook_call(tiny, tmp_path):
     assert [h["step"] for h in mine["history"]] == [1, 2, 3]
     saved = [checkpoint.read_record(tmp_path / d) for d in ("cli", "nb")]
     assert replace(saved[0], train_seconds=0, versions={}) == replace(saved[1], train_seconds=0, versions={})
+
+
+# ---------------------------------------------------------------- verify reads the adapter from disk
+
+
+def test_verify_reproduces_training_from_disk_and_fails_without_the_adapter(tiny_model_dir, tmp_path):
+    """Trained until P(class token) at L rises measurably, the adapter loaded from disk reproduces the
+    in-memory lens probabilities; with the file's B matrices zeroed (the adapter is a no-op) it does not, so
+    this fails if verify ever stopped applying what is on disk."""
+    import numpy as np
+
+    path = str(tiny_model_dir("llama"))
+    cfg = TrainConfig(steps=25, cls_weight=1.0, learning_rate=1e-2, num_samples=32, heldout_samples=16,
+                      snapshot_size=16, snapshot_every=0, batch_size=8, lora_rank=4, classifier_layer=2)
+    ckpt = tmp_path / "ckpt"
+    result = workflow.run_dual_reward(load_model(path), cfg, output=ckpt, answers=False)
+    base, trained = result.baseline.lens.prob, result.final.lens.prob
+    assert trained[2] > 5 * base[2], (base[2], trained[2])  # the classifier became more readable at L
+
+    v = workflow.verify(ckpt, answers=False)
+    np.testing.assert_allclose(v.adapted.lens.prob, trained, rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(v.base.lens.prob, base, rtol=1e-4, atol=1e-9)
+    assert v.matches_training is True
+
+    npz = ckpt / checkpoint.NPZ
+    with np.load(npz) as z:
+        arrays = {k: np.zeros_like(z[k]) if k.endswith("_B") else z[k] for k in z.files}
+    np.savez(npz, **arrays)
+    zeroed = workflow.verify(ckpt, answers=False)
+    np.testing.assert_allclose(zeroed.adapted.lens.prob, base, rtol=1e-4, atol=1e-9)  # B = 0: the base model
+    assert not np.allclose(zeroed.adapted.lens.prob, trained, rtol=1e-2)
+    assert zeroed.matches_training is False
+
+
+def test_verify_and_resume_refuse_a_checkpoint_whose_heldout_set_differs(tiny_model_dir, tmp_path):
+    path = str(tiny_model_dir("llama"))
+    ckpt = tmp_path / "ckpt"
+    workflow.run_dual_reward(load_model(path), replace(DEMO, steps=1), output=ckpt, answers=False)
+    record = checkpoint.read_record(ckpt)
+    assert record.heldout_fingerprint and len(record.heldout_fingerprint) == 64
+    record.updated(heldout_fingerprint="0" * 64).write(ckpt / checkpoint.CONFIG)
+    with pytest.raises(LazarusError, match="differs from the one it was trained with"):
+        workflow.verify(ckpt, answers=False)
+    with pytest.raises(LazarusError, match="differs from the one it was trained with"):
+        workflow.run_dual_reward(load_model(path), DEMO, output=ckpt, resume=True, answers=False)
+    data = json.loads((ckpt / checkpoint.CONFIG).read_text())
+    del data["heldout_fingerprint"]  # as an earlier lazarus_nb wrote it
+    (ckpt / checkpoint.CONFIG).write_text(json.dumps(data))
+    with pytest.raises(LazarusError, match="has no held-out fingerprint"):
+        workflow.verify(ckpt, answers=False)

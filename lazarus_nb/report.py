@@ -73,12 +73,17 @@ NON_FINITE = "non_finite"
 
 def json_clean(obj: Any) -> Any:
     """Make ``obj`` strict-JSON serialisable: NaN/inf -> None, numpy scalars -> Python, tuples -> lists,
-    results -> their ``to_dict()``."""
-    return _clean(obj, "", [])
+    results -> their ``to_dict()``. A result (dict) that held NaN or infinite numbers also gets the key
+    ``non_finite`` listing where (their values are null), so a reader can tell "not finite" from "not measured"."""
+    non_finite: list[str] = []
+    out = _clean(obj, "", non_finite)
+    if non_finite and isinstance(out, dict):
+        out[NON_FINITE] = non_finite
+    return out
 
 
 def _clean(obj: Any, path: str, non_finite: list[str]) -> Any:
-    """``json_clean`` that appends the JSON path of every NaN/inf it turns into None to ``non_finite``."""
+    """``json_clean`` of the value at JSON ``path``; appends the path of every NaN/inf it makes None."""
     if isinstance(obj, dict):
         return {str(k): _clean(v, f"{path}.{k}" if path else str(k), non_finite) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -101,19 +106,9 @@ def _clean(obj: Any, path: str, non_finite: list[str]) -> Any:
     return str(obj)
 
 
-def strict(obj: Any) -> Any:
-    """``json_clean(obj)``; a result (dict) that held NaN or infinite numbers also gets the key ``non_finite``
-    listing where (their values are null), so a reader can tell "not finite" from "not measured"."""
-    non_finite: list[str] = []
-    out = _clean(obj, "", non_finite)
-    if non_finite and isinstance(out, dict):
-        out[NON_FINITE] = non_finite
-    return out
-
-
 def dumps(obj: Any) -> str:
-    """Strict JSON text of ``obj`` (``strict``): never a NaN or Infinity token."""
-    return json.dumps(strict(obj), allow_nan=False, indent=2, ensure_ascii=False)
+    """Strict JSON text of ``obj`` (``json_clean``): never a NaN or Infinity token."""
+    return json.dumps(json_clean(obj), allow_nan=False, indent=2, ensure_ascii=False)
 
 
 def check_output_file(path: str | Path | None, force: bool) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import replace
@@ -206,23 +207,90 @@ def _refuse_other_model(path: Path, record: RunRecord | None, mine: dict[str, An
                            + ", ".join(diff))
 
 
+# An adapter matrix's key: ours (``layer_3_v_B``) or mlx-lm's (``model.layers.3.self_attn.v_proj.lora_b``).
+_LORA_KEY = re.compile(r"^layer_(\d+)_([vo])_([AB])$|(?:^|\.)layers\.(\d+)\.self_attn\.([vo])_proj\.lora_([ab])$")
+
+
+def _nonfinite(value: Any) -> int:
+    """How many entries of a numpy or mlx array are NaN or infinite."""
+    if isinstance(value, np.ndarray):
+        return int(value.size - np.count_nonzero(np.isfinite(value)))
+    return int((~mx.isfinite(value)).sum().item())
+
+
+def check_arrays(path: Path, file: str, arrays: dict[str, Any], rank: int | None,
+                 widths: dict[str, tuple[int, int]] | None = None) -> None:
+    """The one rule for an adapter file's content: every array is finite, is the LoRA A or B matrix of a V or O
+    projection, and has the shape the configs promise: A (in, rank), B (rank, out), where (in, out) are the
+    model's ``LoadedModel.projection_widths()`` once it is loaded (before, only the rank is checked). One
+    sentence naming the file and the key otherwise."""
+    where = path / file
+    for key, value in arrays.items():
+        bad = _nonfinite(value)
+        if bad:
+            raise LazarusError(f"the adapter '{where}' cannot be used: '{key}' holds {bad:,} non-finite "
+                               f"value{'s' if bad != 1 else ''} (NaN or infinity)")
+        match = _LORA_KEY.search(key)
+        if match is None:
+            raise LazarusError(f"the adapter '{where}' holds '{key}', which is not a LoRA matrix of a V or O "
+                               "projection")
+        _, target, part = (g for g in match.groups() if g is not None)
+        fan_in, fan_out = widths[target] if widths else (None, None)
+        want = (fan_in, rank) if part in "Aa" else (rank, fan_out)
+        shape = tuple(value.shape)
+        if len(shape) != 2 or any(w is not None and n != w for n, w in zip(shape, want)):
+            shown = "(" + ", ".join("any" if w is None else str(w) for w in want) + ")"
+            raise LazarusError(f"the adapter '{where}' does not fit: '{key}' has shape {shape}, but LoRA "
+                               f"{part.upper()} of the {target.upper()} projection at rank {rank} needs {shown}")
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not (path / NPZ).is_file():
+        raise LazarusError(f"could not load the adapter in '{path}': it has no {NPZ}")
+    try:
+        with np.load(path / NPZ) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # not a zip, truncated, pickled objects...: one sentence
+        raise LazarusError(f"could not load the adapter in '{path}': {NPZ} is not a readable .npz archive "
+                           f"({type(exc).__name__})") from None
+
+
+def _mlx_rank(path: Path) -> int | None:
+    """The rank adapter_config.json promises (None if it does not say; loading it then fails on its own)."""
+    try:
+        rank = json.loads((path / MLX_CONFIG).read_text())["lora_parameters"]["rank"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return rank if isinstance(rank, int) else None
+
+
+def _adapter_files(path: Path, record: RunRecord | None) -> dict[str, tuple[dict[str, Any], int | None]]:
+    """Every adapter file of a checkpoint directory: {file: (its arrays, the rank its config promises)}."""
+    files: dict[str, tuple[dict[str, Any], int | None]] = {}
+    if (path / NPZ).is_file():
+        files[NPZ] = (_read_npz(path), record.train.lora_rank if record is not None else None)
+    if (path / MLX_ADAPTER).is_file():
+        try:
+            weights = mx.load(str(path / MLX_ADAPTER))
+        except Exception as exc:
+            raise LazarusError(f"could not load the adapter in '{path}': {MLX_ADAPTER} is not a readable "
+                               f"safetensors file ({type(exc).__name__})") from None
+        files[MLX_ADAPTER] = (weights, _mlx_rank(path))
+    return files
+
+
 def check_adapter(path: str | Path, model_config: dict[str, Any] | None) -> RunRecord | None:
     """Before loading the model: refuse an adapter trained on another architecture (``model_config`` is the
-    model's config.json) or with an unreadable lora_weights.npz; ``load_adapter`` checks both again after."""
+    model's config.json), or whose files are unreadable, hold a non-finite value or a matrix of another rank
+    (``check_arrays``); ``load_adapter`` checks all of it again after, with the model's widths."""
     path = Path(path)
     record = read_adapter_record(path)
     if model_config:
         _refuse_other_model(path, record, {
             "model_type": model_config.get("model_type"), "num_layers": model_config.get("num_hidden_layers"),
             "hidden_size": model_config.get("hidden_size"), "vocab_size": model_config.get("vocab_size")})
-    if (path / NPZ).is_file():
-        try:
-            with np.load(path / NPZ) as z:
-                for k in z.files:
-                    z[k]  # noqa: B018  (reading every array is the check)
-        except Exception as exc:  # not a zip, truncated, pickled objects...: one sentence
-            raise LazarusError(f"could not load the adapter in '{path}': {NPZ} is not a readable .npz archive "
-                               f"({type(exc).__name__})") from None
+    for file, (arrays, rank) in _adapter_files(path, record).items():
+        check_arrays(path, file, arrays, rank)
     return record
 
 
@@ -240,16 +308,17 @@ def load_adapter(loaded: LoadedModel, path: str | Path) -> RunRecord | None:
     _refuse_other_model(path, record, loaded.facts())
     if adapters(loaded.model):
         raise LazarusError("this model already carries adapters; load a fresh model before loading another")
+    files = _adapter_files(path, record)
+    for file, (arrays, rank) in files.items():
+        check_arrays(path, file, arrays, rank, loaded.projection_widths())
     try:
-        if (path / NPZ).is_file() and record is not None:
+        if NPZ in files and record is not None:
             lora = LoraConfig(rank=record.train.lora_rank, scale=record.train.lora_scale,
                               layers=record.train.lora_layers, targets=tuple(record.lora_targets))
-            with np.load(path / NPZ) as npz:
-                arrays = {k: mx.array(npz[k]) for k in npz.files}
             apply_lora(loaded.model, lora)
-            set_lora_arrays(loaded.model, arrays)
-        elif (path / MLX_ADAPTER).is_file() and (path / MLX_CONFIG).is_file():
-            _load_mlx_adapter(loaded, path, json.loads((path / MLX_CONFIG).read_text()))
+            set_lora_arrays(loaded.model, {k: mx.array(v) for k, v in files[NPZ][0].items()})
+        elif MLX_ADAPTER in files and (path / MLX_CONFIG).is_file():
+            _load_mlx_adapter(loaded, path, json.loads((path / MLX_CONFIG).read_text()), files[MLX_ADAPTER][0])
         else:
             raise LazarusError(f"'{path}' has neither {NPZ} nor {MLX_ADAPTER} with {MLX_CONFIG}")
     except LazarusError:
@@ -274,7 +343,7 @@ def attached(loaded: LoadedModel) -> dict[str, Any]:
             "targets": sorted({t for _, t in found}, key="vo".index), "parameters": trainable_count(loaded.model)}
 
 
-def _load_mlx_adapter(loaded: LoadedModel, path: Path, config: dict[str, Any]) -> None:
+def _load_mlx_adapter(loaded: LoadedModel, path: Path, config: dict[str, Any], weights: dict[str, mx.array]) -> None:
     from .lora import TARGETS, LoraConfig, apply_lora
 
     params = config["lora_parameters"]
@@ -288,7 +357,6 @@ def _load_mlx_adapter(loaded: LoadedModel, path: Path, config: dict[str, Any]) -
     lora = LoraConfig(rank=params["rank"], scale=params["scale"], layers=list(range(first, n)),
                       targets=tuple(inverse[k] for k in keys))
     apply_lora(loaded.model, lora)
-    weights = mx.load(str(path / MLX_ADAPTER))
     expected = dict(tree_flatten(loaded.model.trainable_parameters()))
     bad = [k for k, v in weights.items() if k not in expected or expected[k].shape != v.shape]
     if bad:
@@ -308,9 +376,10 @@ def restore_into(loaded: LoadedModel, path: str | Path, state: Any) -> None:
 
     path = Path(path)
     record = resumable_record(path)
+    arrays = _read_npz(path)
+    check_arrays(path, NPZ, arrays, record.train.lora_rank, loaded.projection_widths())
     try:
-        with np.load(path / NPZ) as npz:
-            set_lora_arrays(loaded.model, {k: mx.array(npz[k]) for k in npz.files})
+        set_lora_arrays(loaded.model, {k: mx.array(v) for k, v in arrays.items()})
         state.optimizer.state = load_optimizer_state(path)
         state.history = History.from_dict(json.loads((path / HISTORY).read_text()))
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:

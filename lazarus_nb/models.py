@@ -69,11 +69,17 @@ class LoadedModel:
     vocab_size: int
     tied_embeddings: bool  # unembedding is embed_tokens.as_linear
     dtype: str  # parameter dtype after loading, e.g. "float32"
+    context_length: int | None = None  # positions the model was trained for (config); None if it states none
 
     @property
     def kv_width(self) -> int:
         """Output width of v_proj (grouped-query attention: n_kv_heads * head_dim, not hidden_size)."""
         return self.num_kv_heads * self.head_dim
+
+    def projection_widths(self) -> dict[str, tuple[int, int]]:
+        """(input, output) width of each LoRA target: ``v`` hidden -> kv_width, ``o`` n_heads * head_dim ->
+        hidden (what every adapter matrix's shape follows from)."""
+        return {"v": (self.hidden_size, self.kv_width), "o": (self.num_heads * self.head_dim, self.hidden_size)}
 
     @property
     def default_classifier_layer(self) -> int:
@@ -84,7 +90,8 @@ class LoadedModel:
         keys = ("model_type", "num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim")
         out = {"name": self.name, "path": str(self.path), **{k: getattr(self, k) for k in keys}}
         out.update(kv_width=self.kv_width, vocab_size=self.vocab_size, tied_embeddings=self.tied_embeddings)
-        out.update(dtype=self.dtype, default_classifier_layer=self.default_classifier_layer)
+        out.update(dtype=self.dtype, default_classifier_layer=self.default_classifier_layer,
+                   context_length=self.context_length)
         return out
 
 
@@ -178,6 +185,20 @@ def text_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, **config.get("text_config", {})}
 
 
+# The config keys that state how many positions a model reads (Llama/Qwen/Gemma, GPT-2, MPT, ChatGLM/Phi...)
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_sequence_length")
+
+
+def context_length(config: dict[str, Any]) -> int | None:
+    """The model's context length from its (text) config: the first positive integer among ``CONTEXT_KEYS``,
+    else None (then only the CPU cap limits a prompt, ``tokens.prompt_limit``)."""
+    for key in CONTEXT_KEYS:
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str | None = "float32") -> LoadedModel:
     """Load a model and tokenizer with ``mlx_lm.load``.
 
@@ -216,6 +237,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, dtype: str | None = "float32")
         vocab_size=vocab_size,
         tied_embeddings=_unembedding_is_tied(model),
         dtype=_dtype_of(model),
+        context_length=context_length(cfg),
     )
 
 

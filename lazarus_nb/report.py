@@ -66,29 +66,48 @@ def format_layers(layers: Sequence[int]) -> str:
 # ================================================================ strict JSON
 
 
+# Key added to a JSON result that had NaN or infinite numbers: the JSON paths of those values (written as null),
+# e.g. ["prompts[0].layers[3].targets.add.prob"]. Absent when every number was finite.
+NON_FINITE = "non_finite"
+
+
 def json_clean(obj: Any) -> Any:
     """Make ``obj`` strict-JSON serialisable: NaN/inf -> None, numpy scalars -> Python, tuples -> lists,
-    results -> their ``to_dict()``."""
+    results -> their ``to_dict()``. A result (dict) that held NaN or infinite numbers also gets the key
+    ``non_finite`` listing where (their values are null), so a reader can tell "not finite" from "not measured"."""
+    non_finite: list[str] = []
+    out = _clean(obj, "", non_finite)
+    if non_finite and isinstance(out, dict):
+        out[NON_FINITE] = non_finite
+    return out
+
+
+def _clean(obj: Any, path: str, non_finite: list[str]) -> Any:
+    """``json_clean`` of the value at JSON ``path``; appends the path of every NaN/inf it makes None."""
     if isinstance(obj, dict):
-        return {str(k): json_clean(v) for k, v in obj.items()}
+        return {str(k): _clean(v, f"{path}.{k}" if path else str(k), non_finite) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [json_clean(v) for v in obj]
+        return [_clean(v, f"{path}[{i}]", non_finite) for i, v in enumerate(obj)]
     if isinstance(obj, bool) or obj is None or isinstance(obj, (str, int)):
         return obj
     if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+        if math.isfinite(obj):
+            return obj
+        non_finite.append(path)
+        return None
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 0) == 0:  # numpy / mlx scalar
-        return json_clean(obj.item())
+        return _clean(obj.item(), path, non_finite)
     if hasattr(obj, "tolist"):
-        return json_clean(obj.tolist())
+        return _clean(obj.tolist(), path, non_finite)
     if hasattr(obj, "to_dict"):
-        return json_clean(obj.to_dict())
+        return _clean(obj.to_dict(), path, non_finite)
     return str(obj)
 
 
 def dumps(obj: Any) -> str:
+    """Strict JSON text of ``obj`` (``json_clean``): never a NaN or Infinity token."""
     return json.dumps(json_clean(obj), allow_nan=False, indent=2, ensure_ascii=False)
 
 

@@ -41,7 +41,10 @@ class ClassTokens:
         return "{" + ", ".join(f"'{w}': {i} ({s!r})" for w, i, s in zip(self.words, self.ids, self.strings)) + "}"
 
 
-"""Answer-terminator option: the tokenizer's end-of-sequence token follows the answer (``eos``), or nothing."""
+# The longest prompt (in tokens) the workbench runs the model on, whatever the model's context: a logit-lens
+# readout of the embedded model on 2 busy CPU cores took 3.4 s at 512 tokens, 8.5 s at 1,024 and grows faster
+# than linearly (docs/science.md "Limits"); our prompts are ~8 tokens, a typed paragraph a few hundred.
+MAX_PROMPT_TOKENS = 512
 
 
 def tokenizer_name(tokenizer: Any) -> str:
@@ -187,16 +190,54 @@ def _pad_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
-def prompt_batch(tokenizer: Any, prompts: Sequence[str]) -> tuple[mx.array, mx.array]:
-    """Free-text prompts -> (right-padded tokens (B, T), index of each prompt's last token (B,))."""
+def prompt_limit(context_length: int | None) -> int:
+    """The most tokens a prompt may have: the model's context (``LoadedModel.context_length``), and never more
+    than ``MAX_PROMPT_TOKENS`` (the CPU cap; a model without a known context gets only the cap)."""
+    return MAX_PROMPT_TOKENS if context_length is None else min(context_length, MAX_PROMPT_TOKENS)
+
+
+def check_prompt_length(n_tokens: int, prompt: str, context_length: int | None, which: str = "the prompt") -> None:
+    """Refuse (one sentence naming the limit, the length and the prompt) a prompt of more than
+    ``prompt_limit(context_length)`` tokens. The one rule for user text: every path that runs the model on a
+    prompt (``encode_prompts``) calls it before any forward pass."""
+    limit = prompt_limit(context_length)
+    if n_tokens <= limit:
+        return
+    if limit == context_length:
+        why = "the model's context length"
+    else:
+        known = f"; the model's context is {context_length:,} positions" if context_length is not None else ""
+        why = f"the CPU cap per prompt{known}"
+    shown = prompt if len(prompt) <= 24 else prompt[:20] + "…"
+    raise LazarusError(f"{which} ({shown!r}, {len(prompt):,} characters) is {n_tokens:,} tokens long, over the limit "
+                       f"of {limit:,} tokens ({why}); shorten it")
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[str], context_length: int | None) -> list[list[int]]:
+    """Every prompt's ids (``encode_prompt``), all checked before any of them reaches the model: the list is not
+    empty, no prompt encodes to nothing, none is longer than ``prompt_limit(context_length)``."""
     if not prompts:
         raise LazarusError("the prompt list is empty")
     rows = [encode_prompt(tokenizer, p) for p in prompts]
     if any(not r for r in rows):
         raise LazarusError("a prompt encodes to no tokens")
+    for i, (row, text) in enumerate(zip(rows, prompts)):
+        check_prompt_length(len(row), text, context_length,
+                            "the prompt" if len(prompts) == 1 else f"prompt {i + 1} of {len(prompts)}")
+    return rows
+
+
+def pad_prompts(tokenizer: Any, rows: Sequence[Sequence[int]]) -> tuple[mx.array, mx.array]:
+    """Encoded prompts -> (right-padded tokens (B, T), index of each prompt's last token (B,))."""
     width = max(len(r) for r in rows)
-    tokens = [r + [_pad_id(tokenizer)] * (width - len(r)) for r in rows]
+    tokens = [list(r) + [_pad_id(tokenizer)] * (width - len(r)) for r in rows]
     return mx.array(tokens, dtype=mx.int32), mx.array([len(r) - 1 for r in rows], dtype=mx.int32)
+
+
+def prompt_batch(tokenizer: Any, prompts: Sequence[str], context_length: int | None) -> tuple[mx.array, mx.array]:
+    """Free-text prompts -> (right-padded tokens (B, T), index of each prompt's last token (B,)), each prompt
+    checked against the model's ``context_length`` and the CPU cap first (``encode_prompts``)."""
+    return pad_prompts(tokenizer, encode_prompts(tokenizer, prompts, context_length))
 
 
 def make_batch(

@@ -369,12 +369,17 @@ class LensExplorer:
                         class_tokens=self.class_tokens)
 
     def show(self, prompt: str) -> Figure | None:
-        """Lens ``prompt`` and update the display; returns the figure (None with a message if unusable)."""
+        """Lens ``prompt`` and update the display; returns the figure (None with a message if unusable: an
+        empty prompt, or the one-sentence refusal of e.g. a prompt longer than the model may read)."""
         self.output.outputs = ()
         if not isinstance(prompt, str) or not prompt.strip():
-            self.output.append_stderr("Error: type a prompt first (e.g. '7 * 8 = ')\n")
+            _note(self.output, "Error: type a prompt first (e.g. '7 * 8 = ')", error=True)
             return None
-        self.report = self._readout(prompt)
+        try:
+            self.report = self._readout(prompt)
+        except LazarusError as exc:
+            _note(self.output, f"Error: {exc}", error=True)
+            return None
         at = self.report.prompts[0]["layers"][self.report.layers.index(self.layer)]
         expected = next((s.label for s in CANONICAL if s.prompt == prompt), None)
         note = f" (expected: {expected})" if expected else ""

@@ -33,6 +33,8 @@ from .probe import ProbeConfig, ProbeResult, probe_layers
 from .tokens import (
     ClassTokens,
     class_tokens_from_ids,
+    encode_prompts,
+    pad_prompts,
     prompt_batch,
     resolve_class_tokens,
     resolve_targets,
@@ -68,10 +70,12 @@ def _token_dicts(tokens: ClassTokens) -> dict[str, dict[str, Any]]:
 
 
 def last_token_hidden(loaded: LoadedModel, prompts: Sequence[str], chunk: int = 64) -> np.ndarray:
-    """(num_layers, N, D) float32 hidden states at each prompt's last token (the classification position)."""
+    """(num_layers, N, D) float32 hidden states at each prompt's last token (the classification position).
+    Every prompt is encoded and length-checked before the first chunk runs."""
+    encoded = encode_prompts(loaded.tokenizer, prompts, loaded.context_length)
     out = []
-    for i in range(0, len(prompts), chunk):
-        tokens, last = prompt_batch(loaded.tokenizer, prompts[i : i + chunk])
+    for i in range(0, len(encoded), chunk):
+        tokens, last = pad_prompts(loaded.tokenizer, encoded[i : i + chunk])
         hidden, _ = forward_hidden(loaded.model, tokens)
         rows = mx.arange(tokens.shape[0])
         out.append(np.stack([np.array(h[rows, last].astype(mx.float32)) for h in hidden]))
@@ -181,7 +185,7 @@ def run_lens(
     if not targets:
         raise LazarusError("give at least one target word")
     ids = resolve_targets(loaded.tokenizer, targets, class_tokens)
-    tokens, last = prompt_batch(loaded.tokenizer, list(prompts))
+    tokens, last = prompt_batch(loaded.tokenizer, list(prompts), loaded.context_length)  # length-checked
     r = readout(LogitLens(loaded.model), tokens, last, list(ids.values()), layers, top_k)
     probs, ranks = np.array(r.probs), np.array(r.ranks)
     top_ids, top_probs = np.array(r.top_ids), np.array(r.top_probs)

@@ -220,10 +220,10 @@ def test_truncated_npz_is_a_lazarus_error(copy, fresh):
     one_sentence(info)
 
 
-def test_wrong_shapes_fail_cleanly_and_leave_the_model_usable(copy, trained, fresh):
+def test_a_failure_after_the_adapters_are_applied_leaves_the_model_usable(copy, trained, fresh):
     with np.load(copy / "lora_weights.npz") as npz:
         arrays = {k: npz[k] for k in npz.files}
-    arrays["layer_2_o_B"] = np.zeros((3, 64), np.float32)  # rank 3 where the config says 4
+    del arrays["layer_2_o_B"]  # every array is fine, one is missing: set_lora_arrays fails after apply_lora
     np.savez(copy / "lora_weights.npz", **arrays)
     loaded = fresh()
     base = logits(loaded)
@@ -234,6 +234,90 @@ def test_wrong_shapes_fail_cleanly_and_leave_the_model_usable(copy, trained, fre
     assert close(logits(loaded), base)
     checkpoint.load_adapter(loaded, trained.path)  # and a good adapter still loads onto it
     assert close(logits(loaded), trained.logits)
+
+
+# ---------------------------------------------------------------- adapter content: finite, shaped as promised
+
+NPZ_KEY, MLX_KEY = "layer_1_o_B", "model.layers.1.self_attn.o_proj.lora_b"
+
+
+def rewrite(path, file, key, change):
+    """Replace ``key`` of an adapter file by ``change(its array)`` (numpy in, numpy out)."""
+    if file == "lora_weights.npz":
+        with np.load(path / file) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        arrays[key] = change(arrays[key].copy())
+        np.savez(path / file, **arrays)
+    else:
+        weights = {k: np.array(v) for k, v in mx.load(str(path / file)).items()}
+        weights[key] = change(weights[key].copy())
+        mx.save_safetensors(str(path / file), {k: mx.array(v) for k, v in weights.items()})
+
+
+def poison(value):
+    def change(a):
+        a[0, 1] = value
+        return a
+
+    return change
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("file", ["lora_weights.npz", "adapters.safetensors", "mlx-lm-only"])
+def test_a_non_finite_adapter_is_refused_naming_the_file_and_the_key(copy, fresh, file, value):
+    if file == "mlx-lm-only":  # a plain mlx-lm adapter directory: no run record, no npz
+        (copy / "lora_weights.npz").unlink()
+        (copy / "config.json").unlink()
+        file = "adapters.safetensors"
+    key = NPZ_KEY if file == "lora_weights.npz" else MLX_KEY
+    rewrite(copy, file, key, poison(value))
+    loaded = fresh()
+    for attempt in (lambda: checkpoint.check_adapter(copy, None), lambda: checkpoint.load_adapter(loaded, copy)):
+        with pytest.raises(LazarusError) as info:
+            attempt()
+        assert one_sentence(info) == (f"the adapter '{copy / file}' cannot be used: '{key}' holds 1 non-finite "
+                                      "value (NaN or infinity)")
+    assert lora.adapters(loaded.model) == {}
+
+
+def test_a_b_matrix_of_another_width_is_refused_once_the_model_is_known(copy, fresh):
+    rewrite(copy, "lora_weights.npz", "layer_2_v_B", lambda a: np.zeros((4, 31), np.float32))  # kv width is 32
+    assert checkpoint.check_adapter(copy, None) is not None  # rank 4 as promised: before the load it fits
+    loaded = fresh()
+    with pytest.raises(LazarusError) as info:
+        checkpoint.load_adapter(loaded, copy)
+    assert one_sentence(info) == (f"the adapter '{copy / 'lora_weights.npz'}' does not fit: 'layer_2_v_B' has "
+                                  "shape (4, 31), but LoRA B of the V projection at rank 4 needs (4, 32)")
+    assert lora.adapters(loaded.model) == {}
+
+
+@pytest.mark.parametrize("file", ["lora_weights.npz", "adapters.safetensors"])
+def test_a_matrix_of_another_rank_is_refused_before_the_model_loads(copy, file):
+    key = "layer_0_v_A" if file == "lora_weights.npz" else "model.layers.0.self_attn.v_proj.lora_a"
+    rewrite(copy, file, key, lambda a: np.zeros((64, 3), np.float32))  # the configs promise rank 4
+    with pytest.raises(LazarusError) as info:
+        checkpoint.check_adapter(copy, None)
+    assert one_sentence(info) == (f"the adapter '{copy / file}' does not fit: '{key}' has shape (64, 3), but "
+                                  "LoRA A of the V projection at rank 4 needs (any, 4)")
+
+
+def test_an_array_that_is_not_a_v_or_o_matrix_is_refused(copy):
+    with np.load(copy / "lora_weights.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    np.savez(copy / "lora_weights.npz", **arrays, layer_0_q_A=np.zeros((64, 4), np.float32))
+    with pytest.raises(LazarusError, match="'layer_0_q_A', which is not a LoRA matrix of a V or O projection"):
+        checkpoint.check_adapter(copy, None)
+
+
+@pytest.mark.parametrize("damage", ["nan", "shape"])
+def test_resume_refuses_a_non_finite_or_mis_shaped_adapter(copy, fresh, damage):
+    from lazarus_nb.workflow import resume_state
+
+    change = poison(np.nan) if damage == "nan" else (lambda a: np.zeros((4, 63), np.float32))
+    rewrite(copy, "lora_weights.npz", NPZ_KEY, change)
+    with pytest.raises(LazarusError) as info:
+        resume_state(fresh(), copy)
+    assert f"'{copy / 'lora_weights.npz'}'" in one_sentence(info) and f"'{NPZ_KEY}'" in str(info.value)
 
 
 def test_unreadable_config_and_missing_files(copy, fresh, tmp_path):

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -93,9 +94,15 @@ def test_prompt_splitting_keeps_trailing_spaces():
 def test_json_is_strict():
     import numpy as np
 
-    out = report.json_clean({"a": float("nan"), "b": [np.float32(0.5), (1, float("inf"))], "c": np.int64(3)})
-    assert out == {"a": None, "b": [0.5, [1, None]], "c": 3}
-    strict_json(report.dumps(out))
+    payload = {"a": float("nan"), "b": [np.float32(0.5), (1, float("inf"))], "c": np.int64(3),
+               "d": {"e": np.array([1.0, -np.inf])}}
+    out = report.json_clean(payload)
+    # the nulls that were not finite are listed (a reader can tell them from "not measured")
+    assert out == {"a": None, "b": [0.5, [1, None]], "c": 3, "d": {"e": [1.0, None]},
+                   "non_finite": ["a", "b[1][1]", "d.e[1]"]}
+    assert strict_json(report.dumps(payload)) == out
+    assert report.json_clean({"a": 1.0, "b": None}) == {"a": 1.0, "b": None}  # no key when all is finite
+    assert report.json_clean([float("nan")]) == [None]  # not a result: nowhere to say it
 
 
 @pytest.mark.parametrize("command", [("introspect", "dual-reward"), ("demo", "-o", "x")])
@@ -334,14 +341,44 @@ def bad_ctx(step0_checkpoint, tiny, tiny_model_dir, tmp_path_factory) -> dict[st
     empty.mkdir()
     existing = root / "existing.json"
     existing.write_text('{"keep": true}\n')
+    damaged = {name: damaged_copy(ckpt, root / name, file, {key: change}) for name, file, key, change in (
+        ("nan_npz", "lora_weights.npz", "layer_1_o_B", poison),
+        ("nan_safetensors", "adapters.safetensors", "model.layers.1.self_attn.o_proj.lora_b", poison),
+        ("narrow_b", "lora_weights.npz", "layer_2_v_B", lambda a: a[:, :-1]),  # (16, 31): kv width is 32
+    )}
     return {"tiny": tiny, "qwen": tiny_model_dir("qwen2"), "ckpt": ckpt, "corrupt": corrupt, "file": a_file,
-            "existing": existing, "missing": root / "missing", "empty": empty}
+            "existing": existing, "missing": root / "missing", "empty": empty, **damaged}
+
+
+def poison(a):
+    a[0, 1] = float("nan")
+    return a
+
+
+def damaged_copy(ckpt: Path, target: Path, file: str, changes: dict[str, Callable]) -> Path:
+    """A copy of ``ckpt`` whose ``file`` has each key replaced by ``change(array)`` (numpy in, numpy out)."""
+    import mlx.core as mx
+    import numpy as np
+
+    shutil.copytree(ckpt, target)
+    if file.endswith(".npz"):
+        with np.load(target / file) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    else:
+        arrays = {k: np.array(v) for k, v in mx.load(str(target / file)).items()}
+    arrays.update({key: change(arrays[key].copy()) for key, change in changes.items()})
+    if file.endswith(".npz"):
+        np.savez(target / file, **arrays)
+    else:
+        mx.save_safetensors(str(target / file), {k: mx.array(v) for k, v in arrays.items()})
+    return target
 
 
 DR = ("introspect", "dual-reward")
 LL = ("introspect", "logit-lens")
 CL = ("introspect", "classifier")
 TWO = ("--classes", "add:1 + 2 = |3 + 4 = ")
+LONG = "1234567890" * 60  # 600 tokens (one per digit), over the 512-token CPU cap; the tiny llama states no context
 
 BAD_INPUTS = {
     # name: (args with {placeholders}, text expected in the message, path that must stay untouched)
@@ -375,7 +412,49 @@ BAD_INPUTS = {
     "layer-out-of-range": ([*LL, "-m", "{tiny}", "--layer", "4"], "0..3", None),
     "json-output-exists": ([*LL, "-m", "{tiny}", "--output", "{existing}"], "--force", "existing"),
     "fetch-unknown": (["fetch", "no-such-model"], "smollm2-135m", None),
+    # user text over the limit (tokens.check_prompt_length): refused before any forward pass
+    "prompt-over-cpu-cap": ([*LL, "-m", "{tiny}", "--prompts", f"7 * 8 = |{LONG}"],
+                            f"prompt 2 of 2 ('12345678901234567890…', {len(LONG)} characters) is {len(LONG)} tokens "
+                            "long, over the limit of 512 tokens (the CPU cap per prompt)", None),
+    "classes-prompt-over-cpu-cap": ([*CL, "-m", "{tiny}", *TWO, "--classes", f"multiply:7 * 8 = |{LONG}"],
+                                    f"prompt 4 of 4 ('12345678901234567890…', {len(LONG)} characters)", None),
+    # adapters that are not finite or not of the promised shape (checkpoint.check_arrays)
+    "adapter-nan-npz": ([*LL, "-m", "{tiny}", "--adapter", "{nan_npz}"],
+                        "lora_weights.npz' cannot be used: 'layer_1_o_B' holds 1 non-finite value", "nan_npz"),
+    "adapter-nan-safetensors": ([*LL, "-m", "{tiny}", "--adapter", "{nan_safetensors}"],
+                                "adapters.safetensors' cannot be used: 'model.layers.1.self_attn.o_proj.lora_b' "
+                                "holds 1 non-finite value", "nan_safetensors"),
+    "adapter-b-misshaped": ([*LL, "-m", "{tiny}", "--adapter", "{narrow_b}"],
+                            "'layer_2_v_B' has shape (16, 31), but LoRA B of the V projection at rank 16 needs "
+                            "(16, 32)", "narrow_b"),
+    "resume-nan-npz": ([*DR, "-m", "{tiny}", "--resume", "-o", "{nan_npz}"], "'layer_1_o_B' holds 1 non-finite",
+                       "nan_npz"),
 }
+
+
+def test_json_stays_strict_when_the_lens_reads_non_finite_numbers(step0_checkpoint, tiny, tmp_path):
+    """A finite adapter so large that the forward pass overflows (every B = 1e30; finite, so it loads): the lens
+    probabilities are NaN, and the --json text (``Out.result`` prints ``report.dumps``) writes them as null and
+    lists where in "non_finite". In-process: the CLI adds nothing to ``report.dumps`` but a model load."""
+    import numpy as np
+
+    from lazarus_nb import checkpoint
+    from lazarus_nb.models import load_model
+    from lazarus_nb.workflow import run_lens
+
+    huge = damaged_copy(step0_checkpoint, tmp_path / "huge", "lora_weights.npz",
+                        {f"layer_{i}_{t}_B": lambda a: np.full_like(a, 1e30) for i in range(4) for t in "vo"})
+    loaded = load_model(str(tiny))
+    checkpoint.load_adapter(loaded, huge)
+    lens = run_lens(loaded, ["7 * 8 = "], ["add"], [2, 3])
+    assert np.isnan(lens.prompts[0]["layers"][1]["targets"]["add"]["prob"])  # the overflow shows
+    d = strict_json(report.dumps(lens))
+    assert "prompts[0].layers[1].targets.add.prob" in d["non_finite"]
+    for path in d["non_finite"]:  # every listed path is a null in the result
+        value = d
+        for part in path.replace("[", ".").replace("]", "").split("."):
+            value = value[int(part)] if part.isdigit() else value[part]
+        assert value is None, path
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))

@@ -121,6 +121,47 @@ def test_tiny_model_facts_match_config(tiny_model_dir, tiny_loaded, arch):
     assert len(lm.model.model.layers) == lm.num_layers
 
 
+@pytest.mark.parametrize("arch", sorted(TINY_CONFIGS))
+def test_projection_widths_are_the_v_and_o_weight_shapes(tiny_loaded, arch):
+    """What adapter shapes are checked against (checkpoint.check_arrays): (in, out) of v_proj and o_proj, read
+    here from the weights (mlx Linear weights are (out, in))."""
+    lm = tiny_loaded(arch)
+    attn = lm.model.model.layers[0].self_attn
+    assert lm.projection_widths() == {"v": tuple(attn.v_proj.weight.shape[::-1]),
+                                      "o": tuple(attn.o_proj.weight.shape[::-1])}
+
+
+def test_context_length_from_the_config(tiny_model_dir, tmp_path, no_tokenizer):
+    assert models.context_length({"max_position_embeddings": 8192}) == 8192
+    assert models.context_length({"n_positions": 1024, "vocab_size": 50257}) == 1024  # GPT-2's key
+    for none in ({}, {"max_position_embeddings": None}, {"max_position_embeddings": 0}, {"n_positions": True}):
+        assert models.context_length(none) is None
+    assert models.context_length(models.peek_config(DEFAULT_MODEL)) == 8192  # the embedded SmolLM2
+    assert load_model(str(tiny_model_dir("llama"))).context_length is None  # its config states none
+    short = tmp_path / "short"
+    short.mkdir()
+    for f in tiny_model_dir("llama").iterdir():
+        (short / f.name).write_bytes(f.read_bytes())
+    config = json.loads((short / "config.json").read_text())
+    (short / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 48}))
+    loaded = load_model(str(short))
+    assert loaded.context_length == 48 and loaded.facts()["context_length"] == 48
+
+
+def test_last_token_hidden_in_chunks_equals_one_batch(tiny_model_dir):
+    """The probe's activations (encoded and length-checked once, then run in chunks) do not depend on the
+    chunking: 5 prompts of different lengths in chunks of 2 (3 chunks) equal one batch of 5."""
+    import numpy as np
+
+    from lazarus_nb.workflow import last_token_hidden
+
+    loaded = load_model(str(tiny_model_dir("llama")))
+    prompts = ["7 * 8 = ", "What is 7 times 8? ", "1 + 2 = ", "12 - 5 = ", "81 / 9 = "]
+    whole = last_token_hidden(loaded, prompts)
+    assert whole.shape == (loaded.num_layers, 5, loaded.hidden_size)
+    np.testing.assert_allclose(last_token_hidden(loaded, prompts, chunk=2), whole, rtol=1e-5, atol=1e-6)
+
+
 def test_tiny_config_tying_is_what_the_arch_tests_need(tiny_model_dir):
     """Guard on the fixtures: at least one tied and one untied architecture are exercised."""
     tied = {arch: _expected_facts(tiny_model_dir(arch), arch)["tied_embeddings"] for arch in TINY_CONFIGS}

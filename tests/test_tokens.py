@@ -14,9 +14,12 @@ import pytest
 from lazarus_nb import LazarusError
 from lazarus_nb.data import CANONICAL, CLASSES, make_sample
 from lazarus_nb.tokens import (
+    MAX_PROMPT_TOKENS,
     encode_example,
+    encode_prompts,
     make_batch,
     prompt_batch,
+    prompt_limit,
     resolve_class_tokens,
     resolve_targets,
     resolve_word,
@@ -208,9 +211,73 @@ def test_make_batch_prompts_only(tokenizer):
 def test_prompt_batch_matches_make_batch(tokenizer):
     samples = samples_of_mixed_lengths()
     b = make_batch(tokenizer, samples, resolve_class_tokens(tokenizer), with_answers=False)
-    tokens, last = prompt_batch(tokenizer, [s.prompt for s in samples])
+    tokens, last = prompt_batch(tokenizer, [s.prompt for s in samples], None)
     assert np.array_equal(np.array(tokens), np.array(b.tokens))
     assert np.array_equal(np.array(last), np.array(b.prompt_last))
+
+
+# ---------------------------------------------------------------- prompt length: the model's context and the CPU cap
+
+
+def digits(tokenizer, n_tokens: int) -> str:
+    """A prompt of exactly ``n_tokens`` tokens: SmolLM2 encodes every digit as its own token (checked here)."""
+    text = ("1234567890" * (n_tokens // 10 + 1))[:n_tokens]
+    assert len(enc(tokenizer, text)) == n_tokens
+    return text
+
+
+def test_prompt_limit_is_the_context_and_never_more_than_the_cap():
+    assert prompt_limit(None) == MAX_PROMPT_TOKENS  # no context in the config: the cap alone
+    assert prompt_limit(64) == 64
+    assert prompt_limit(8192) == MAX_PROMPT_TOKENS  # the embedded model's 8,192 positions: the cap decides
+
+
+@pytest.mark.parametrize("context", [None, 64], ids=["cap", "context"])
+def test_a_prompt_over_the_limit_is_refused_naming_limit_length_and_prompt(tokenizer, context):
+    limit = prompt_limit(context)
+    ok, long = digits(tokenizer, limit), digits(tokenizer, limit + 1)
+    assert encode_prompts(tokenizer, ["7 * 8 = ", ok], context) == [enc(tokenizer, "7 * 8 = "), enc(tokenizer, ok)]
+    with pytest.raises(LazarusError) as exc:
+        encode_prompts(tokenizer, ["7 * 8 = ", long, "1 + 2 = "], context)
+    message = str(exc.value)
+    assert "\n" not in message and message.count(". ") == 0  # one sentence
+    assert f"prompt 2 of 3 ('{long[:20]}…', {limit + 1:,} characters) is {limit + 1:,} tokens long" in message
+    assert f"over the limit of {limit:,} tokens" in message
+    assert ("the model's context length" in message) == (context is not None)
+    assert ("CPU cap" in message) == (context is None)
+    with pytest.raises(LazarusError, match=r"^the prompt \('1234"):  # a single prompt is "the prompt"
+        prompt_batch(tokenizer, [long], context)
+
+
+def test_cap_message_names_the_models_context_when_the_cap_is_smaller(tokenizer):
+    long = digits(tokenizer, MAX_PROMPT_TOKENS + 1)
+    with pytest.raises(LazarusError, match="CPU cap per prompt; the model's context is 8,192 positions"):
+        encode_prompts(tokenizer, [long], 8192)
+
+
+def test_entry_points_refuse_before_the_model_runs(tokenizer):
+    """run_lens and run_probe (every prompt, not just the first chunk's) refuse before any forward pass: the
+    stand-in model is None, so any forward pass would fail with something else than the sentence."""
+    from types import SimpleNamespace
+
+    from lazarus_nb.workflow import last_token_hidden, run_lens, run_probe
+
+    stub = SimpleNamespace(tokenizer=tokenizer, context_length=None, model=None)
+    long = digits(tokenizer, MAX_PROMPT_TOKENS + 1)
+    with pytest.raises(LazarusError, match="tokens long"):
+        run_lens(stub, ["7 * 8 = ", long], ["add"])
+    with pytest.raises(LazarusError, match="prompt 4 of 4"):
+        run_probe(stub, ["7 * 8 = ", "2 * 3 = ", "1 + 2 = ", long], [0, 0, 1, 1], ["multiply", "add"])
+    with pytest.raises(LazarusError, match="prompt 2 of 2"):
+        last_token_hidden(stub, ["7 * 8 = ", long], chunk=1)  # the first chunk alone would be short
+    short_context = SimpleNamespace(tokenizer=tokenizer, context_length=16, model=None)  # the model's own limit
+    for call in (lambda p: run_lens(short_context, [p], ["add"]),
+                 lambda p: run_probe(short_context, ["1 + 2 = ", "3 + 4 = ", "5 * 6 = ", p], [0, 0, 1, 1], "ab")):
+        with pytest.raises(LazarusError, match="17 tokens long, over the limit of 16 tokens .the model's context"):
+            call(digits(tokenizer, 17))
+    with pytest.raises(Exception) as control:  # a short prompt does reach the (missing) model
+        run_lens(stub, ["7 * 8 = "], ["add"])
+    assert not isinstance(control.value, LazarusError)
 
 
 def test_empty_batch_is_a_lazarus_error(tokenizer):

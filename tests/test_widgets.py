@@ -172,7 +172,7 @@ def test_lens_explorer(tiny):
     at = rows[explorer.layer]
     assert explorer.top == [tuple(t) for t in at["top"]]
     # ... and those are the lens's own numbers for the class-token ids (read here without run_lens)
-    tokens, last = prompt_batch(tiny.tokenizer, ["81 / 9 = "])
+    tokens, last = prompt_batch(tiny.tokenizer, ["81 / 9 = "], tiny.context_length)
     r = readout(LogitLens(tiny.model), tokens, last, explorer.class_tokens.ids, None, explorer.top_k)
     by_word = {ln.get_label(): ln.get_ydata() for ln in lines}
     for k, c in enumerate(explorer.class_tokens.words):
@@ -188,10 +188,28 @@ def test_lens_explorer(tiny):
     assert explorer.show("   ") is None and "type a prompt" in _text(explorer.output)
 
 
+def test_lens_explorer_text_box_refuses_a_too_long_prompt_with_the_sentence(tiny):
+    """A prompt over the limit typed into the text box: the one sentence under the explorer, no traceback, the
+    figure of the last good prompt kept; a prompt of exactly the limit is read."""
+    from lazarus_nb.tokens import prompt_limit
+
+    limit = prompt_limit(tiny.context_length)
+    at_limit = ("1234567890" * limit)[:limit]
+    assert len(tiny.tokenizer.encode(at_limit)) == limit  # one token per digit (guard on the test's premise)
+    explorer = LensExplorer(tiny)
+    shown = explorer.fig
+    explorer.text.value = at_limit + "1"
+    out = _text(explorer.output)
+    assert out.startswith("Error: the prompt ('12345678901234567890…', ") and out.count("\n") == 1, out
+    assert f"is {limit + 1:,} tokens long, over the limit of {limit:,} tokens" in out
+    assert "Traceback" not in out and explorer.fig is shown
+    assert explorer.show(at_limit) is explorer.fig is not shown and _text(explorer.output) == ""
+
+
 def test_lens_explorer_stars_class_tokens_among_the_top_tokens(tiny):
     """A class token in the top list is starred at its own place (rank = its index in the list)."""
     explorer = LensExplorer(tiny)
-    tokens, last = prompt_batch(tiny.tokenizer, ["7 * 8 = "])
+    tokens, last = prompt_batch(tiny.tokenizer, ["7 * 8 = "], tiny.context_length)
     r = readout(LogitLens(tiny.model), tokens, last, explorer.class_tokens.ids, [explorer.layer], 1)
     explorer.top_k = int(np.array(r.ranks).min()) + 1  # just deep enough to reach the best-ranked class token
     explorer.show("7 * 8 = ")

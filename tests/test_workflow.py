@@ -152,6 +152,7 @@ def test_dual_reward_cli_equals_notebook_call(tiny, tmp_path):
 # ---------------------------------------------------------------- verify reads the adapter from disk
 
 
+@pytest.mark.slow  # trains 25 steps
 def test_verify_reproduces_training_from_disk_and_fails_without_the_adapter(tiny_model_dir, tmp_path):
     """Trained until P(class token) at L rises measurably, the adapter loaded from disk reproduces the
     in-memory lens probabilities; with the file's B matrices zeroed (the adapter is a no-op) it does not, so

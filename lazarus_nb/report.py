@@ -412,6 +412,7 @@ def panel_summary(result: DualRewardResult) -> list[str]:
     if b.answers and f.answers:
         lines.append(f"Answer accuracy (greedy, exact, held-out): {b.answers.accuracy:.0%} "
                      f"{interval(b.answers.interval())} -> {f.answers.accuracy:.0%} {interval(f.answers.interval())}")
+    lines.append(readable_line(result))
     lines.append(f"Checkpoint: {result.checkpoint}" if result.checkpoint else "No checkpoint written.")
     return lines
 

@@ -215,7 +215,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=_int_at_least(1), default=100, metavar="N",
                    help="print a row of the step table every N steps (default: 100)")
     p.add_argument("--no-answers", action="store_true",
-                   help="skip the greedy answer accuracy before/after (faster)")
+                   help="skip the answer half before/after: greedy answer accuracy, answer NLL and the "
+                        "general-text KL and perplexity (faster)")
 
 
 def train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any]]:

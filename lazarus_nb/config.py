@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_file
-from .data import train_heldout_split
+from .data import LABEL_MAPS, PERMUTED, train_heldout_split
 from .errors import LazarusError
 
 if TYPE_CHECKING:
@@ -73,6 +73,11 @@ class TrainConfig:
     # Textbook Adam (Kingma & Ba): mlx's Adam defaults to no bias correction, which makes the first steps
     # ~3x larger than the learning rate says (docs/science.md)
     adam_bias_correction: bool = _opt(True, "Adam with bias correction (textbook Adam; mlx's default is off)")
+    # the permuted-label control (data.PERMUTED): can an arbitrary lookup be made readable as fast as the truth?
+    label_map: str = field(default="true", metadata={
+        "help": "what the lens at the classifier layer must read for each class: true (its own word) or permuted "
+                f"(a fixed derangement of the class words: {', '.join(f'{c}->{w}' for c, w in PERMUTED.items())}; "
+                "the control run)", "choices": LABEL_MAPS})
 
     def check(self, num_layers: int | None = None, name: Callable[[str], str] = str) -> None:
         """Every rule on the settings, one sentence per problem (LazarusError). Layer ranges are checked when
@@ -101,6 +106,8 @@ class TrainConfig:
              f"{self.snapshot_size}"),
             (self.answer_terminator in TERMINATORS, f"{name('answer_terminator')} must be one of "
              f"{', '.join(TERMINATORS)}, got {self.answer_terminator!r}"),
+            (self.label_map in LABEL_MAPS, f"{name('label_map')} must be one of {', '.join(LABEL_MAPS)}, got "
+             f"{self.label_map!r}"),
             (self.checkpoint_every >= 0, f"{name('checkpoint_every')} must be >= 0, got {self.checkpoint_every}"),
         ]
         for ok, message in checks:
@@ -165,6 +172,8 @@ class RunRecord:
     final_heldout_restricted_accuracy: float | None = None
     final_heldout_top1_accuracy: float | None = None
     final_answer_accuracy: float | None = None
+    # first snapshot step with full-vocab top-1 >= 0.9 at the classifier layer on the snapshot set (train.History)
+    steps_to_readable: int | None = None
     heldout_fingerprint: str | None = None  # data.heldout_fingerprint of the held-out set (None: older runs)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
 

@@ -33,7 +33,18 @@ SYMBOLS: dict[str, str] = {"multiply": "*", "add": "+", "subtract": "-", "divide
 """Operator symbol of each class in the symbolic prompt family."""
 
 FAMILIES: tuple[str, ...] = ("symbolic", "words")
-"""Prompt families; ``symbolic`` is the training/evaluation family, ``words`` is for probing."""
+"""Prompt families; ``symbolic`` is the training/evaluation family, ``words`` is for probing and for the
+cross-format transfer check (:func:`word_forms`); training never sees a word prompt."""
+
+LABEL_MAPS: tuple[str, ...] = ("true", "permuted")
+"""What the lens at the classifier layer is trained to read for each class: its own word, or another class's
+word (:data:`PERMUTED`, the permuted-label control)."""
+
+PERMUTED: dict[str, str] = {"multiply": "divide", "add": "multiply", "subtract": "add", "divide": "subtract"}
+"""The permuted-label control's fixed derangement, class -> the word its lens target is: :data:`CLASSES`
+shifted by one (class k reads word k - 1), so no class keeps its own word and no two classes merely swap
+theirs. If the true mapping becomes readable no faster than this arbitrary lookup, training taught a lookup
+rather than making an existing classifier readable (SPEC "Evaluation and verify")."""
 
 # Word templates, four or more per class. Why several: a probe should not be able to read the class off
 # one fixed surface token, so each class mixes phrasings, and some frames ("What is the ... of {a} and
@@ -367,6 +378,30 @@ def word_prompts(n: int, seed: int = 0, ranges: OperandRanges | None = None) -> 
     Same sampling as :func:`generate`; the answer is the same arithmetic result as the symbolic prompt.
     """
     return generate(n, seed, ranges, family="words")
+
+
+def target_words(label_map: str = "true") -> tuple[str, ...]:
+    """The word whose token is each class's lens target, in class-index order: the class words themselves
+    (``"true"``) or :data:`PERMUTED`'s (``"permuted"``)."""
+    if label_map not in LABEL_MAPS:
+        raise LazarusError(f"label map must be one of {', '.join(LABEL_MAPS)}, got {label_map!r}")
+    return CLASSES if label_map == "true" else tuple(PERMUTED[c] for c in CLASSES)
+
+
+def word_forms(samples: Sequence[Sample]) -> list[Sample]:
+    """The same problems as ``words``-family prompts: the cross-format transfer set of an evaluation.
+
+    Built from the held-out set, these problems are disjoint from training by construction, and they are
+    the very problems the symbolic numbers are measured on (a paired comparison). Training is symbolic only,
+    so no word template is ever trained on. The i-th sample of each class takes template ``i mod 4``, so
+    every template of a class is used equally; no randomness is involved."""
+    seen: dict[str, int] = {c: 0 for c in CLASSES}
+    out = []
+    for s in samples:
+        template = seen[s.label] % len(WORD_TEMPLATES[s.label])
+        seen[s.label] += 1
+        out.append(make_sample(s.a, s.label, s.b, "words", template))
+    return out
 
 
 MIN_PROBE_PROMPTS = 2 * len(CLASSES)

@@ -9,6 +9,10 @@ up to there, stripped, must be the integer (SPEC "Evaluation and verify"). Train
 the terminator, so a model that writes ``800000`` for ``40 * 20 = `` is wrong, not "right as a prefix".
 Every accuracy has a Wilson 95% interval (:func:`wilson`) from its counts; the teacher-forced answer NLL
 (:func:`answer_nll`) moves before greedy answers become right.
+
+Controls reported with every evaluation (SPEC "Evaluation and verify"): the lens at the classifier layer on the
+held-out problems written as *word* prompts (cross-format transfer, :func:`layer_accuracy` on
+``data.word_forms``), and collateral damage on general text (:mod:`lazarus_nb.collateral`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from .collateral import GeneralText, general_text_metrics
 from .data import CLASSES, Sample
 from .lens import LensReadout, LogitLens, forward_hidden, readout
 from .losses import answer_loss
@@ -110,7 +115,8 @@ class CanonicalRow:
 def canonical_rows(
     lens: LogitLens, tokenizer: Any, samples: Sequence[Sample], class_tokens: ClassTokens, layer: int
 ) -> list[CanonicalRow]:
-    """The original tool's table: lens at ``layer`` on each prompt; Status is full-vocab top-1."""
+    """The original tool's table: lens at ``layer`` on each prompt; Status is full-vocab top-1. Expected is the
+    word the class is read as (``class_tokens.words``: the class word itself, or another under a permuted map)."""
     r = lens_readout(lens, tokenizer, samples, class_tokens, [layer], top_k=1)
     rows = []
     for b, s in enumerate(samples):
@@ -119,7 +125,7 @@ def canonical_rows(
         rows.append(CanonicalRow(
             prompt=s.prompt,
             predicted=tokenizer.decode([top]),
-            expected=s.label,
+            expected=class_tokens.words[k],
             ok=top == class_tokens.ids[k],
             restricted=class_tokens.words[int(r.restricted_pred()[0, b].item())],
             prob=float(r.probs[0, b, k].item()),
@@ -242,6 +248,30 @@ def answer_nll(
     return total / max(count, 1.0)
 
 
+def interval_of(p: float, n: int) -> list[float]:
+    """The Wilson 95% interval of an accuracy ``p`` measured on ``n`` items, as ``[lo, hi]`` (JSON's form)."""
+    return list(wilson(round(p * n), n))
+
+
+@dataclass
+class LayerAccuracy:
+    """The lens at one layer on a prompt set: full-vocab top-1 and class-restricted accuracy, out of ``n``."""
+
+    layer: int
+    n: int
+    top1_accuracy: float
+    restricted_accuracy: float
+    prob: float  # mean P(correct class token)
+
+
+def layer_accuracy(lens: LogitLens, tokenizer: Any, samples: Sequence[Sample], class_tokens: ClassTokens,
+                   layer: int) -> LayerAccuracy:
+    """The lens at ``layer`` only, on ``samples`` (e.g. the word-prompt transfer set)."""
+    r = lens_readout(lens, tokenizer, samples, class_tokens, [layer], top_k=1)
+    at = lens_stats(r, [s.label_index for s in samples]).at(layer)
+    return LayerAccuracy(layer, len(samples), at["top1_acc"], at["restricted_acc"], at["prob"])
+
+
 @dataclass
 class Evaluation:
     """Everything the verify step reports, at one classifier layer."""
@@ -255,15 +285,60 @@ class Evaluation:
     lens: LensStats  # held-out, every layer (for the before/after plots)
     answers: AnswerAccuracy | None
     answer_nll: float | None = None  # held-out teacher-forced answer NLL per token, terminator included
+    heldout_n: int = 0  # held-out problems the held-out accuracies are fractions of
+    words: LayerAccuracy | None = None  # cross-format transfer: the held-out problems as word prompts
+    general: GeneralText | None = None  # collateral damage on the shipped general text
 
     @property
     def answer_accuracy(self) -> float | None:
         """Exact greedy answer accuracy on the held-out set; None when answers were not measured."""
         return self.answers.accuracy if self.answers else None
 
+    def intervals(self) -> dict[str, Any]:
+        """The 95% Wilson interval ``[lo, hi]`` of every accuracy, keyed ``<accuracy's JSON name>_ci``."""
+        a, w, n = self.answers, self.words, self.heldout_n
+        return {
+            "canonical_accuracy_ci": list(wilson(self.canonical_correct, len(self.canonical))),
+            "heldout_restricted_accuracy_ci": interval_of(self.heldout_restricted_accuracy, n),
+            "heldout_top1_accuracy_ci": interval_of(self.heldout_top1_accuracy, n),
+            "answer_accuracy_ci": list(a.interval()) if a else None,
+            "answer_accuracy_by_class_ci": {c: list(a.interval(c)) for c in a.by_class_counts} if a else None,
+            "words_top1_accuracy_ci": interval_of(w.top1_accuracy, w.n) if w else None,
+            "words_restricted_accuracy_ci": interval_of(w.restricted_accuracy, w.n) if w else None,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers (``baseline`` and ``final`` of ``introspect dual-reward --json``): the lens half,
+        the answer half, cross-format transfer and collateral damage, every accuracy with its interval."""
+        a, w, g = self.answers, self.words, self.general
+        ci = self.intervals()
+        return {
+            "canonical_correct": self.canonical_correct,
+            "canonical_accuracy_ci": ci["canonical_accuracy_ci"],
+            "heldout_n": self.heldout_n,
+            "heldout_restricted_accuracy": self.heldout_restricted_accuracy,
+            "heldout_restricted_accuracy_ci": ci["heldout_restricted_accuracy_ci"],
+            "heldout_top1_accuracy": self.heldout_top1_accuracy,
+            "heldout_top1_accuracy_ci": ci["heldout_top1_accuracy_ci"],
+            "heldout_prob": self.heldout_prob,
+            "answer_accuracy": self.answer_accuracy,
+            "answer_accuracy_by_class": a.by_class if a else None,
+            "answer_accuracy_ci": ci["answer_accuracy_ci"],
+            "answer_accuracy_by_class_ci": ci["answer_accuracy_by_class_ci"],
+            "answer_nll": self.answer_nll,
+            "words_top1_accuracy": w.top1_accuracy if w else None,
+            "words_top1_accuracy_ci": ci["words_top1_accuracy_ci"],
+            "words_restricted_accuracy": w.restricted_accuracy if w else None,
+            "words_restricted_accuracy_ci": ci["words_restricted_accuracy_ci"],
+            "general_perplexity": g.perplexity if g else None,
+            "kl_general": g.kl if g else None,
+            "canonical": [asdict(r) for r in self.canonical],
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "answer_accuracy": self.answer_accuracy,
-                "answer_accuracy_interval": list(self.answers.interval()) if self.answers else None}
+                "answer_accuracy_interval": list(self.answers.interval()) if self.answers else None,
+                **self.intervals()}
 
 
 def evaluate(
@@ -275,9 +350,12 @@ def evaluate(
     layer: int,
     answers: bool = True,
     terminator: str = "eos",
+    words: Sequence[Sample] | None = None,
+    general: bool = False,
 ) -> Evaluation:
     """Canonical table + held-out lens metrics at ``layer`` (+ greedy answer accuracy and the answer NLL,
-    whose targets end with ``terminator``)."""
+    whose targets end with ``terminator``; + the lens at ``layer`` on the ``words`` prompts; + with ``general``,
+    collateral damage on the shipped general text)."""
     rows = canonical_rows(lens, tokenizer, canonical, class_tokens, layer)
     stats = sample_lens_stats(lens, tokenizer, heldout, class_tokens)
     at = stats.at(layer)
@@ -291,4 +369,7 @@ def evaluate(
         lens=stats,
         answers=answer_accuracy(lens, tokenizer, heldout) if answers else None,
         answer_nll=answer_nll(lens, tokenizer, heldout, class_tokens, terminator) if answers else None,
+        heldout_n=len(heldout),
+        words=layer_accuracy(lens, tokenizer, words, class_tokens, layer) if words else None,
+        general=general_text_metrics(lens.model, tokenizer) if general else None,
     )

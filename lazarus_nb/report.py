@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_file
-from .data import CANONICAL, CLASSES
+from .data import CANONICAL, CLASSES, LABEL_MAPS, PERMUTED
 from .errors import LazarusError
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ def canonical_lens_table(baseline: BaselineLens) -> list[str]:
     lines = [f"  {'Prompt':<14}{'Top token at L' + str(layer):<24}{'P(expected)':<14}Rank of expected"]
     for s, p in zip(CANONICAL, baseline.canonical.prompts):
         row = next(r for r in p["layers"] if r["layer"] == layer)
-        t = row["targets"][s.label]
+        t = row["targets"][baseline.class_tokens.words[s.label_index]]  # the word the class is read as
         tok, q = row["top"][0]
         lines.append(f"  {s.prompt!r:<14}{short_token(tok, 14) + ' ' + prob_str(q):<24}{prob_str(t['prob']):<14}"
                      f"#{t['rank'] + 1}")
@@ -269,12 +269,23 @@ def format_canonical(rows: Sequence[CanonicalRow]) -> str:
 def evaluation(title: str, ev: Evaluation, n_heldout: int, answers_note: str | None = NO_ANSWERS) -> list[str]:
     """The canonical table, the held-out lens metrics at the classifier layer and the answer accuracy."""
     k = len(ev.lens.class_prob) or len(CLASSES)
+    ci = ev.intervals()
     lines = ["", title, *format_canonical(ev.canonical).splitlines(),
-             f"  Held-out ({n_heldout} problems, disjoint from training), logit lens at L{ev.layer}:",
-             f"    class-restricted accuracy {pct(ev.heldout_restricted_accuracy)}  (argmax over the {k} class tokens; "
-             f"chance {pct(1 / k, 0)})",
-             f"    full-vocab top-1 accuracy {pct(ev.heldout_top1_accuracy)}  (the class word is the lens's top token)",
+             f"  Held-out ({n_heldout} problems, disjoint from training), logit lens at L{ev.layer} [95% interval]:",
+             f"    class-restricted accuracy {pct(ev.heldout_restricted_accuracy)} "
+             f"{interval(ci['heldout_restricted_accuracy_ci'])}  (argmax over the {k} class tokens; chance "
+             f"{pct(1 / k, 0)})",
+             f"    full-vocab top-1 accuracy {pct(ev.heldout_top1_accuracy)} {interval(ci['heldout_top1_accuracy_ci'])}"
+             "  (the class word is the lens's top token)",
              f"    mean P(class token)       {prob_str(ev.heldout_prob)}"]
+    if ev.words is not None:
+        w = ev.words
+        lines.append(f"  Cross-format transfer: the same problems as word prompts (never trained on), lens at "
+                     f"L{w.layer}: full-vocab top-1 {pct(w.top1_accuracy)} {interval(ci['words_top1_accuracy_ci'])}, "
+                     f"class-restricted {pct(w.restricted_accuracy)} {interval(ci['words_restricted_accuracy_ci'])}")
+    if ev.general is not None:
+        lines.append(f"  General text ({ev.general.positions} tokens of English prose): perplexity "
+                     f"{ev.general.perplexity:.3f}, KL(base || this model) {ev.general.kl:.4f} nats/token")
     if ev.answers is not None:
         a = ev.answers
         per = ", ".join(f"{c} {k}/{n}" for c, (k, n) in a.by_class_counts.items())
@@ -313,6 +324,9 @@ def training_header(state: TrainState, num_layers: int, resumed: tuple[str, str]
         f"{_every(cfg.snapshot_every, 'at the first and last step only')}, checkpoints "
         f"{_every(cfg.checkpoint_every, 'at the end only')})",
     ]
+    if cfg.label_map != LABEL_MAPS[0]:
+        lines.append(f"  Label map: {cfg.label_map} (control: the lens must read another class's word: "
+                     f"{', '.join(f'{c} -> {w}' for c, w in PERMUTED.items())})")
     if resumed is not None:
         lines.append(f"  Resuming '{resumed[0]}' at step {state.step} of {cfg.steps} ({resumed[1]}); the settings "
                      "above come from its config.json")
@@ -348,9 +362,59 @@ def training_summary(result: DualRewardResult) -> list[str]:
             f"{f.canonical_correct}/{len(f.canonical)}; held-out full-vocab top-1 {pct(b.heldout_top1_accuracy)} "
             f"-> {pct(f.heldout_top1_accuracy)}; class-restricted {pct(b.heldout_restricted_accuracy)} -> "
             f"{pct(f.heldout_restricted_accuracy)}",
+        "", *halves(b, f), readable_line(result),
         "", f"Checkpoint saved to: {result.checkpoint}" if result.checkpoint else
             "Nothing was saved (no -o DIR given).",
     ]
+
+
+def _acc(p: float | None, ci: list[float] | None) -> str:
+    return "n/a" if p is None or ci is None else f"{pct(p)} {interval(ci)}"
+
+
+def _num(v: float | None, digits: int) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def halves(before: Evaluation, after: Evaluation, names: tuple[str, str] = ("before", "after")) -> list[str]:
+    """The lens half and the answer half side by side, ``before`` and ``after`` (e.g. base and adapted), every
+    accuracy with its 95% Wilson interval; cross-format transfer and collateral damage included."""
+    b, a = before.summary(), after.summary()
+    n_canon = len(after.canonical)
+    rows: list[tuple[str, str, str]] = [
+        (f"Lens half (logit lens at L{after.layer}; {after.heldout_n} held-out problems)", "", ""),
+        ("  held-out full-vocab top-1", _acc(b["heldout_top1_accuracy"], b["heldout_top1_accuracy_ci"]),
+         _acc(a["heldout_top1_accuracy"], a["heldout_top1_accuracy_ci"])),
+        ("  held-out class-restricted", _acc(b["heldout_restricted_accuracy"], b["heldout_restricted_accuracy_ci"]),
+         _acc(a["heldout_restricted_accuracy"], a["heldout_restricted_accuracy_ci"])),
+        ("  canonical prompts (full-vocab top-1)", f"{b['canonical_correct']}/{n_canon} "
+         f"{interval(b['canonical_accuracy_ci'])}", f"{a['canonical_correct']}/{n_canon} "
+         f"{interval(a['canonical_accuracy_ci'])}"),
+        ("  word prompts, full-vocab top-1 (transfer)", _acc(b["words_top1_accuracy"], b["words_top1_accuracy_ci"]),
+         _acc(a["words_top1_accuracy"], a["words_top1_accuracy_ci"])),
+        ("Answer half (final layer)", "", ""),
+        ("  exact greedy answers", _acc(b["answer_accuracy"], b["answer_accuracy_ci"]),
+         _acc(a["answer_accuracy"], a["answer_accuracy_ci"])),
+    ]
+    for c in (a["answer_accuracy_by_class"] or {}):
+        rows.append((f"    {c}", _acc(b["answer_accuracy_by_class"][c], b["answer_accuracy_by_class_ci"][c]),
+                     _acc(a["answer_accuracy_by_class"][c], a["answer_accuracy_by_class_ci"][c])))
+    rows += [
+        ("  answer NLL per token (teacher-forced)", _num(b["answer_nll"], 3), _num(a["answer_nll"], 3)),
+        ("  general-text perplexity", _num(b["general_perplexity"], 3), _num(a["general_perplexity"], 3)),
+        ("  KL(base || model), general text, nats/token", _num(b["kl_general"], 4), _num(a["kl_general"], 4)),
+    ]
+    return ["Before and after, each accuracy with its [95% Wilson interval]:",
+            f"  {'':<46}{names[0]:<20}{names[1]}", *(f"  {name:<46}{x:<20}{y}".rstrip() for name, x, y in rows)]
+
+
+def readable_line(result: DualRewardResult) -> str:
+    """When the classifier became readable (the snapshot step, measured on the snapshot set)."""
+    cfg, step = result.state.config, result.steps_to_readable
+    when = f"step {step}" if step is not None else "never (no snapshot reached it)"
+    return (f"Steps to readable: {when}  (first snapshot with full-vocab top-1 >= 90% at L{result.classifier_layer} "
+            f"on the snapshot set: the fixed class-balanced subset of the held-out set, snapshot_size "
+            f"{cfg.snapshot_size}; snapshots {_every(cfg.snapshot_every, 'at the first and last step only')})")
 
 
 def panel_summary(result: DualRewardResult) -> list[str]:
@@ -367,6 +431,7 @@ def panel_summary(result: DualRewardResult) -> list[str]:
     if b.answers and f.answers:
         lines.append(f"Answer accuracy (greedy, exact, held-out): {b.answers.accuracy:.0%} "
                      f"{interval(b.answers.interval())} -> {f.answers.accuracy:.0%} {interval(f.answers.interval())}")
+    lines.append(readable_line(result))
     lines.append(f"Checkpoint: {result.checkpoint}" if result.checkpoint else "No checkpoint written.")
     return lines
 

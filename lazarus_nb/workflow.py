@@ -24,7 +24,16 @@ import numpy as np
 
 from . import checkpoint, report
 from .config import RunRecord, TrainConfig
-from .data import CANONICAL, CLASSES, Sample, heldout_fingerprint, probe_samples, train_heldout_split
+from .data import (
+    CANONICAL,
+    CLASSES,
+    Sample,
+    heldout_fingerprint,
+    probe_samples,
+    target_words,
+    train_heldout_split,
+    word_forms,
+)
 from .errors import LazarusError
 from .evaluate import Evaluation, evaluate
 from .lens import LogitLens, forward_hidden, readout
@@ -64,6 +73,15 @@ def load(model: str, log: Log = _quiet) -> LoadedModel:
 
 def _token_dicts(tokens: ClassTokens) -> dict[str, dict[str, Any]]:
     return {"class_tokens": tokens.as_dict(), "class_token_strings": dict(zip(tokens.words, tokens.strings))}
+
+
+def _evaluate(loaded: LoadedModel, tokens: ClassTokens, heldout: Sequence[Sample], layer: int, answers: bool,
+              terminator: str) -> Evaluation:
+    """``evaluate`` of the model as it is now, with every control: the canonical prompts, the held-out set and
+    the same problems as word prompts (cross-format transfer); with ``answers``, the answer half: greedy answers,
+    answer NLL and collateral damage on the general text."""
+    return evaluate(LogitLens(loaded.model), loaded.tokenizer, tokens, heldout, CANONICAL, layer, answers,
+                    terminator, words=word_forms(heldout), general=answers)
 
 
 # ---------------------------------------------------------------- step 1: probe
@@ -229,10 +247,9 @@ class BaselineLens:
 def baseline_lens(loaded: LoadedModel, config: TrainConfig | None = None, top_k: int = 5) -> BaselineLens:
     """Step 2 on the held-out set and classifier layer that training with ``config`` would use."""
     cfg = (config or TrainConfig()).for_model(loaded.num_layers)
-    tokens = resolve_class_tokens(loaded.tokenizer)
+    tokens = resolve_class_tokens(loaded.tokenizer, target_words(cfg.label_map))
     _, heldout = train_heldout_split(cfg.num_samples, cfg.heldout_samples, cfg.seed)
-    ev = evaluate(LogitLens(loaded.model), loaded.tokenizer, tokens, heldout, CANONICAL, cfg.classifier_layer,
-                  answers=False, terminator=cfg.answer_terminator)
+    ev = _evaluate(loaded, tokens, heldout, cfg.classifier_layer, False, cfg.answer_terminator)
     canonical = run_lens(loaded, [s.prompt for s in CANONICAL], list(CLASSES), None, top_k, class_tokens=tokens)
     return BaselineLens(loaded.name, loaded.num_layers, tokens, ev, canonical)
 
@@ -258,18 +275,11 @@ class DualRewardResult:
     canonical_tokens: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def summary(self, ev: Evaluation) -> dict[str, Any]:
-        return {
-            "canonical_correct": ev.canonical_correct,
-            "heldout_restricted_accuracy": ev.heldout_restricted_accuracy,
-            "heldout_top1_accuracy": ev.heldout_top1_accuracy,
-            "heldout_prob": ev.heldout_prob,
-            "answer_accuracy": ev.answer_accuracy,
-            "answer_accuracy_by_class": ev.answers.by_class if ev.answers else None,
-            "answer_accuracy_ci": list(ev.answers.interval()) if ev.answers else None,
-            "answer_nll": ev.answer_nll,
-            "canonical": [asdict(r) for r in ev.canonical],
-        }
+    @property
+    def steps_to_readable(self) -> int | None:
+        """First snapshot step with full-vocab top-1 >= 0.9 at the classifier layer, on the snapshot set
+        (``train.History.steps_to_readable``)."""
+        return self.state.history.steps_to_readable(self.classifier_layer)
 
     def to_dict(self) -> dict[str, Any]:
         hist = self.state.history
@@ -278,13 +288,16 @@ class DualRewardResult:
             "num_layers": self.num_layers,
             "classifier_layer": self.classifier_layer,
             **_token_dicts(self.class_tokens),
+            "label_map": self.state.config.label_map,
+            "class_targets": dict(zip(CLASSES, self.class_tokens.words)),  # class -> the word its lens reads
+            "steps_to_readable": self.steps_to_readable,
             "trainable_params": self.trainable_params,
             "config": asdict(self.state.config),
             "history": [{"step": s.step, "total": s.total, "cls_loss": s.cls_loss, "ans_loss": s.ans_loss}
                         for s in hist.steps],
             "snapshots": [asdict(s) for s in hist.snapshots],
-            "baseline": self.summary(self.baseline),
-            "final": self.summary(self.final),
+            "baseline": self.baseline.summary(),
+            "final": self.final.summary(),
             "baseline_lens": self.baseline.lens.to_dict(),
             "final_lens": self.final.lens.to_dict(),
             "checkpoint": self.checkpoint,
@@ -349,12 +362,15 @@ def run_dual_reward(
         log(line)
     log("")
     log("Evaluating the base model before training" + (" (incl. greedy answers)..." if answers else "..."))
-    lens = LogitLens(loaded.model)
+
+    def evaluation() -> Evaluation:
+        return _evaluate(loaded, state.class_tokens, state.heldout, state.classifier_layer, answers,
+                         state.config.answer_terminator)
+
     # Baseline = the base model. At step 0 the adapters have B = 0, so the adapted model *is* the base
     # model; a resumed run switches its trained adapters off for this evaluation.
     with disabled(loaded.model):
-        baseline = evaluate(lens, loaded.tokenizer, state.class_tokens, state.heldout, CANONICAL,
-                            state.classifier_layer, answers=answers, terminator=state.config.answer_terminator)
+        baseline = evaluation()
     baseline_results = {"baseline_answer_accuracy": baseline.answer_accuracy}
 
     def save(st: TrainState) -> None:
@@ -362,8 +378,7 @@ def run_dual_reward(
             checkpoint.save(output, loaded, st, baseline_results)
 
     train(loaded, state, callback=callback, save=save)
-    final = evaluate(lens, loaded.tokenizer, state.class_tokens, state.heldout, CANONICAL,
-                     state.classifier_layer, answers=answers, terminator=state.config.answer_terminator)
+    final = evaluation()
     if output is not None:
         checkpoint.save(output, loaded, state, {
             **baseline_results,
@@ -371,6 +386,7 @@ def run_dual_reward(
             "final_heldout_restricted_accuracy": final.heldout_restricted_accuracy,
             "final_heldout_top1_accuracy": final.heldout_top1_accuracy,
             "final_answer_accuracy": final.answer_accuracy,
+            "steps_to_readable": state.history.steps_to_readable(state.classifier_layer),
         })
     tokens = [trained_tokens(loaded.tokenizer, s, state.config.answer_terminator) for s in CANONICAL]
     return DualRewardResult(loaded.name, loaded.num_layers, state.classifier_layer, state.class_tokens,
@@ -423,12 +439,10 @@ def verify(path: str | Path, model: str | None = None, answers: bool = True,
         _, heldout = train_heldout_split(record.train.num_samples, record.train.heldout_samples, record.train.seed)
         check_heldout(record, heldout, path)
         expected = expected or _saved_metrics(record)
-    lens = LogitLens(loaded.model)
     terminator = record.train.answer_terminator
-    base = evaluate(lens, loaded.tokenizer, tokens, heldout, CANONICAL, record.classifier_layer, answers, terminator)
+    base = _evaluate(loaded, tokens, heldout, record.classifier_layer, answers, terminator)
     checkpoint.load_adapter(loaded, path)
-    adapted = evaluate(lens, loaded.tokenizer, tokens, heldout, CANONICAL, record.classifier_layer, answers,
-                       terminator)
+    adapted = _evaluate(loaded, tokens, heldout, record.classifier_layer, answers, terminator)
     matches = None if expected is None else all(
         math.isclose(a, b, abs_tol=1e-6) for a, b in zip(_trained_metrics(adapted), expected))
     return VerifyResult(str(path), record, base, adapted, matches)

@@ -27,7 +27,6 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from .lens import parts
 from .tokens import encode_prompt
 
 TEXT = "general_english.txt"
@@ -37,12 +36,6 @@ WINDOW = 256  # tokens per window: ~5 windows for the shipped text on a byte-lev
 def general_text() -> str:
     """The shipped general-text set (package data ``lazarus_nb/texts/general_english.txt``)."""
     return resources.files("lazarus_nb").joinpath("texts", TEXT).read_text(encoding="utf-8")
-
-
-def context_length(model: nn.Module) -> int | None:
-    """The model's maximum sequence length as its config states it (``max_position_embeddings``), or None."""
-    head, _ = parts(model)
-    return getattr(getattr(head, "args", None), "max_position_embeddings", None)
 
 
 def windows(tokenizer: Any, text: str, size: int) -> list[list[int]]:
@@ -71,15 +64,16 @@ def _log_probs(model: nn.Module, tokens: mx.array) -> np.ndarray:
 
 
 def general_text_metrics(model: nn.Module, tokenizer: Any, text: str | None = None,
-                         window: int = WINDOW) -> GeneralText:
-    """KL(base || model) and the model's perplexity on ``text`` (default: the shipped general text).
+                         window: int = WINDOW, context_length: int | None = None) -> GeneralText:
+    """KL(base || model) and the model's perplexity on ``text`` (default: the shipped general text), in windows
+    of ``window`` tokens, fewer when the model's ``context_length`` (``LoadedModel.context_length``) is shorter.
 
     The base distribution is the same model inside ``lora.disabled``; when no adapter is active (the base model,
     or an evaluation already inside ``disabled``) the two are the same model and KL is 0 without a second pass."""
     from .lora import adapters, disabled  # imports mlx-lm: only when measured
 
     active = any(m.scale != 0 for m in adapters(model).values())
-    size = min(window, context_length(model) or window)
+    size = min(window, context_length or window)
     nll = kl = 0.0
     count = 0
     for ids in windows(tokenizer, general_text() if text is None else text, size):

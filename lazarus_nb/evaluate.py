@@ -352,10 +352,11 @@ def evaluate(
     terminator: str = "eos",
     words: Sequence[Sample] | None = None,
     general: bool = False,
+    context_length: int | None = None,
 ) -> Evaluation:
     """Canonical table + held-out lens metrics at ``layer`` (+ greedy answer accuracy and the answer NLL,
     whose targets end with ``terminator``; + the lens at ``layer`` on the ``words`` prompts; + with ``general``,
-    collateral damage on the shipped general text)."""
+    collateral damage on the shipped general text, in windows that fit ``context_length``)."""
     rows = canonical_rows(lens, tokenizer, canonical, class_tokens, layer)
     stats = sample_lens_stats(lens, tokenizer, heldout, class_tokens)
     at = stats.at(layer)
@@ -371,5 +372,5 @@ def evaluate(
         answer_nll=answer_nll(lens, tokenizer, heldout, class_tokens, terminator) if answers else None,
         heldout_n=len(heldout),
         words=layer_accuracy(lens, tokenizer, words, class_tokens, layer) if words else None,
-        general=general_text_metrics(lens.model, tokenizer) if general else None,
+        general=general_text_metrics(lens.model, tokenizer, context_length=context_length) if general else None,
     )

@@ -81,7 +81,7 @@ def _evaluate(loaded: LoadedModel, tokens: ClassTokens, heldout: Sequence[Sample
     the same problems as word prompts (cross-format transfer); with ``answers``, the answer half: greedy answers,
     answer NLL and collateral damage on the general text."""
     return evaluate(LogitLens(loaded.model), loaded.tokenizer, tokens, heldout, CANONICAL, layer, answers,
-                    terminator, words=word_forms(heldout), general=answers)
+                    terminator, words=word_forms(heldout), general=answers, context_length=loaded.context_length)
 
 
 # ---------------------------------------------------------------- step 1: probe

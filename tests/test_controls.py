@@ -165,7 +165,15 @@ def test_windows_cover_the_text_within_the_size(llama):
     cut = collateral.windows(llama.tokenizer, collateral.general_text(), 100)
     assert [t for w in cut for t in w] == ids[: sum(map(len, cut))] and len(ids) - sum(map(len, cut)) <= 1
     assert all(2 <= len(w) <= 100 for w in cut)
-    assert collateral.context_length(llama.model) is None or collateral.context_length(llama.model) >= 100
+
+
+
+def test_general_text_windows_fit_the_context(tiny):
+    loaded = lazarus_nb.load_model(tiny)
+    capped = collateral.general_text_metrics(loaded.model, loaded.tokenizer, TEXT, window=256, context_length=16)
+    small = collateral.general_text_metrics(loaded.model, loaded.tokenizer, TEXT, window=16)
+    wide = collateral.general_text_metrics(loaded.model, loaded.tokenizer, TEXT, window=256)
+    assert capped == small != wide  # 16-token windows score fewer positions (one lost per window boundary)
 
 
 def np_log_softmax(logits: mx.array) -> np.ndarray:

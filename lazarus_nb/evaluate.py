@@ -63,6 +63,7 @@ class LensStats:
     top1_acc: list[float]  # full-vocab top-1 accuracy (argmax over the vocabulary is the class token)
     median_rank: list[float]  # median rank of the correct class token in the vocabulary (0 = top)
     class_prob: dict[str, list[float]] = field(default_factory=dict)  # per class: mean P(own token)
+    n: int = 0  # samples the accuracies are fractions of
 
     def at(self, layer: int) -> dict[str, float]:
         i = self.layers.index(layer)
@@ -70,7 +71,9 @@ class LensStats:
                 "median_rank": self.median_rank[i]}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The per-layer lists, and the Wilson 95% interval of each layer's accuracies (``*_acc_ci``)."""
+        return {**asdict(self), "restricted_acc_ci": [interval_of(p, self.n) for p in self.restricted_acc],
+                "top1_acc_ci": [interval_of(p, self.n) for p in self.top1_acc]}
 
 
 def lens_stats(r: LensReadout, labels: Sequence[int]) -> LensStats:
@@ -90,6 +93,7 @@ def lens_stats(r: LensReadout, labels: Sequence[int]) -> LensStats:
         top1_acc=(correct_rank == 0).mean(axis=1).tolist(),
         median_rank=np.median(correct_rank, axis=1).tolist(),
         class_prob=class_prob,
+        n=len(labels),
     )
 
 
@@ -285,7 +289,6 @@ class Evaluation:
     lens: LensStats  # held-out, every layer (for the before/after plots)
     answers: AnswerAccuracy | None
     answer_nll: float | None = None  # held-out teacher-forced answer NLL per token, terminator included
-    heldout_n: int = 0  # held-out problems the held-out accuracies are fractions of
     words: LayerAccuracy | None = None  # cross-format transfer: the held-out problems as word prompts
     general: GeneralText | None = None  # collateral damage on the shipped general text
 
@@ -293,6 +296,11 @@ class Evaluation:
     def answer_accuracy(self) -> float | None:
         """Exact greedy answer accuracy on the held-out set; None when answers were not measured."""
         return self.answers.accuracy if self.answers else None
+
+    @property
+    def heldout_n(self) -> int:
+        """Held-out problems the held-out accuracies are fractions of."""
+        return self.lens.n
 
     def intervals(self) -> dict[str, Any]:
         """The 95% Wilson interval ``[lo, hi]`` of every accuracy, keyed ``<accuracy's JSON name>_ci``."""
@@ -336,7 +344,7 @@ class Evaluation:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "answer_accuracy": self.answer_accuracy,
+        return {**asdict(self), "lens": self.lens.to_dict(), "answer_accuracy": self.answer_accuracy,
                 "answer_accuracy_interval": list(self.answers.interval()) if self.answers else None,
                 **self.intervals()}
 
@@ -370,7 +378,6 @@ def evaluate(
         lens=stats,
         answers=answer_accuracy(lens, tokenizer, heldout) if answers else None,
         answer_nll=answer_nll(lens, tokenizer, heldout, class_tokens, terminator) if answers else None,
-        heldout_n=len(heldout),
         words=layer_accuracy(lens, tokenizer, words, class_tokens, layer) if words else None,
         general=general_text_metrics(lens.model, tokenizer, context_length=context_length) if general else None,
     )

@@ -276,6 +276,12 @@ def test_every_accuracy_carries_its_interval_in_the_json(permuted):
         assert s["words_top1_accuracy"] == ev.words.top1_accuracy and ev.words.n == 8
         assert s["words_top1_accuracy_ci"] == list(wilson(round(ev.words.top1_accuracy * 8), 8))
         assert s["general_perplexity"] > 1 and s["kl_general"] >= 0
+    for key in ("baseline_lens", "final_lens"):  # the per-layer table: an interval on each layer's accuracy
+        lens = d[key]
+        assert lens["n"] == 8 and len(lens["top1_acc_ci"]) == len(lens["layers"]) == 4
+        assert lens["top1_acc_ci"] == [list(wilson(round(p * 8), 8)) for p in lens["top1_acc"]]
+        assert lens["restricted_acc_ci"] == [list(wilson(round(p * 8), 8)) for p in lens["restricted_acc"]]
+    assert json.loads(report.dumps(result.final))["lens"]["top1_acc_ci"] == d["final_lens"]["top1_acc_ci"]
     assert d["baseline"]["kl_general"] == 0.0  # the base model is the reference
     assert d["final"]["kl_general"] > 0  # two Adam steps moved the adapters
     # the existing names stay

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import lazarus_nb  # noqa: F401  (before anything imports mlx: loads the optimized BLAS first)
-from lazarus_nb import cli, report
+from lazarus_nb import cli, cli_args, report
 from lazarus_nb.config import TrainConfig
 
 TRAIN_ARGS = ["--steps", "3", "--num-samples", "16", "--heldout-samples", "8", "--snapshot-every", "1"]
@@ -71,23 +71,23 @@ def trained(tiny, tmp_path_factory) -> tuple[Path, dict, str]:
 
 
 def test_layer_spec_parser():
-    assert cli.parse_layer_spec("all").ids(4) == [0, 1, 2, 3]
-    assert cli.parse_layer_spec("2").ids(4) == [2]
-    assert cli.parse_layer_spec("3,1").ids(4) == [1, 3]
-    assert cli.parse_layer_spec("0-2").ids(4) == [0, 1, 2]
-    assert cli.parse_layer_spec("0-1, 3").ids(4) == [0, 1, 3]
+    assert cli_args.parse_layer_spec("all").ids(4) == [0, 1, 2, 3]
+    assert cli_args.parse_layer_spec("2").ids(4) == [2]
+    assert cli_args.parse_layer_spec("3,1").ids(4) == [1, 3]
+    assert cli_args.parse_layer_spec("0-2").ids(4) == [0, 1, 2]
+    assert cli_args.parse_layer_spec("0-1, 3").ids(4) == [0, 1, 3]
     for bad in ("", "x", "1-", "-1", "1,,2", "3-1", "1.5"):
         with pytest.raises(cli.LazarusError):
-            cli.parse_layer_spec(bad)
+            cli_args.parse_layer_spec(bad)
     with pytest.raises(cli.LazarusError, match=r"0\.\.3"):
-        cli.parse_layer_spec("2-4").ids(4)
+        cli_args.parse_layer_spec("2-4").ids(4)
     assert report.format_layers([0, 1, 2, 3, 7, 9, 10]) == "0-3,7,9-10"
 
 
 def test_prompt_splitting_keeps_trailing_spaces():
-    assert cli.split_prompts("7 * 8 = |12 * 5 = ", "--prompts") == ["7 * 8 = ", "12 * 5 = "]
-    assert cli.split_prompts("|7 * 8 = ||12 * 5 = | ", "--prompts") == ["7 * 8 = ", "12 * 5 = "]
-    classes = cli.parse_classes(["multiply:7 * 8 = |12 * 5 = ", "add:23 + 45 = |17 + 38 = |"])
+    assert cli_args.split_prompts("7 * 8 = |12 * 5 = ", "--prompts") == ["7 * 8 = ", "12 * 5 = "]
+    assert cli_args.split_prompts("|7 * 8 = ||12 * 5 = | ", "--prompts") == ["7 * 8 = ", "12 * 5 = "]
+    classes = cli_args.parse_classes(["multiply:7 * 8 = |12 * 5 = ", "add:23 + 45 = |17 + 38 = |"])
     assert classes == {"multiply": ["7 * 8 = ", "12 * 5 = "], "add": ["23 + 45 = ", "17 + 38 = "]}
 
 
@@ -119,10 +119,10 @@ def test_train_options_are_train_config_fields(command):
         assert action.help.startswith(f.metadata["help"])
         assert action.help.endswith(f"(default: {f.default})") == (f.default is not None)
     args = parser.parse_args([*command, "--steps", "7", "--cls-weight", "0.25", "--lora-layers", "0-1,3"])
-    config, given = cli.train_config(args)
+    config, given = cli_args.train_config(args)
     assert config == TrainConfig(steps=7, cls_weight=0.25, lora_layers=[0, 1, 3])
     assert set(given) == {"steps", "cls_weight", "lora_layers"}
-    assert cli.train_config(parser.parse_args(list(command)))[0] == TrainConfig()
+    assert cli_args.train_config(parser.parse_args(list(command)))[0] == TrainConfig()
 
 
 # ---------------------------------------------------------------- info / fetch

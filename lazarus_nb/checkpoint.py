@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlx.core as mx
 import numpy as np
@@ -35,6 +35,9 @@ from .config import RunRecord
 from .data import heldout_fingerprint
 from .errors import LazarusError
 from .models import LoadedModel
+
+if TYPE_CHECKING:  # train imports mlx-lm (through .lora), so read_history imports it when called
+    from .train import History
 
 # `.lora` imports mlx-lm (~2 s): it is imported inside the functions that touch weights, so the CLI can use
 # the file-level checks here (is_checkpoint, read_record, check_writable, check_adapter, resumable_record)
@@ -185,6 +188,21 @@ def adapter_model(path: str | Path) -> str | None:
     except (OSError, ValueError, AttributeError):
         return None
     return model if isinstance(model, str) else None
+
+
+def read_history(path: str | Path) -> History:
+    """The training history (losses and logit-lens snapshots) saved in a checkpoint; one sentence if ``path``
+    holds none or it cannot be read. Older checkpoints' snapshots read too (``History.from_dict``)."""
+    from .train import History
+
+    path = Path(path)
+    _check_dir(path)
+    if not (path / HISTORY).is_file():
+        raise LazarusError(f"'{path}' holds no training history ({HISTORY}); a plain mlx-lm adapter has none")
+    try:
+        return History.from_dict(json.loads((path / HISTORY).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LazarusError(f"cannot read the training history in '{path}': {str(exc).splitlines()[0]}") from None
 
 
 def resumable_record(path: str | Path | None) -> RunRecord:
@@ -372,7 +390,6 @@ def load_optimizer_state(path: str | Path) -> dict[str, Any]:
 def restore_into(loaded: LoadedModel, path: str | Path, state: Any) -> None:
     """Overwrite a freshly prepared TrainState (adapters applied) with a saved run's progress."""
     from .lora import set_lora_arrays
-    from .train import History
 
     path = Path(path)
     record = resumable_record(path)
@@ -381,9 +398,9 @@ def restore_into(loaded: LoadedModel, path: str | Path, state: Any) -> None:
     try:
         set_lora_arrays(loaded.model, {k: mx.array(v) for k, v in arrays.items()})
         state.optimizer.state = load_optimizer_state(path)
-        state.history = History.from_dict(json.loads((path / HISTORY).read_text()))
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
         raise LazarusError(f"cannot resume from '{path}': {str(exc).splitlines()[0]}") from None
+    state.history = read_history(path)
     state.step = record.steps_completed
     state.seconds = record.train_seconds
     state.history.steps = state.history.steps[: state.step]

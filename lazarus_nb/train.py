@@ -46,6 +46,10 @@ class Snapshot:
     prob: list[float]  # per layer: mean P(correct class token)
     restricted_acc: list[float]  # per layer: class-restricted accuracy
     top1_acc: list[float]  # per layer: full-vocab top-1 accuracy
+    # per operation class (``data.CLASSES`` name): per layer, mean P(that class's own token) over the snapshot
+    # set's problems of that class, so "which operation becomes readable first" can be seen. Empty in
+    # histories written before it was recorded.
+    class_prob: dict[str, list[float]] = field(default_factory=dict)
 
 
 READABLE = 0.9
@@ -79,6 +83,8 @@ class History:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:
+        """The inverse of ``to_dict``; also reads the ``history.json`` of older checkpoints, whose snapshots
+        lack ``class_prob`` (they get an empty one)."""
         return cls(d["layers"], [StepLog(**s) for s in d["steps"]], [Snapshot(**s) for s in d["snapshots"]])
 
 
@@ -226,7 +232,7 @@ def snapshot_set(state: TrainState) -> list[Sample]:
 
 def snapshot(lens: LogitLens, loaded: LoadedModel, state: TrainState) -> Snapshot:
     stats = sample_lens_stats(lens, loaded.tokenizer, snapshot_set(state), state.class_tokens)
-    return Snapshot(state.step, stats.prob, stats.restricted_acc, stats.top1_acc)
+    return Snapshot(state.step, stats.prob, stats.restricted_acc, stats.top1_acc, stats.class_prob)
 
 
 def train(

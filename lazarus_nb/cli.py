@@ -1,7 +1,7 @@
 """The ``lazarus-nb`` command line: ``info``, ``fetch``, ``introspect {dual-reward, classifier, logit-lens}``
 and ``demo`` (the four workflow steps headless). Only the commands and the error policy live here (the parsing
-of values is :mod:`lazarus_nb.cli_args`'s): the work is :mod:`lazarus_nb.workflow`'s, each rule its owner's (``config``, ``checkpoint``, ``data``), the text
-:mod:`lazarus_nb.report`'s.
+of values is :mod:`lazarus_nb.cli_args`'s): the work is :mod:`lazarus_nb.workflow`'s, each rule its owner's
+(``config``, ``checkpoint``, ``data``), the text :mod:`lazarus_nb.report`'s.
 
 * Human text goes to stdout; with ``--json`` the result (strict JSON) goes to stdout and the text to stderr.
 * Bad input is ONE sentence on stderr (``error: ...``), exit code 2, before anything is written; the cheap
@@ -301,7 +301,9 @@ def cmd_classifier(args: argparse.Namespace) -> int:
 def cmd_logit_lens(args: argparse.Namespace) -> int:
     """Logit lens (final norm + unembedding) at each prompt's last token: every target word's probability and
     vocabulary rank, the top tokens, and how many prompts have each target as the top token. --adapter loads a
-    dual-reward checkpoint from disk first."""
+    dual-reward checkpoint from disk first. --figure PATH also draws the classic logit-lens grid (layers x prompt
+    positions, each cell the lens's top-1 token coloured by its probability; with --adapter, the base model's grid
+    beside the adapted one's): one row of grids per prompt, for the first 8 prompts."""
     out = Out(args.json)
     if args.prompts is None:
         prompts = [s.prompt for s in CANONICAL]
@@ -315,6 +317,10 @@ def cmd_logit_lens(args: argparse.Namespace) -> int:
             raise LazarusError(f"--targets {t!r} is empty; a target must be a word the tokenizer can encode, "
                                "e.g. multiply")
     report.check_output_file(args.output, args.force)
+    if args.figure is not None:
+        from .figures import check_figure_path
+
+        check_figure_path(args.figure, args.force)
     record = None
     model = args.model or (checkpoint.adapter_model(args.adapter) if args.adapter else None) or DEFAULT_MODEL
     if args.adapter is not None:
@@ -341,6 +347,15 @@ def cmd_logit_lens(args: argparse.Namespace) -> int:
     tokens = class_tokens_from_ids(loaded.tokenizer, record.class_tokens) if record and record.class_tokens else None
     lens = run_lens(loaded, prompts, targets, layers, args.top_k, class_tokens=tokens)
     out(*report.lens_tables(lens, args.top_k, loaded.tokenizer.decode))
+    if args.figure is not None:
+        from .figures import lens_grid_figure
+        from .lens_grid import MAX_PROMPTS, compare
+        from .plots import save
+
+        explicit = layers if args.layer is not None or args.layers is not None else None  # else every layer
+        save(lens_grid_figure([compare(loaded, p, explicit) for p in prompts[:MAX_PROMPTS]]), args.figure)
+        cut = f" (the first {MAX_PROMPTS} of {len(prompts)} prompts)" if len(prompts) > MAX_PROMPTS else ""
+        out(f"Logit-lens grid written to: {args.figure}{cut}")
     out.result({"model": model, "num_layers": loaded.num_layers, "adapter": attached,
                 "summary_layer": lens.layers[-1], **lens.to_dict()}, args.output)
     return 0
@@ -400,7 +415,7 @@ def _command(sub: Any, name: str, func: Callable[[argparse.Namespace], int], hel
 def _add_common(p: argparse.ArgumentParser, output_file: bool = False) -> None:
     if output_file:
         p.add_argument("-o", "--output", metavar="FILE.json", help="also write the JSON result to this file")
-        p.add_argument("--force", action="store_true", help="overwrite an existing --output file")
+        p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (human text to stderr)")
 
 
@@ -480,6 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="apply this checkpoint (lora_weights.npz or an mlx-lm adapter) from disk before reading")
     p.add_argument("-k", "--top-k", type=int_at_least(1), default=5, metavar="K",
                    help="top tokens shown per layer (default: 5)")
+    p.add_argument("--figure", metavar="PATH",
+                   help="also write the logit-lens grid to PATH (.png, .svg or .pdf; its directory must exist): one "
+                        "row of grids per prompt, for the first 8 prompts; the layers of --layer/--layers, else every "
+                        "layer (32 evenly spaced ones for deeper models); the last 32 positions of a longer prompt; "
+                        "with --adapter the base model's grid beside the adapted one's")
     _add_common(p, output_file=True)
 
     p = _command(sub, "demo", cmd_demo, "the whole four-step workflow headless, with JSON results and PNG figures")

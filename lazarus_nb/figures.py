@@ -9,27 +9,37 @@ demo is the figure a notebook draws for the same result.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from . import plots
+from .emergence_plots import ScrubFigure
+from .errors import LazarusError
+from .grid_plots import GridPanel, logit_lens_grid
 
 if TYPE_CHECKING:  # the result types only: importing workflow here would load mlx for a figure
     from .evaluate import Evaluation
+    from .lens_grid import LensGrid
     from .probe import ProbeResult
     from .train import History
     from .workflow import LensReport
 
 __all__ = [
+    "FIGURE_SUFFIXES",
+    "check_figure_path",
     "emergence_figures",
     "lens_before_after_figure",
     "lens_figure",
+    "lens_grid_figure",
     "loss_figure",
     "probe_figure",
     "prompt_lens_figure",
+    "scrub_figure",
     "top_tokens_figure",
     "update_dashboard",
 ]
@@ -114,3 +124,57 @@ def top_tokens_figure(report: LensReport, layer: int, title: str | None = None) 
     rows = [(p["prompt"], next(r["top"] for r in p["layers"] if r["layer"] == layer)) for p in report.prompts]
     k = max(len(top) for _, top in rows) if rows else 0
     return plots.top_tokens_table(rows, title=title or f"Logit lens at layer {layer}: top-{k} tokens")
+
+
+MEAN_LABEL = "all classes (mean)"
+"""The scrubber's one line for a history recorded before snapshots kept per-class values."""
+
+
+def scrub_figure(history: History, classifier_layer: int | None = None) -> ScrubFigure:
+    """The emergence scrubber's figure of ``history``'s snapshots (``ScrubFigure.show(i)`` selects one): per
+    class, P(own class token) by layer at the selected snapshot, next to the emergence heatmap. A history whose
+    snapshots predate per-class values (an older checkpoint) gets one line, the mean over classes; in a history
+    that is partly older (a resumed run), the older snapshots' lines are empty (NaN)."""
+    if not history.snapshots:
+        raise ValueError("the history has no snapshots yet")
+    steps, layers, values = history.emergence("prob")
+    names = list(dict.fromkeys(c for s in history.snapshots for c in s.class_prob))
+    if names:
+        missing = [np.nan] * len(layers)
+        per_class = {c: np.array([s.class_prob.get(c, missing) for s in history.snapshots]) for c in names}
+    else:
+        per_class = {MEAN_LABEL: values.T}
+    return ScrubFigure(steps, layers, values, per_class, classifier_layer=classifier_layer)
+
+
+def lens_grid_figure(grids: Sequence[Sequence[LensGrid]]) -> Figure:
+    """Logit-lens grids (``lens_grid.compare`` per prompt): one row per prompt, its models (base, adapted)
+    side by side."""
+    def panel(g: LensGrid) -> GridPanel:
+        cut = f", last {len(g.positions)} of {g.n_tokens} tokens" if len(g.positions) < g.n_tokens else ""
+        return GridPanel(f"{g.prompt!r}: {g.label}{cut}", g.layers, g.tokens, g.next_tokens, g.top_tokens,
+                         g.top_probs)
+
+    return logit_lens_grid([[panel(g) for g in row] for row in grids])
+
+
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def check_figure_path(path: str | Path, force: bool = False, option: str = "--figure") -> None:
+    """Before anything runs: one sentence if ``plots.save`` could not (or must not) write a figure to ``path``:
+    not .png/.svg/.pdf, a directory, in a directory that does not exist or is not writable, or an existing file
+    without ``force``."""
+    p = Path(path)
+    parent = p.parent
+    if p.suffix.lower() not in FIGURE_SUFFIXES:
+        raise LazarusError(f"{option} '{path}' must end in {', '.join(FIGURE_SUFFIXES[:-1])} or "
+                           f"{FIGURE_SUFFIXES[-1]} (the figure's format)")
+    if p.is_dir():
+        raise LazarusError(f"{option} '{path}' is a directory; give a file name such as grid.png")
+    if not parent.is_dir():
+        raise LazarusError(f"{option} '{path}' cannot be written: the directory '{parent}' does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise LazarusError(f"{option} '{path}' cannot be written: the directory '{parent}' is not writable")
+    if p.exists() and not force:
+        raise LazarusError(f"{option} '{path}' already exists; use --force to overwrite it")

@@ -38,16 +38,18 @@ from typing import Any
 import ipywidgets as w
 from matplotlib.figure import Figure
 
-from . import figures, plots, report
+from . import checkpoint, figures, plots, report
 from .data import CANONICAL
 from .errors import LazarusError
+from .lens_grid import LensGrid
+from .lens_grid import compare as lens_grids
 from .lora import adapters
 from .models import LoadedModel
 from .tokens import ClassTokens, class_tokens_from_ids, resolve_class_tokens
 from .train import History, TrainConfig, TrainEvent, snapshot_due
 from .workflow import DualRewardResult, LensReport, run_dual_reward, run_lens
 
-__all__ = ["FigureSlot", "LensExplorer", "TrainPanel", "figure_output"]
+__all__ = ["EmergenceScrubber", "FigureSlot", "LensExplorer", "TrainPanel", "figure_output"]
 
 _LABEL = {"description_width": "9.5em"}
 _FIELD_WIDTH = "21em"
@@ -296,6 +298,9 @@ class TrainPanel:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
+GRID_TAB = 1  # LensExplorer's tab index of the logit-lens grid
+
+
 def _as_class_tokens(loaded: LoadedModel, class_tokens: ClassTokens | Mapping[str, int] | None) -> ClassTokens:
     if class_tokens is None:
         return resolve_class_tokens(loaded.tokenizer)
@@ -307,9 +312,12 @@ def _as_class_tokens(loaded: LoadedModel, class_tokens: ClassTokens | Mapping[st
 class LensExplorer:
     """Pick a canonical prompt or type one: the logit lens of that prompt over every layer.
 
-    Shows the probability of each class token per layer (``figures.prompt_lens_figure``, one line per class)
-    and the top tokens of the lens at the classifier layer, both from one ``workflow.run_lens`` report
-    (:attr:`report`). Works on any loaded model, base or adapted.
+    Two tabs. The first shows the probability of each class token per layer (``figures.prompt_lens_figure``,
+    one line per class) and the top tokens of the lens at the classifier layer, both from one
+    ``workflow.run_lens`` report (:attr:`report`). The second is the classic logit-lens grid of the prompt
+    (``lens_grid.compare``: layers x prompt positions, each cell the lens's top-1 token coloured by its
+    probability; on an adapted model the base model's grid beside the adapted one's), computed when that tab is
+    open (:meth:`show_grid`; :attr:`grids`, :attr:`grid_fig`). Works on any loaded model, base or adapted.
     ``class_tokens``: the ids to read (a checkpoint's ``config["class_tokens"]`` mapping, a
     :class:`ClassTokens`, or None to resolve them from the tokenizer).
     """
@@ -332,6 +340,10 @@ class LensExplorer:
         self.title = title or ("adapted model" if adapters(loaded.model) else "base model")
         self.fig: Figure | None = None
         self.report: LensReport | None = None
+        self.prompt: str | None = None  # the last prompt shown
+        self.grids: list[LensGrid] = []  # the grid tab's data (base[, adapted]) for ``grid_prompt``
+        self.grid_prompt: str | None = None
+        self.grid_fig: Figure | None = None
         self.top: list[tuple[str, float]] = []
         self.dropdown = w.Dropdown(options=[(f"{s.prompt!r}  ({s.label})", s.prompt) for s in CANONICAL],
                                    value=None, description="canonical", style={"description_width": "6em"})
@@ -340,16 +352,20 @@ class LensExplorer:
                            layout=w.Layout(width="34em"))
         self.slot = FigureSlot()
         self.table = w.HTML()
+        self.grid_slot = FigureSlot()
+        self.tabs = w.Tab(children=[w.HBox([self.slot.widget, self.table]), self.grid_slot.widget],
+                          titles=("class tokens by layer", "logit-lens grid"), selected_index=0)
         self.output = w.Output()
-        for name in ("dropdown", "text", "table", "output"):
+        for name in ("dropdown", "text", "table", "tabs", "output"):
             getattr(self, name).add_class(f"lazarus-explorer-{name}")
         self.dropdown.observe(self._on_prompt, names="value")
         self.text.observe(self._on_prompt, names="value")
+        self.tabs.observe(self._on_tab, names="selected_index")
         self.widget = w.VBox([
             w.HTML(f"<b>Logit-lens explorer</b> &middot; {html.escape(loaded.name)} ({html.escape(self.title)}), "
                    f"classifier layer {layer}"),
             w.HBox([self.dropdown, self.text]),
-            w.HBox([self.slot.widget, self.table]),
+            self.tabs,
             self.output,
         ])
         self.dropdown.value = CANONICAL[0].prompt  # draws the first canonical prompt
@@ -361,6 +377,13 @@ class LensExplorer:
             self.show(change.new)
         except Exception:  # a widget callback has nowhere else to report: show it under the explorer
             self.output.append_stderr(traceback.format_exc())
+
+    def _on_tab(self, change: Any) -> None:
+        if change.new == GRID_TAB and self.prompt is not None and self.grid_prompt != self.prompt:
+            try:
+                self.show_grid()
+            except Exception:  # a widget callback has nowhere else to report: show it under the explorer
+                self.output.append_stderr(traceback.format_exc())
 
     def _readout(self, prompt: str) -> LensReport:
         """The lens of ``prompt`` at every layer: P(each class token, the ids of :attr:`class_tokens`) and
@@ -388,7 +411,28 @@ class LensExplorer:
         self.top = [(tok, p) for tok, p in at["top"]]
         self.slot.update(self.fig)
         self.table.value = self._table_html(at)
+        self.prompt = prompt
+        if self.tabs.selected_index == GRID_TAB:  # else the grid is computed when its tab is opened
+            self.show_grid()
         return self.fig
+
+    def show_grid(self, prompt: str | None = None) -> Figure | None:
+        """The logit-lens grid of ``prompt`` (default: the prompt shown last) in the grid tab; returns its figure
+        (None with the one-sentence message under the explorer if the prompt is unusable)."""
+        prompt = self.prompt if prompt is None else prompt
+        self.output.outputs = ()
+        if not isinstance(prompt, str) or not prompt.strip():
+            _note(self.output, "Error: type a prompt first (e.g. '7 * 8 = ')", error=True)
+            return None
+        try:
+            self.grids = lens_grids(self.loaded, prompt)
+        except LazarusError as exc:
+            _note(self.output, f"Error: {exc}", error=True)
+            return None
+        self.grid_prompt = prompt
+        self.grid_fig = figures.lens_grid_figure([self.grids])
+        self.grid_slot.update(self.grid_fig)
+        return self.grid_fig
 
     def _table_html(self, at: dict[str, Any]) -> str:
         """The top tokens (a class token starred: its rank is its place in the list) and P(class token), at
@@ -409,3 +453,67 @@ class LensExplorer:
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
 
+
+class EmergenceScrubber:
+    """Scrub through training: a step slider (and a play button) over the snapshots of a training history.
+
+    At the selected snapshot the figure shows, per class, P(own class token) at every layer (the classifier
+    layer marked), next to the emergence heatmap with that step marked (``figures.scrub_figure``): which
+    operation becomes readable first, and where. ``source`` is a :class:`~lazarus_nb.train.History` (e.g.
+    ``result.state.history`` after training) or a checkpoint directory (its ``history.json``; the classifier
+    layer then defaults to the checkpoint's). ``show(i)`` selects snapshot ``i`` (the slider calls it), moving
+    the figure's artists in place and updating :attr:`slot` (whose hidden counter the browser test reads).
+
+    Attributes: ``slider`` (IntSlider over snapshot indices), ``play`` (Play, linked to the slider in the
+    browser), ``label`` (the selected step), ``figure`` (:class:`~lazarus_nb.emergence_plots.ScrubFigure`),
+    ``slot`` (:class:`FigureSlot`), ``history``.
+    """
+
+    def __init__(self, source: History | str | Path, classifier_layer: int | None = None,
+                 interval_ms: int = 700):
+        if isinstance(source, History):
+            self.history = source
+        else:
+            if classifier_layer is None:
+                classifier_layer = checkpoint.read_record(source).classifier_layer
+            self.history = checkpoint.read_history(source)
+        if not self.history.snapshots:
+            raise LazarusError("this training history has no logit-lens snapshots yet; train at least one step")
+        self.classifier_layer = classifier_layer
+        self.figure = figures.scrub_figure(self.history, classifier_layer)
+        n = len(self.history.snapshots)
+        # Play steps the value in the browser (jslink: no kernel round trip per tick), the slider follows and
+        # syncs to the kernel, whose observer redraws; the interval leaves time for one PNG render per tick.
+        self.play = w.Play(value=0, min=0, max=n - 1, step=1, interval=interval_ms, description="play",
+                           show_repeat=False)
+        self.slider = w.IntSlider(value=0, min=0, max=n - 1, step=1, description="snapshot", readout=False,
+                                  continuous_update=False, style={"description_width": "6em"},
+                                  layout=w.Layout(width="30em"))
+        w.jslink((self.play, "value"), (self.slider, "value"))
+        self.label = w.HTML()
+        self.slot = FigureSlot()
+        for name in ("play", "slider", "label"):
+            getattr(self, name).add_class(f"lazarus-scrubber-{name}")
+        self.slider.observe(lambda change: self.show(change.new), names="value")
+        self.widget = w.VBox([w.HBox([self.play, self.slider, self.label]), self.slot.widget])
+        self.widget.add_class("lazarus-scrubber")
+        self.show(0)
+
+    @property
+    def step(self) -> int:
+        """The training step of the selected snapshot."""
+        return self.history.snapshots[self.figure.index].step
+
+    def show(self, index: int) -> Figure:
+        """Select snapshot ``index`` (as the slider does) and redraw; returns the (same) figure."""
+        fig = self.figure.show(index)
+        if self.slider.value != self.figure.index:
+            self.slider.value = self.figure.index  # e.g. show(-1): its observer redraws the same snapshot once
+            return fig
+        n = len(self.history.snapshots)
+        self.label.value = f"step <b>{self.step}</b> &middot; snapshot {self.figure.index + 1} of {n}"
+        self.slot.update(fig)
+        return fig
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)

@@ -125,7 +125,9 @@ class TrainState:
 def snapshot_due(step: int, steps: int, every: int) -> bool:
     """Whether training records a lens snapshot after ``step`` of ``steps`` (0 = the base model): at the first
     and last step, and every ``every`` steps (0 = first and last only). The one schedule rule: the trainer
-    and the live panel both ask it."""
+    and the live panel both ask it. ``steps`` is the configured count: a run that ``stop_when_readable`` ends
+    early stops right after a due snapshot, so its last step has one too and the history still ends at a
+    snapshot."""
     return step in (0, steps) or (every > 0 and step % every == 0)
 
 

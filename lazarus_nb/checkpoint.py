@@ -107,6 +107,7 @@ def run_record(loaded: LoadedModel, state: Any, results: dict[str, Any] | None =
         class_token_strings=dict(zip(tokens.words, tokens.strings)),
         steps_completed=state.step,
         status=state.status,
+        stop_reason=state.stop_reason,
         lora_targets=list(state.config.lora().targets),
         trainable_params=state.trainable_params,
         train_seconds=state.seconds,
@@ -403,5 +404,6 @@ def restore_into(loaded: LoadedModel, path: str | Path, state: Any) -> None:
     state.history = read_history(path)
     state.step = record.steps_completed
     state.seconds = record.train_seconds
+    state.stop_reason = record.stop_reason
     state.history.steps = state.history.steps[: state.step]
     state.history.snapshots = [s for s in state.history.snapshots if s.step <= state.step]

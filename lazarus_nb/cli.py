@@ -152,6 +152,7 @@ class Progress:
         self.started = False
         self.closed = False
         self.last_step = start_step
+        self.last_row: Any = None  # the last step's log, until its row is printed
 
     def begin(self) -> None:
         self.started = True
@@ -165,14 +166,21 @@ class Progress:
     def __call__(self, event: Any) -> None:
         if not self.started:
             self.begin()
+        if event.kind == "stop":  # stop_when_readable: this step is the run's last; its row closes the table
+            if self.last_row is not None:
+                self.out(report.step_row(self.last_row))
+            self.close()
+            return
         if event.kind != "step" or event.log is None:
             return
         self.last_step = event.step
+        self.last_row = event.log
         if self.out.bar is not None:
             self.out.bar.set_postfix(total=f"{event.log.total:.3f}", refresh=False)
             self.out.bar.update(1)
         if event.step % self.log_every == 0 or event.step == event.total_steps:
             self.out(report.step_row(event.log))
+            self.last_row = None
         if event.step == event.total_steps:
             self.close()
 
@@ -214,11 +222,26 @@ def interrupted(out: Out, model: str, output: str | None, started: float, progre
     return 130
 
 
+class Quiet(Out):
+    """The output of a data-parallel rank other than 0: rank 0 prints the text and the result."""
+
+    def __call__(self, *lines: str) -> None:
+        pass
+
+    def result(self, payload: Any, output: str | None = None) -> None:
+        pass
+
+
 def cmd_dual_reward(args: argparse.Namespace) -> int:
     """Dual-reward LoRA training: total = w * classification (logit lens at the classifier layer) + (1 - w) * answer
     (final layer). Prints the step table and the canonical 8-prompt classifier table before and after; -o DIR saves
-    a checkpoint (Ctrl-C keeps the last one; continue with --resume -o DIR)."""
-    out = Out(args.json)
+    a checkpoint (Ctrl-C keeps the last one; continue with --resume -o DIR). Under `mlx.launch -n N` it trains the
+    one run data-parallel on N processes (docs/scale.md)."""
+    from .workflow import data_parallel_group
+
+    group = data_parallel_group()
+    lead = group is None or group.rank() == 0
+    out = Out(args.json) if lead else Quiet(False)
     config, given = train_config(args)
     record = None
     if args.resume:
@@ -228,7 +251,7 @@ def cmd_dual_reward(args: argparse.Namespace) -> int:
             raise LazarusError("--resume needs -o DIR, the checkpoint directory to continue")
         record = checkpoint.resumable_record(args.output)
         ignored = [k for k, v in given.items() if k == "lora_layers" or getattr(record.train, k) != v]
-        if ignored:
+        if ignored and lead:
             warnings.warn(f"{', '.join(map(option, ignored))} ignored: a resumed run keeps the settings in its "
                           "config.json", stacklevel=1)
         model = args.model or record.model
@@ -240,6 +263,8 @@ def cmd_dual_reward(args: argparse.Namespace) -> int:
         config.check(num_layers, name=option)
         if args.output is not None:
             checkpoint.check_writable(args.output, args.force)
+    if group is not None:
+        (record.train if record else config).check_ranks(group.size(), name=option)
 
     from .workflow import load, run_dual_reward
 
@@ -251,13 +276,14 @@ def cmd_dual_reward(args: argparse.Namespace) -> int:
     started = time.time()
     try:
         result = run_dual_reward(loaded, config, output=args.output, force=args.force, resume=args.resume,
-                                 callback=progress, answers=not args.no_answers, log=out)
+                                 callback=progress if lead else None, answers=not args.no_answers, log=out,
+                                 group=group)
     except KeyboardInterrupt:
         return interrupted(out, loaded.name, args.output, started, progress)
     finally:
         progress.close()
     if not progress.started:
-        out("", report.nothing_to_train(steps))
+        out("", report.nothing_to_train(result.state))
     out(*report.training_summary(result))
     payload = result.to_dict()
     if record is not None:

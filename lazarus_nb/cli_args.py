@@ -181,14 +181,19 @@ def _bool(text: str) -> bool:
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """One option per TrainConfig field (name, type, default and help from the dataclass), as mlx-lm's
     ``TrainingArgs`` and tuned-lens's dataclass CLI do; the default stays None, so a resumed run can tell
-    which options were given."""
+    which options were given. Field metadata: ``choices``; ``metavar``; ``const``, the value of the option given
+    without one (an optional-value option, e.g. ``--stop-when-readable [ACC]``)."""
     hints = get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
         parse, metavar = _parser_for(hints[f.name])
         default = "" if f.default is None else f" (default: {f.default})"
-        choices = f.metadata.get("choices")
+        choices, const = f.metadata.get("choices"), f.metadata.get("const")
+        optional: dict[str, Any] = {} if const is None else {"nargs": "?", "const": const}
+        if const is not None:
+            default += f" (alone: {const}; default: off)"
         p.add_argument(option(f.name), dest=f.name, type=parse, metavar="{" + ",".join(choices) + "}" if choices
-                       else metavar, choices=choices, help=f.metadata["help"] + default)
+                       else f.metadata.get("metavar", metavar), choices=choices, help=f.metadata["help"] + default,
+                       **optional)
     p.add_argument("--log-every", type=int_at_least(1), default=100, metavar="N",
                    help="print a row of the step table every N steps (default: 100)")
     p.add_argument("--no-answers", action="store_true",

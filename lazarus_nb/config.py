@@ -42,6 +42,14 @@ def default_classifier_layer(num_layers: int) -> int:
     return int(0.55 * num_layers)
 
 
+READABLE = 0.9
+"""Full-vocab top-1 accuracy at which the classifier counts as readable (``train.History.steps_to_readable``), and
+the ``--stop-when-readable`` threshold when the flag is given alone."""
+
+STOP_STREAK = 2
+"""Consecutive readable snapshots after which ``stop_when_readable`` stops a run: one alone could be a lucky draw
+of the small snapshot set."""
+
 TERMINATORS: tuple[str, ...] = ("eos", "none")
 """What ends the answer target: the tokenizer's end-of-sequence token, or nothing (SPEC "Tokenising")."""
 
@@ -78,6 +86,11 @@ class TrainConfig:
         "help": "what the lens at the classifier layer must read for each class: true (its own word) or permuted "
                 f"(a fixed derangement of the class words: {', '.join(f'{c}->{w}' for c, w in PERMUTED.items())}; "
                 "the control run)", "choices": LABEL_MAPS})
+    # Off by default, so a run does all its steps (the original's semantics). "const": the value of the option
+    # given without one (cli_args makes such a field an optional-value option).
+    stop_when_readable: float | None = field(default=None, metadata={
+        "help": "stop once two consecutive lens snapshots (see --snapshot-every) read full-vocab top-1 >= ACC at the "
+                "classifier layer on the snapshot set", "const": READABLE, "metavar": "ACC"})
 
     def check(self, num_layers: int | None = None, name: Callable[[str], str] = str) -> None:
         """Every rule on the settings, one sentence per problem (LazarusError). Layer ranges are checked when
@@ -109,6 +122,8 @@ class TrainConfig:
             (self.label_map in LABEL_MAPS, f"{name('label_map')} must be one of {', '.join(LABEL_MAPS)}, got "
              f"{self.label_map!r}"),
             (self.checkpoint_every >= 0, f"{name('checkpoint_every')} must be >= 0, got {self.checkpoint_every}"),
+            (self.stop_when_readable is None or 0 < self.stop_when_readable <= 1,  # also rejects nan
+             f"{name('stop_when_readable')} must be an accuracy in (0, 1], got {self.stop_when_readable}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -123,6 +138,18 @@ class TrainConfig:
             if self.classifier_layer is not None:
                 check_layers([self.classifier_layer], num_layers, name("classifier_layer"))
             check_layers(self.lora_layers or [], num_layers, name("lora_layers"))
+
+    def check_ranks(self, ranks: int, name: Callable[[str], str] = str) -> None:
+        """The data-parallel rule: each of ``ranks`` processes takes an equal share of every global batch, so
+        ``batch_size`` and the shorter batch that ends an epoch (``num_samples % batch_size`` problems,
+        ``data.balanced_batches``) must both split evenly (one sentence otherwise)."""
+        rest = self.num_samples % self.batch_size
+        if self.batch_size % ranks:
+            raise LazarusError(f"{name('batch_size')} {self.batch_size} does not split over {ranks} ranks: "
+                               f"data-parallel training needs a global batch that is a multiple of {ranks}")
+        if rest % ranks:
+            raise LazarusError(f"{name('num_samples')} {self.num_samples} leaves a last batch of {rest} problems "
+                               f"each epoch, which does not split over {ranks} ranks; use a multiple of {ranks}")
 
     def for_model(self, num_layers: int) -> TrainConfig:
         """A checked copy for a model with ``num_layers`` blocks, the classifier layer default filled in."""
@@ -159,6 +186,9 @@ class RunRecord:
     class_token_strings: dict[str, str] = field(default_factory=dict)  # class word -> the token as text
     steps_completed: int = 0
     status: str = "running"  # running | complete | interrupted | diverged
+    # why a complete run ended: "steps" (all configured steps ran) or "readable" (stop_when_readable stopped it
+    # early; steps_completed < steps); None while running, and in records saved before it existed
+    stop_reason: str | None = None
     lora_targets: list[str] = field(default_factory=lambda: ["v", "o"])
     lora_dropout: float = 0.0
     trainable_params: int | None = None

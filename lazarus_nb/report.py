@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_file
+from .config import STOP_STREAK
 from .data import CANONICAL, CLASSES, LABEL_MAPS, PERMUTED
 from .errors import LazarusError
 
@@ -307,8 +308,10 @@ def _every(n: int, never: str) -> str:
     return f"every {n} steps" if n else never
 
 
-def training_header(state: TrainState, num_layers: int, resumed: tuple[str, str] | None = None) -> list[str]:
-    """The run about to train (``resumed``: the checkpoint directory and its saved status)."""
+def training_header(state: TrainState, num_layers: int, resumed: tuple[str, str] | None = None,
+                    ranks: int = 1) -> list[str]:
+    """The run about to train (``resumed``: the checkpoint directory and its saved status; ``ranks``: processes
+    training it data-parallel)."""
     cfg = state.config
     lines = [
         f"  Classifier layer: {depth(state.classifier_layer, num_layers)}",
@@ -324,6 +327,12 @@ def training_header(state: TrainState, num_layers: int, resumed: tuple[str, str]
         f"{_every(cfg.snapshot_every, 'at the first and last step only')}, checkpoints "
         f"{_every(cfg.checkpoint_every, 'at the end only')})",
     ]
+    if cfg.stop_when_readable is not None:
+        lines.append(f"  Stop when readable: after {STOP_STREAK} consecutive snapshots with full-vocab top-1 >= "
+                     f"{pct(cfg.stop_when_readable)} at L{state.classifier_layer} (on the snapshot set)")
+    if ranks > 1:
+        lines.append(f"  Data-parallel: {ranks} ranks, {cfg.batch_size // ranks} problems of each batch of "
+                     f"{cfg.batch_size} per rank; gradients averaged over the ranks, rank 0 writes")
     if cfg.label_map != LABEL_MAPS[0]:
         lines.append(f"  Label map: {cfg.label_map} (control: the lens must read another class's word: "
                      f"{', '.join(f'{c} -> {w}' for c, w in PERMUTED.items())})")
@@ -345,8 +354,19 @@ def step_row(log: StepLog) -> str:
     return f"  {log.step:>6}  {log.total:>10.4f}  {log.cls_loss:>10.4f}  {log.ans_loss:>10.4f}"
 
 
-def nothing_to_train(steps: int) -> str:
-    return f"Nothing to train: the checkpoint already completed all {steps} steps."
+def nothing_to_train(state: TrainState) -> str:
+    if state.stop_reason == "readable":
+        return (f"Nothing to train: the checkpoint already stopped at step {state.step} of {state.config.steps} "
+                "(readable).")
+    return f"Nothing to train: the checkpoint already completed all {state.config.steps} steps."
+
+
+def stopped(state: TrainState) -> str:
+    """Why the run ended early, as a clause ("" when it ran all its steps or did not end)."""
+    if state.stop_reason != "readable":
+        return ""
+    return (f"stopped early at step {state.step} of {state.config.steps}: readable (full-vocab top-1 >= "
+            f"{pct(state.config.stop_when_readable)} on {STOP_STREAK} consecutive snapshots)")
 
 
 def training_summary(result: DualRewardResult) -> list[str]:
@@ -355,7 +375,8 @@ def training_summary(result: DualRewardResult) -> list[str]:
     n_heldout = len(state.heldout)
     b, f = result.baseline, result.final
     return [
-        f"  Trained {state.step} steps in {state.seconds:.1f} s ({state.status})",
+        f"  Trained {state.step} steps in {state.seconds:.1f} s "
+        f"({'; '.join(filter(None, [state.status, stopped(state)]))})",
         *evaluation(f"Classifier before training (base model, logit lens at L{layer}):", b, n_heldout),
         *evaluation(f"Classifier after training (logit lens at L{layer}):", f, n_heldout),
         "", f"Summary at L{layer}: canonical {b.canonical_correct}/{len(b.canonical)} -> "

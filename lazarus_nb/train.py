@@ -3,6 +3,10 @@
 The trainer knows nothing about UI or files: a ``callback`` sees every step and snapshot (progress bars,
 live plots), and a ``save`` hook is called at checkpoint intervals, on Ctrl-C and on divergence, always
 with the state of the last *completed* step (see ``checkpoint.py``).
+
+Data-parallel: given an ``mx.distributed`` group (``mlx.launch -n N``), ``train`` runs one run on N processes:
+each rank takes its share of every global batch of the single-process schedule and ``make_step`` combines the
+ranks' losses and gradients (docs/scale.md). Without a group it is the same step with N = 1.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+from mlx.nn.utils import average_gradients
 
-from .config import TrainConfig
+from .config import READABLE, STOP_STREAK, TrainConfig
 from .data import CANONICAL, CLASSES, Sample, balanced_batches, balanced_subset, target_words, train_heldout_split
 from .errors import LazarusError
 from .evaluate import sample_lens_stats
@@ -52,9 +57,6 @@ class Snapshot:
     class_prob: dict[str, list[float]] = field(default_factory=dict)
 
 
-READABLE = 0.9
-"""Full-vocab top-1 accuracy at which the classifier counts as readable (``History.steps_to_readable``)."""
-
 
 @dataclass
 class History:
@@ -78,6 +80,13 @@ class History:
         i = self.layers.index(layer)
         return next((s.step for s in self.snapshots if s.top1_acc[i] >= threshold), None)
 
+    def readable_streak(self, layer: int, threshold: float, length: int = STOP_STREAK) -> bool:
+        """Whether the last ``length`` snapshots all read full-vocab top-1 >= ``threshold`` at ``layer`` (on the
+        snapshot set, like ``steps_to_readable``): the ``stop_when_readable`` rule."""
+        i = self.layers.index(layer)
+        last = self.snapshots[-length:]
+        return len(last) == length and all(s.top1_acc[i] >= threshold for s in last)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -90,7 +99,8 @@ class History:
 
 @dataclass
 class TrainEvent:
-    kind: str  # "step" or "snapshot"
+    # "step", "snapshot", or "stop" (stop_when_readable ended the run early, after this step's snapshot)
+    kind: str
     step: int
     total_steps: int
     log: StepLog | None = None
@@ -113,12 +123,17 @@ class TrainState:
     heldout: list[Sample]
     seconds: float  # training wall time so far
     status: str = "running"  # running | complete | interrupted | diverged
+    # why a complete run ended: "steps" (all config.steps ran) or "readable" (stop_when_readable stopped it
+    # early, at ``step`` < config.steps); None until it is complete
+    stop_reason: str | None = None
 
 
 def snapshot_due(step: int, steps: int, every: int) -> bool:
     """Whether training records a lens snapshot after ``step`` of ``steps`` (0 = the base model): at the first
     and last step, and every ``every`` steps (0 = first and last only). The one schedule rule: the trainer
-    and the live panel both ask it."""
+    and the live panel both ask it. ``steps`` is the configured count: a run that ``stop_when_readable`` ends
+    early stops right after a due snapshot, so its last step has one too and the history still ends at a
+    snapshot."""
     return step in (0, steps) or (every > 0 and step % every == 0)
 
 
@@ -178,17 +193,38 @@ class Diverged(LazarusError):
 
 
 def dual_loss_and_grad(model: nn.Module, classifier_layer: int, cls_weight: float) -> Callable:
-    """``batch -> ((total, cls, ans), grads)``: the dual loss and its gradient w.r.t. the trainable
-    parameters (the adapters)."""
+    """``(batch, counts=None) -> ((total, cls, ans), grads)``: the dual loss (``losses.dual_loss``, ``counts``
+    its divisors) and its gradient w.r.t. the trainable parameters (the adapters)."""
     lens = LogitLens(model)
-    return nn.value_and_grad(model, lambda batch: dual_loss(lens, batch, classifier_layer, cls_weight))
+    return nn.value_and_grad(
+        model, lambda batch, counts=None: dual_loss(lens, batch, classifier_layer, cls_weight, counts))
+
+
+def ranks(group: mx.distributed.Group | None) -> tuple[int, int]:
+    """(this process's rank, number of ranks) of a data-parallel ``group``; (0, 1) without one."""
+    return (0, 1) if group is None else (group.rank(), group.size())
+
+
+def rank_share(indices: Sequence[int], group: mx.distributed.Group | None) -> Sequence[int]:
+    """This rank's share of a global batch: every N-th sample from its rank on, as mlx-lm's ``iterate_batches``
+    splits a batch (``TrainConfig.check_ranks`` makes the shares equal)."""
+    rank, size = ranks(group)
+    return indices[rank::size]
 
 
 def make_step(
-    model: nn.Module, optimizer: optim.Optimizer, classifier_layer: int, cls_weight: float, compile: bool = False
+    model: nn.Module, optimizer: optim.Optimizer, classifier_layer: int, cls_weight: float, compile: bool = False,
+    group: mx.distributed.Group | None = None,
 ) -> Callable[[Batch], Losses]:
     """One optimiser step, ``step(batch) -> Losses``: loss and gradient, the finiteness check *before* the
     update (a non-finite loss raises ``Diverged`` and leaves the adapters as they were), the Adam update.
+
+    ``group`` (data-parallel, N ranks): ``batch`` is this rank's share of the global batch. The example and
+    answer-token counts are summed over the ranks first, and each rank divides its summed losses by 1/N of the
+    global counts, so the ranks' losses and gradients *average* (``mlx.nn.average_gradients``, as mlx-lm's
+    trainer does) to exactly the loss and gradient of the global batch; every rank then applies the same update.
+    The returned losses are the global batch's on every rank, so all ranks raise ``Diverged`` together.
+    Without a group this is the same step with N = 1 (the counts are the batch's own: the means).
 
     ``compile=True``: the loss-and-grad and the update run under ``mx.compile``, as in mlx-lm's trainer.
     Same losses, ~7% faster per step once compiled, but the first call compiles with g++ (~24 s with a
@@ -196,9 +232,17 @@ def make_step(
     (docs/performance.md)."""
     value_and_grad = dual_loss_and_grad(model, classifier_layer, cls_weight)
     batch_fields = [f.name for f in fields(Batch)]
+    size = ranks(group)[1]
 
-    def loss_and_grad(*arrays: mx.array) -> Any:  # arrays, not a Batch: what mx.compile can trace
-        return value_and_grad(Batch(*arrays))
+    def loss_and_grad(counts: mx.array, *arrays: mx.array) -> Any:  # arrays, not a Batch: what mx.compile traces
+        return value_and_grad(Batch(*arrays), counts)
+
+    def global_counts(batch: Batch) -> mx.array:
+        """Each rank's divisors: 1/N of the global batch's examples and answer tokens (at least 1 token)."""
+        counts = mx.stack([mx.array(batch.size, dtype=mx.float32), batch.answer_mask.sum()])
+        if group is not None:
+            counts = mx.distributed.all_sum(counts, group=group)
+        return mx.maximum(counts, 1.0) / size
 
     def update(grads: Any) -> None:
         optimizer.update(model, grads)
@@ -211,9 +255,13 @@ def make_step(
         update = mx.compile(update, inputs=state, outputs=state)
 
     def step(batch: Batch) -> Losses:
-        (total, cls, ans), grads = loss_and_grad(*(getattr(batch, f) for f in batch_fields))
-        mx.eval(total, cls, ans, grads)
-        losses = Losses(total.item(), cls.item(), ans.item())
+        (total, cls, ans), grads = loss_and_grad(global_counts(batch), *(getattr(batch, f) for f in batch_fields))
+        values = mx.stack([total, cls, ans])
+        if group is not None:
+            values = mx.distributed.all_sum(values, group=group) / size
+            grads = average_gradients(grads, group)
+        mx.eval(values, grads)
+        losses = Losses(*values.tolist())
         if not all(math.isfinite(v) for v in losses):
             raise Diverged(losses.total)
         update(grads)
@@ -235,23 +283,42 @@ def snapshot(lens: LogitLens, loaded: LoadedModel, state: TrainState) -> Snapsho
     return Snapshot(state.step, stats.prob, stats.restricted_acc, stats.top1_acc, stats.class_prob)
 
 
+def rank_zero_decides(flag: bool, group: mx.distributed.Group | None) -> bool:
+    """Rank 0's ``flag`` on every rank (``flag`` itself without a group). Decisions that end the loop are taken
+    once, so the ranks stay in lockstep even if another rank's snapshot differed in the last bit."""
+    if group is None:
+        return flag
+    mine = mx.array(float(flag) if group.rank() == 0 else 0.0)
+    return bool(mx.distributed.all_sum(mine, group=group).item())
+
+
 def train(
     loaded: LoadedModel,
     state: TrainState,
     callback: Callable[[TrainEvent], None] | None = None,
     save: Callable[[TrainState], None] | None = None,
+    group: mx.distributed.Group | None = None,
 ) -> TrainState:
     """Run ``state`` (from ``prepare`` or a loaded checkpoint) to ``config.steps``: one ``make_step`` call per
-    entry of ``schedule``.
+    entry of ``schedule``. Status "complete" at the end, with ``stop_reason`` "steps"; with
+    ``config.stop_when_readable`` the run stops early at the snapshot that makes ``STOP_STREAK`` consecutive
+    readable ones (``History.readable_streak``; ``stop_reason`` "readable", ``step`` < ``config.steps``, which
+    keeps the configured value). That step has its snapshot, so the history ends at a snapshot as a full run does.
+    A resumed run that had stopped does not train further.
+
+    ``group``: data-parallel over its ranks (``make_step``), each rank calling ``train`` with the same state;
+    every rank takes the snapshots, rank 0 decides when to stop. The caller decides who saves (``save``).
 
     Ctrl-C: the save hook gets the last completed step (status "interrupted") and KeyboardInterrupt is
     re-raised. A non-finite loss stops before the update is applied: the state is saved (status
     "diverged") and LazarusError raised.
     """
     cfg, model = state.config, loaded.model
+    if group is not None:
+        cfg.check_ranks(group.size())
     lens = LogitLens(model)
     plan = schedule(loaded.tokenizer, state)  # computed once: the batches of every step
-    step = make_step(model, state.optimizer, state.classifier_layer, cfg.cls_weight)
+    step = make_step(model, state.optimizer, state.classifier_layer, cfg.cls_weight, group=group)
 
     def emit(event: TrainEvent) -> None:
         if callback is not None:
@@ -266,13 +333,21 @@ def train(
         recorded = bool(state.history.snapshots) and state.history.snapshots[-1].step == state.step
         return snapshot_due(state.step, cfg.steps, cfg.snapshot_every) and not recorded
 
+    def readable_stop() -> bool:
+        """Stop here, before the configured steps ran out? Asked at the start and after each snapshot: at the same
+        steps on every rank (it is a collective with a group)."""
+        acc = cfg.stop_when_readable
+        return acc is not None and state.step < cfg.steps and rank_zero_decides(
+            state.history.readable_streak(state.classifier_layer, acc), group)
+
     if snapshot_pending():
         take_snapshot()  # step 0 (the base model), or one a resumed run was interrupted before recording
+    stopped = readable_stop()  # a resumed run that had stopped stays stopped
     try:
-        while state.step < cfg.steps:
+        while state.step < cfg.steps and not stopped:
             t0 = time.perf_counter()
             try:
-                losses = step(batch_for(loaded.tokenizer, state, plan[state.step]))
+                losses = step(batch_for(loaded.tokenizer, state, rank_share(plan[state.step], group)))
             except Diverged as exc:
                 state.status = "diverged"
                 if save is not None:
@@ -289,13 +364,17 @@ def train(
             emit(TrainEvent("step", state.step, cfg.steps, log=log))
             if snapshot_pending():
                 take_snapshot()
+                stopped = readable_stop()
+                if stopped:
+                    emit(TrainEvent("stop", state.step, cfg.steps, snapshot=state.history.snapshots[-1]))
             periodic_save = bool(cfg.checkpoint_every) and state.step % cfg.checkpoint_every == 0
-            if save is not None and state.step < cfg.steps and periodic_save:
-                save(state)
+            if save is not None and state.step < cfg.steps and not stopped and periodic_save:
+                save(state)  # the last step (or the stop) is saved by the caller, with its metrics
     except KeyboardInterrupt:
         state.status = "interrupted"
         if save is not None:
             save(state)
         raise
     state.status = "complete"
+    state.stop_reason = "readable" if stopped else "steps"
     return state

@@ -46,7 +46,7 @@ from .lens_grid import compare as lens_grids
 from .lora import adapters
 from .models import LoadedModel
 from .tokens import ClassTokens, class_tokens_from_ids, resolve_class_tokens
-from .train import History, TrainConfig, TrainEvent, snapshot_due
+from .train import READABLE, History, TrainConfig, TrainEvent, snapshot_due
 from .workflow import DualRewardResult, LensReport, run_dual_reward, run_lens
 
 __all__ = ["EmergenceScrubber", "FigureSlot", "LensExplorer", "TrainPanel", "figure_output"]
@@ -155,6 +155,10 @@ class TrainPanel:
         self.lora_rank = field(w.IntText, c.lora_rank, "LoRA rank")
         self.num_samples = field(w.IntText, c.num_samples, "training samples")
         self.seed = field(w.IntText, c.seed, "seed")
+        # stop_when_readable: the switch, and the accuracy it waits for (kept when the switch is off)
+        self.stop_when_readable = w.Checkbox(value=c.stop_when_readable is not None, description="stop when readable",
+                                             indent=False, layout=w.Layout(width=_FIELD_WIDTH))
+        self.stop_accuracy = field(w.FloatText, c.stop_when_readable or READABLE, "readable top-1", step=0.05)
         self.button = w.Button(description="Train", button_style="primary", icon="play",
                                tooltip="Train the dual-reward adapter with these settings")
         self.progress = w.IntProgress(value=0, min=0, max=max(c.steps, 1), description="progress",
@@ -164,18 +168,18 @@ class TrainPanel:
         self.dashboard = plots.training_dashboard()
         self.figure = FigureSlot(self.dashboard.fig)
         for name in ("steps", "classifier_layer", "cls_weight", "learning_rate", "lora_rank", "num_samples",
-                     "seed", "button", "progress", "status", "output"):
+                     "seed", "stop_when_readable", "stop_accuracy", "button", "progress", "status", "output"):
             getattr(self, name).add_class(f"lazarus-{name.replace('_', '-')}")
         self.button.on_click(self._on_click)
 
         fields = [self.steps, self.classifier_layer, self.cls_weight, self.learning_rate, self.lora_rank,
-                  self.num_samples, self.seed]
+                  self.num_samples, self.seed, self.stop_when_readable, self.stop_accuracy]
         where = f"checkpoint: {html.escape(str(self.checkpoint))}" if self.checkpoint else "no checkpoint is written"
         header = w.HTML(f"<b>Dual-reward training</b> &middot; {html.escape(loaded.name)} "
                         f"({n} layers) &middot; {where}")
         self.widget = w.VBox([
             header,
-            w.HBox([w.VBox(fields[:4]), w.VBox(fields[4:] + [self.button])]),
+            w.HBox([w.VBox(fields[:4]), w.VBox(fields[4:7] + [self.button]), w.VBox(fields[7:])]),
             w.HBox([self.progress, self.status]),
             self.figure.widget,
             self.output,
@@ -198,6 +202,7 @@ class TrainPanel:
             lora_rank=int(self.lora_rank.value),
             num_samples=int(self.num_samples.value),
             seed=int(self.seed.value),
+            stop_when_readable=float(self.stop_accuracy.value) if self.stop_when_readable.value else None,
         )
 
     # --------------------------------------------------------------------------------------------- run
@@ -272,6 +277,8 @@ class TrainPanel:
             if event.step == event.total_steps:
                 self.status.value = "final evaluation..."
             self._draw()
+        elif event.kind == "stop":  # the snapshot just drawn was the run's last
+            self.status.value = f"readable at step {event.step}: stopping early; final evaluation..."
 
     def _draw(self) -> None:
         layer = self._running.classifier_layer if self._running else None
@@ -284,11 +291,13 @@ class TrainPanel:
         self.history = hist
         if (len(hist.steps), len(hist.snapshots)) != (len(seen.steps), len(seen.snapshots)):
             self._draw()  # e.g. a resumed history; normally the last snapshot already drew everything
-        self.progress.value = self.progress.max
+        self.progress.value = result.state.step  # the configured steps, or where stop_when_readable stopped
         self.progress.bar_style = "success"
         b, f = result.baseline, result.final
         n = len(f.canonical)
-        self.status.value = (f"done: {result.state.step} steps in {result.state.seconds:.1f} s &middot; "
+        early = report.stopped(result.state)
+        self.status.value = (f"done: {result.state.step} steps in {result.state.seconds:.1f} s "
+                             f"{'(' + html.escape(early) + ') ' if early else ''}&middot; "
                              f"canonical {b.canonical_correct}/{n} &rarr; {f.canonical_correct}/{n}")
         _note(self.output, "\n".join(report.panel_summary(result)))
 

@@ -274,6 +274,7 @@ class DualRewardResult:
     # trained (tokens.trained_tokens)
     canonical_tokens: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    ranks: int = 1  # processes that trained it data-parallel (this session; docs/scale.md)
 
     @property
     def steps_to_readable(self) -> int | None:
@@ -303,6 +304,8 @@ class DualRewardResult:
             "checkpoint": self.checkpoint,
             "train_seconds": self.state.seconds,
             "status": self.state.status,
+            "stop_reason": self.state.stop_reason,  # "steps", or "readable" (stop_when_readable stopped it early)
+            "ranks": self.ranks,
             "canonical": self.canonical_tokens,
             **self.extra,
         }
@@ -330,6 +333,14 @@ def check_heldout(record: RunRecord, heldout: Sequence[Sample], path: str | Path
                            "(fingerprint mismatch: another lazarus_nb data version?); train it again")
 
 
+def data_parallel_group() -> mx.distributed.Group | None:
+    """The group of a data-parallel run: ``mx.distributed.init()``'s when this process was started by
+    ``mlx.launch -n N`` with N > 1, else None (a plain single-process run). The CLI asks for it; the trainer
+    never looks for one itself, so a sweep that shards whole runs over the ranks keeps each run single-process."""
+    group = mx.distributed.init()
+    return group if group.size() > 1 else None
+
+
 def run_dual_reward(
     loaded: LoadedModel,
     config: TrainConfig,
@@ -339,15 +350,20 @@ def run_dual_reward(
     callback: Callable[[TrainEvent], None] | None = None,
     answers: bool = True,
     log: Log = _quiet,
+    group: mx.distributed.Group | None = None,
 ) -> DualRewardResult:
     """Step 3: baseline evaluation, dual-reward training (checkpointing into ``output``), final evaluation.
 
     ``output`` None writes nothing. An existing checkpoint there is refused unless ``force`` (start over)
     or ``resume`` (continue it from its last completed step; ``config`` is then ignored: the run keeps its
     saved settings).
+
+    ``group`` (from ``data_parallel_group``): every rank calls this with the same arguments and trains the one
+    run data-parallel (``train.train``); every rank evaluates, only rank 0 writes the checkpoint (a resumed run
+    reads it on every rank: on several hosts it must be on a shared path).
     """
     from .lora import disabled
-    from .train import prepare, train
+    from .train import prepare, ranks, train
 
     if resume:
         record = checkpoint.resumable_record(output)
@@ -358,7 +374,12 @@ def run_dual_reward(
             checkpoint.check_writable(output, force)
         state = prepare(loaded, config)
         resumed = None
-    for line in report.training_header(state, loaded.num_layers, resumed):
+    rank, size = ranks(group)
+    if group is not None:
+        state.config.check_ranks(size)  # before the baseline evaluation, not at the first step
+    if rank != 0:
+        output = None  # rank 0 writes
+    for line in report.training_header(state, loaded.num_layers, resumed, size):
         log(line)
     log("")
     log("Evaluating the base model before training" + (" (incl. greedy answers)..." if answers else "..."))
@@ -377,7 +398,7 @@ def run_dual_reward(
         if output is not None:
             checkpoint.save(output, loaded, st, baseline_results)
 
-    train(loaded, state, callback=callback, save=save)
+    train(loaded, state, callback=callback, save=save, group=group)
     final = evaluation()
     if output is not None:
         checkpoint.save(output, loaded, state, {
@@ -391,7 +412,7 @@ def run_dual_reward(
     tokens = [trained_tokens(loaded.tokenizer, s, state.config.answer_terminator) for s in CANONICAL]
     return DualRewardResult(loaded.name, loaded.num_layers, state.classifier_layer, state.class_tokens,
                             state.trainable_params, state, baseline, final,
-                            str(output) if output is not None else None, tokens)
+                            str(output) if output is not None else None, tokens, ranks=size)
 
 
 # ---------------------------------------------------------------- step 4: verify
@@ -578,6 +599,6 @@ def run_demo(
 
 
 __all__ = ["BaselineLens", "DemoResult", "DualRewardResult", "LensReport", "ProbeReport", "VerifyResult",
-           "baseline_lens", "check_demo_dir", "demo_figures", "last_token_hidden", "load", "probe_classes",
-           "probe_family", "probe_samples", "resume_state", "run_demo", "run_dual_reward", "run_lens", "run_probe",
-           "verify"]
+           "baseline_lens", "check_demo_dir", "data_parallel_group", "demo_figures", "last_token_hidden", "load",
+           "probe_classes", "probe_family", "probe_samples", "resume_state", "run_demo", "run_dual_reward", "run_lens",
+           "run_probe", "verify"]

@@ -328,9 +328,9 @@ def test_nan_loss_stops_with_diverged_state(fresh, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = train_mod.dual_loss
 
-    def nan_from_step_2(lens, batch, layer, w):
+    def nan_from_step_2(lens, batch, layer, w, counts=None):
         calls["n"] += 1
-        total, cls, ans = real(lens, batch, layer, w)
+        total, cls, ans = real(lens, batch, layer, w, counts)
         return (total * mx.array(float("nan")), cls, ans) if calls["n"] >= 2 else (total, cls, ans)
 
     reference = fresh()

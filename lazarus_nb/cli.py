@@ -37,13 +37,12 @@ from .cli_args import (
     split_prompts,
     train_config,
 )
-from .config import check_layers, default_classifier_layer
-from .data import CANONICAL, CLASSES, check_probe_size
+from .config import DEMO_TRAIN, check_layers, default_classifier_layer
+from .data import CANONICAL, CLASSES, DEMO_PROBE_PROMPTS, PROBE_PROMPTS, check_probe_size
 from .errors import LazarusError
 from .models import DEFAULT_MODEL, EMBEDDED, embedded_dir, peek_config
 
 PROG = "lazarus-nb"
-PROBE_PROMPTS = 100  # default --num-prompts of the generated probe set (25 per class)
 
 
 # ================================================================ output and model helpers
@@ -410,14 +409,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .workflow import check_demo_dir, run_demo
 
     check_demo_dir(args.output, args.force)
-    check_probe_size(args.num_prompts)
-    config, _ = train_config(args)
+    num_prompts = args.num_prompts or (PROBE_PROMPTS if args.full else DEMO_PROBE_PROMPTS)
+    check_probe_size(num_prompts)
+    config, _ = train_config(args, base=None if args.full else DEMO_TRAIN)
     model = args.model or DEFAULT_MODEL
     config.check(peek_config(model).get("num_hidden_layers"), name=option)
     progress = Progress(out, args.log_every, 0, config.steps)
     started = time.time()
     try:
-        demo = run_demo(args.output, model, config, args.num_prompts, answers=not args.no_answers, force=args.force,
+        demo = run_demo(args.output, model, config, num_prompts, answers=not args.no_answers, force=args.force,
                         log=out, callback=progress)
     except KeyboardInterrupt:
         return interrupted(out, model, str(Path(args.output) / "checkpoint"), started, progress)
@@ -451,9 +451,10 @@ def _add_model(p: argparse.ArgumentParser, extra: str = "") -> None:
                         f"(default: {extra}{DEFAULT_MODEL})")
 
 
-def _add_num_prompts(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--num-prompts", type=integer, default=PROBE_PROMPTS, metavar="N",
-                   help=f"{what} (default: {PROBE_PROMPTS})")  # the range is data.check_probe_size's
+def _add_num_prompts(p: argparse.ArgumentParser, what: str, default: int | None = PROBE_PROMPTS) -> None:
+    shown = f" (default: {default})" if default else ""
+    p.add_argument("--num-prompts", type=integer, default=default, metavar="N",
+                   help=what + shown)  # the range is data.check_probe_size's
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -532,7 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="results directory, e.g. runs/demo")
     _add_model(p)
     p.add_argument("--force", action="store_true", help="overwrite earlier results in DIR")
-    _add_num_prompts(p, "prompts per probe family")
+    p.add_argument("--full", action="store_true", help="the default run: no early stop (training options still "
+                   f"apply) and {PROBE_PROMPTS} probe prompts per family; without it the demo stops training once "
+                   f"the classifier is readable (snapshots every {DEMO_TRAIN.snapshot_every} steps) and probes "
+                   f"{DEMO_PROBE_PROMPTS} prompts per family")
+    _add_num_prompts(p, "prompts per probe family", default=None)
     add_train_options(p)
     _add_common(p)
     return parser

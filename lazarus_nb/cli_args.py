@@ -7,7 +7,7 @@ import argparse
 import re
 import types
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -201,11 +201,12 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
                         "general-text KL and perplexity (faster)")
 
 
-def train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any]]:
-    """The TrainConfig of the options, and the options the user gave (the rest keeps TrainConfig's defaults)."""
+def train_config(args: argparse.Namespace, base: TrainConfig | None = None) -> tuple[TrainConfig, dict[str, Any]]:
+    """The TrainConfig of the options, and the options the user gave (the rest keeps ``base``'s values,
+    TrainConfig's defaults if None)."""
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     values = dict(given)
-    spec = values.pop("lora_layers", None)
-    if spec is not None and spec.layers is not None:
-        values["lora_layers"] = list(spec.layers)
-    return TrainConfig(**values), given
+    if "lora_layers" in values:  # "all" is None
+        spec = values.pop("lora_layers")
+        values["lora_layers"] = None if spec.layers is None else list(spec.layers)
+    return replace(base or TrainConfig(), **values), given

@@ -261,3 +261,9 @@ class RunRecord:
             return cls.from_dict(data)
         except (ValueError, TypeError) as exc:
             raise LazarusError(f"'{path}' is not a lazarus_nb run record: {exc}") from None
+
+
+DEMO_TRAIN = TrainConfig(stop_when_readable=READABLE, snapshot_every=10)
+"""The demo's training: the default run, stopped at the second consecutive snapshot (every 10 steps) with the
+classifier readable. The classifier is readable by step ~40 of 500 (docs/results.md), so the other ~450 steps only
+polish it; ``lazarus-nb demo --full`` runs the default 500 steps instead."""

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from .atomic import atomic_file
 from .config import STOP_STREAK
-from .data import CANONICAL, CLASSES, LABEL_MAPS, PERMUTED
+from .data import CANONICAL, CLASSES, LABEL_MAPS, PERMUTED, PROBE_PROMPTS
 from .errors import LazarusError
 
 if TYPE_CHECKING:
+    from .config import TrainConfig
     from .evaluate import CanonicalRow, Evaluation
     from .models import LoadedModel
     from .train import StepLog, TrainState
@@ -465,7 +466,7 @@ def verification(ver: VerifyResult) -> list[str]:
     a, b = ver.adapted, ver.base
     return [
         *evaluation(f"Adapter loaded from disk (logit lens at L{a.layer}):", a, ver.record.train.heldout_samples),
-        "", f"  Base model (fresh load): canonical {b.canonical_correct}/{len(b.canonical)}, held-out full-vocab "
+        "", f"  Base model: canonical {b.canonical_correct}/{len(b.canonical)}, held-out full-vocab "
             f"top-1 {pct(b.heldout_top1_accuracy)}; adapter from disk: canonical {a.canonical_correct}/"
             f"{len(a.canonical)}, full-vocab top-1 {pct(a.heldout_top1_accuracy)}",
         "  " + verdict(ver),
@@ -479,6 +480,19 @@ def verdict(ver: VerifyResult) -> str:
         False: "does NOT reproduce the trained model's metrics (see verify.json).",
         None: "was not compared with a training result (none in memory or in the checkpoint).",
     }[ver.matches_training]
+
+
+def demo_settings(config: TrainConfig, num_prompts: int, answers: bool) -> list[str]:
+    """What the demo chose to run, before it runs (the settings that differ from the default run say why)."""
+    stop = (f"stop after {STOP_STREAK} consecutive snapshots with full-vocab top-1 >= {config.stop_when_readable:g} "
+            f"at the classifier layer (snapshots every {config.snapshot_every} steps), at most {config.steps} steps"
+            if config.stop_when_readable else f"{config.steps} steps, no early stop")
+    return ["", "Demo settings:",
+            f"  probes: {num_prompts} prompts per family",
+            f"  training: {stop}",
+            "  answers: " + ("greedy answers, answer NLL, general-text KL before/after" if answers else "skipped"),
+            "  (`lazarus-nb demo --full`: the default run, without the early stop, and "
+            f"{PROBE_PROMPTS} probe prompts per family)"]
 
 
 def demo_files(demo: DemoResult) -> list[str]:

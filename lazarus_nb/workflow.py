@@ -23,10 +23,12 @@ import mlx.core as mx
 import numpy as np
 
 from . import checkpoint, report
-from .config import RunRecord, TrainConfig
+from .config import DEMO_TRAIN, RunRecord, TrainConfig
 from .data import (
     CANONICAL,
     CLASSES,
+    DEMO_PROBE_PROMPTS,
+    PROBE_PROMPTS,
     Sample,
     heldout_fingerprint,
     probe_samples,
@@ -153,7 +155,7 @@ def _probe(loaded: LoadedModel, prompt_set: str, seed: int, classes: dict[str, l
     return ProbeReport(loaded.name, loaded.num_layers, prompt_set, seed, classes, result)
 
 
-def probe_family(loaded: LoadedModel, prompt_set: str, num_prompts: int = 100, seed: int = 0,
+def probe_family(loaded: LoadedModel, prompt_set: str, num_prompts: int = PROBE_PROMPTS, seed: int = 0,
                  layers: Sequence[int] | None = None, progress: Callable[[int], None] | None = None,
                  log: Log = _quiet) -> ProbeReport:
     """Step 1: probe the generated ``prompt_set`` ("symbolic" or "words"), balanced over the 4 operations."""
@@ -447,11 +449,14 @@ class VerifyResult:
 
 
 def verify(path: str | Path, model: str | None = None, answers: bool = True,
-           heldout: Sequence[Sample] | None = None, trained: Evaluation | None = None) -> VerifyResult:
+           heldout: Sequence[Sample] | None = None, trained: Evaluation | None = None,
+           base: Evaluation | None = None) -> VerifyResult:
     """Step 4: load the base model fresh, evaluate it, load the adapter *from disk*, evaluate again.
 
     ``trained`` (the in-memory final evaluation of step 3, when there is one) is what the adapter from disk
-    must reproduce; without it, the results saved in the checkpoint are (on its own held-out set)."""
+    must reproduce; without it, the results saved in the checkpoint are (on its own held-out set). ``base``:
+    step 3's evaluation of the base model on the same held-out set, which the demo passes rather than
+    measuring the same model on the same problems twice."""
     record = checkpoint.read_record(path)
     loaded = load_model(model or record.model)
     tokens = class_tokens_from_ids(loaded.tokenizer, record.class_tokens)
@@ -461,7 +466,8 @@ def verify(path: str | Path, model: str | None = None, answers: bool = True,
         check_heldout(record, heldout, path)
         expected = expected or _saved_metrics(record)
     terminator = record.train.answer_terminator
-    base = _evaluate(loaded, tokens, heldout, record.classifier_layer, answers, terminator)
+    if base is None:
+        base = _evaluate(loaded, tokens, heldout, record.classifier_layer, answers, terminator)
     checkpoint.load_adapter(loaded, path)
     adapted = _evaluate(loaded, tokens, heldout, record.classifier_layer, answers, terminator)
     matches = None if expected is None else all(
@@ -536,8 +542,8 @@ def demo_figures(step: str, result: Any, classifier_layer: int) -> dict[str, Fig
 def run_demo(
     out_dir: str | Path,
     model: str = DEFAULT_MODEL,
-    config: TrainConfig | None = None,
-    num_prompts: int = 100,
+    config: TrainConfig = DEMO_TRAIN,
+    num_prompts: int = DEMO_PROBE_PROMPTS,
     answers: bool = True,
     force: bool = False,
     log: Log = _quiet,
@@ -548,7 +554,6 @@ def run_demo(
     (``probe.json``, ``baseline_lens.json``, ``dual_reward.json``, ``verify.json``) and the figures."""
     from . import plots
 
-    config = config or TrainConfig()
     root = check_demo_dir(out_dir, force)
     t_start = time.perf_counter()
     loaded = load(model, log)
@@ -562,6 +567,8 @@ def run_demo(
         for name, fig in demo_figures(step, result, layer).items():
             files[name] = str(plots.save(fig, root / name))
 
+    for line in report.demo_settings(config, num_prompts, answers):
+        log(line)
     log("")
     log(f"Step 1/4: baseline linear probes ({num_prompts} prompts per family, every layer)")
     probes = {family: probe_family(loaded, family, num_prompts, config.seed) for family in ("symbolic", "words")}
@@ -589,7 +596,7 @@ def run_demo(
 
     log("")
     log(f"Step 4/4: verify: the base model again, then the adapter loaded from disk ({ckpt})")
-    verified = verify(ckpt, model=model, answers=answers, trained=training.final)
+    verified = verify(ckpt, model=model, answers=answers, trained=training.final, base=training.baseline)
     for line in report.verification(verified):
         log(line)
     save("verify.json", verified)

@@ -123,6 +123,31 @@ def test_train_options_are_train_config_fields(command):
     assert config == TrainConfig(steps=7, cls_weight=0.25, lora_layers=[0, 1, 3])
     assert set(given) == {"steps", "cls_weight", "lora_layers"}
     assert cli_args.train_config(parser.parse_args(list(command)))[0] == TrainConfig()
+    # over another base (the demo's): the options given replace its values, "all" included
+    args = parser.parse_args([*command, "--steps", "7", "--lora-layers", "all"])
+    base = TrainConfig(stop_when_readable=0.8, lora_layers=[1])
+    assert cli_args.train_config(args, base)[0] == TrainConfig(steps=7, stop_when_readable=0.8, lora_layers=None)
+
+
+def test_demo_runs_the_demo_settings_unless_full(monkeypatch, tmp_path):
+    """`demo` trains with DEMO_TRAIN (early stop) and DEMO_PROBE_PROMPTS; --full with the default run; given
+    options win in both; the demo prints what it chose."""
+    from lazarus_nb import workflow
+    from lazarus_nb.config import DEMO_TRAIN
+    from lazarus_nb.data import DEMO_PROBE_PROMPTS, PROBE_PROMPTS
+
+    seen = []
+    monkeypatch.setattr(workflow, "run_demo", lambda out, model, config, num_prompts, **kw: seen.append(
+        (config, num_prompts)) or (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(cli, "interrupted", lambda *a: 130)
+    monkeypatch.setattr(cli, "peek_config", lambda model: {"num_hidden_layers": 30})
+    for extra, expected in [((), (DEMO_TRAIN, DEMO_PROBE_PROMPTS)), (("--full",), (TrainConfig(), PROBE_PROMPTS)),
+                            (("--full", "--steps", "9", "--num-prompts", "12"), (TrainConfig(steps=9), 12))]:
+        assert cli.main(["demo", "-o", str(tmp_path / "d"), *extra]) == 130
+        assert seen.pop() == expected
+    assert DEMO_TRAIN.stop_when_readable and DEMO_TRAIN.steps == TrainConfig().steps  # an early stop, same run
+    lines = "\n".join(report.demo_settings(DEMO_TRAIN, DEMO_PROBE_PROMPTS, True))
+    assert f"{DEMO_PROBE_PROMPTS} prompts per family" in lines and "top-1 >= 0.9" in lines and "--full" in lines
 
 
 # ---------------------------------------------------------------- info / fetch

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -178,22 +178,42 @@ def _bool(text: str) -> bool:
     return value
 
 
-def add_train_options(p: argparse.ArgumentParser) -> None:
+def add_train_options(p: argparse.ArgumentParser, grid: Collection[str] = ()) -> None:
     """One option per TrainConfig field (name, type, default and help from the dataclass), as mlx-lm's
     ``TrainingArgs`` and tuned-lens's dataclass CLI do; the default stays None, so a resumed run can tell
-    which options were given."""
+    which options were given. The fields in ``grid`` (a sweep's) take one or more values."""
     hints = get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
         parse, metavar = _parser_for(hints[f.name])
         default = "" if f.default is None else f" (default: {f.default})"
         choices = f.metadata.get("choices")
+        sweep = f.name in grid
         p.add_argument(option(f.name), dest=f.name, type=parse, metavar="{" + ",".join(choices) + "}" if choices
-                       else metavar, choices=choices, help=f.metadata["help"] + default)
+                       else metavar, choices=choices, nargs="+" if sweep else None,
+                       help=f.metadata["help"] + default + ("; one or more values" if sweep else ""))
     p.add_argument("--log-every", type=int_at_least(1), default=100, metavar="N",
                    help="print a row of the step table every N steps (default: 100)")
     p.add_argument("--no-answers", action="store_true",
                    help="skip the answer half before/after: greedy answer accuracy, answer NLL and the "
                         "general-text KL and perplexity (faster)")
+
+
+def grid_config(args: argparse.Namespace, grid: Collection[str]) -> tuple[TrainConfig, dict[str, list[Any]]]:
+    """A sweep's options (``add_train_options(p, grid)``): the base TrainConfig of the other options, and the
+    value lists of the ``grid`` fields given."""
+    axes = {k: list(getattr(args, k)) for k in grid if getattr(args, k) is not None}
+    base, _ = train_config(argparse.Namespace(**{**vars(args), **dict.fromkeys(grid)}))
+    return base, axes
+
+
+def parse_values(name: str, text: str) -> list[Any]:
+    """``"0 0.2, 0.4"`` -> ``[0.0, 0.2, 0.4]``: a TrainConfig field's values typed in one box (a notebook panel),
+    parsed as its command-line option parses each value; one sentence for a bad value."""
+    parse, _ = _parser_for(get_type_hints(TrainConfig)[name])
+    try:
+        return [parse(v) for v in text.replace(",", " ").split()]
+    except argparse.ArgumentTypeError as exc:
+        raise LazarusError(f"{name}: {exc}") from None
 
 
 def train_config(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any]]:

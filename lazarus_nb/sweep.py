@@ -286,8 +286,6 @@ def plan(out_dir: str | Path, grid: Grid, num_layers: int, model_config: Mapping
     out = []
     for run in grid.runs():
         where = root / run.name
-        if checkpoint.is_checkpoint(where):
-            checkpoint.check_adapter(where, dict(model_config or {}))
         if run.name in rows:
             try:
                 record = RunRecord.from_dict(rows[run.name]["config"])
@@ -295,14 +293,19 @@ def plan(out_dir: str | Path, grid: Grid, num_layers: int, model_config: Mapping
                 raise LazarusError(f"the row of {run.name} in '{rows_path(root)}' holds no run record ({exc}); "
                                    "remove that line to train the run again") from None
             _check_same(run, record.train, rows_path(root), num_layers)
-            out.append(Planned(run, DONE, record.steps_completed))
+            action = DONE
         elif checkpoint.is_checkpoint(where):
             record = checkpoint.resumable_record(where)
             _check_same(run, record.train, where, num_layers)
-            out.append(Planned(run, DIVERGED if record.status == "diverged" else RESUME, record.steps_completed))
+            action = DIVERGED if record.status == "diverged" else RESUME
         else:
             checkpoint.check_writable(where)  # a file there, or a directory of something else
             out.append(Planned(run, NEW))
+            continue
+        # another model's run, or unreadable weights; a diverged run's weights may hold NaN and are never loaded
+        if checkpoint.is_checkpoint(where) and record.status != "diverged":
+            checkpoint.check_adapter(where, dict(model_config or {}))
+        out.append(Planned(run, action, record.steps_completed))
     return out
 
 

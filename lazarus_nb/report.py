@@ -490,7 +490,8 @@ def sweep_plan(grid: Grid, root: Path, planned: Sequence[Planned], mine: Sequenc
     runs = f"{len(planned)} run{'s' if len(planned) != 1 else ''}"
     head = f"{_rank(rank, size)}Sweep in {root}: {runs} ({grid.describe()})"
     if size > 1:
-        head += f"; this rank takes runs {rank + 1}, {rank + 1 + size}, ... ({len(mine)} of them)"
+        numbers = ", ".join(str(p.run.index + 1) for p in mine[:4]) + (", ..." if len(mine) > 4 else "")
+        head += f"; this rank takes run{'s' if len(mine) != 1 else ''} {numbers or 'none'} (every {size}th)"
     actions = ((NEW, "to train"), (RESUME, "to resume"), (DIVERGED, "diverged (row written from its checkpoint)"),
                (DONE, "done (skipped)"))
     counts = [f"{n} {what}" for action, what in actions if (n := sum(p.action == action for p in mine))]
@@ -556,8 +557,9 @@ def sweep_table(rows: Sequence[dict[str, Any]]) -> list[str]:
 def sweep_summary(result: SweepResult) -> list[str]:
     """After a sweep: the table of every run with a row, what is missing, and the files."""
     n = len(result.grid.runs())
+    by = f" by rank {result.rank} of {result.size}" if result.size > 1 else ""
     lines = ["", f"Sweep finished in {result.seconds:.0f} s: {len(result.rows)} of {n} runs have a row "
-                 f"({len(result.ran)} written now, {len(result.skipped)} already done)", *sweep_table(result.rows)]
+                 f"({len(result.ran)} written now{by}, {len(result.skipped)} found done)", *sweep_table(result.rows)]
     if result.missing:
         lines.append(f"  No row yet: {', '.join(result.missing)} (run the sweep again to finish them)")
     return [*lines, "", f"Results in {result.output}/:", *(f"  {path}" for path in result.files.values())]

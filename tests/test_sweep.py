@@ -347,3 +347,30 @@ def test_two_ranks_write_the_rows_of_the_sequential_sweep(swept, model_path, tmp
     assert [timeless(r) for r in payload["rows"]] == [sequential["cls_weight=0.2"], sequential["cls_weight=0.8"]]
     assert {Path(p).name for p in payload["files"].values()} == {"sweep.jsonl", "trade_off.png",
                                                                  "steps_to_readable.png"}
+
+
+# ---------------------------------------------------------------- the notebook panel
+
+
+def test_sweep_panel_shows_the_rows_and_redraws_as_runs_finish(swept, loaded, tmp_path):
+    from lazarus_nb.sweep_panel import SweepPanel
+
+    panel = SweepPanel(loaded, swept[0], TINY, grid=GRID, answers=False)
+    assert panel.fields["cls_weight"].value == "0.2 0.8" and panel.fields["seed"].value == ""
+    assert panel.grid().axes == {"cls_weight": (0.2, 0.8)}  # an empty field is not part of the grid
+    result = panel.run()  # everything done: the rows come from disk
+    assert result.ran == [] and panel.rows == swept[1].rows
+    assert "cls_weight=0.2" in panel.table.value and "cls_weight=0.8" in panel.table.value
+    assert panel.progress.value == panel.progress.max == 2
+
+    panel = SweepPanel(loaded, tmp_path / "s", TINY, grid={"cls_weight": [0.5]}, answers=False)
+    renders = panel.figure.renders
+    seen = []
+    panel.figure.update = lambda fig=None, update=panel.figure.update: (seen.append(len(panel.rows)), update(fig))
+    result = panel.run()
+    assert result.ran == ["cls_weight=0.5"] and len(panel.rows) == 1
+    assert 1 in seen[:-1]  # redrawn when the run's row arrived, before the sweep returned
+    assert panel.figure.renders > renders and panel.progress.value == 1
+
+    panel.fields["cls_weight"].value = "0.5, x"
+    assert panel.run() is None and "cls_weight: must be a number, got &#x27;x&#x27;" in panel.status.value

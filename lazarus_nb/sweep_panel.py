@@ -11,7 +11,6 @@ run does exactly what a click does.
 from __future__ import annotations
 
 import html
-import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from .errors import LazarusError
 from .models import LoadedModel
 from .sweep import GRID_FIELDS, Grid, Planned, grid_rows, read_rows, value_text
 from .train import TrainEvent
-from .widgets import FigureSlot
+from .widgets import FigureSlot, TrainPanel
 from .workflow import SweepResult, sweep
 
 __all__ = ["SweepPanel"]
@@ -144,18 +143,10 @@ class SweepPanel:
         self._show()
         return result
 
-    def _on_click(self, _button: Any) -> None:
-        try:
-            self.run()
-        except Exception:  # a button callback has nowhere else to report: show it in the panel
-            self.progress.bar_style = "danger"
-            self.output.append_stderr(traceback.format_exc())
-
-    def _fail(self, message: str) -> None:  # returns None so run() can `return self._fail(...)`
-        self.progress.bar_style = "danger"
-        self.status.value = f"<span style='color:#b00020'>{html.escape(message)}</span>"
-        self.output.append_stderr(f"Error: {message}\n")
-        return None
+    # The training panel's button callback and error display: they use only run, progress, status and output,
+    # which mean the same here.
+    _on_click = TrainPanel._on_click
+    _fail = TrainPanel._fail
 
     def _callback_for(self, planned: Planned) -> Any:
         run = planned.run

@@ -1,7 +1,8 @@
-"""The ``lazarus-nb`` command line: ``info``, ``fetch``, ``introspect {dual-reward, classifier, logit-lens}``
-and ``demo`` (the four workflow steps headless). Only the commands and the error policy live here (the parsing
-of values is :mod:`lazarus_nb.cli_args`'s): the work is :mod:`lazarus_nb.workflow`'s, each rule its owner's
-(``config``, ``checkpoint``, ``data``), the text :mod:`lazarus_nb.report`'s.
+"""The ``lazarus-nb`` command line: ``info``, ``fetch``, ``introspect {dual-reward, classifier, logit-lens}``,
+``demo`` (the four workflow steps headless) and ``sweep`` (a grid of dual-reward runs). Only the commands and the
+error policy live here (the parsing of values is :mod:`lazarus_nb.cli_args`'s): the work is
+:mod:`lazarus_nb.workflow`'s, each rule its owner's (``config``, ``checkpoint``, ``data``, ``sweep``), the text
+:mod:`lazarus_nb.report`'s.
 
 * Human text goes to stdout; with ``--json`` the result (strict JSON) goes to stdout and the text to stderr.
 * Bad input is ONE sentence on stderr (``error: ...``), exit code 2, before anything is written; the cheap
@@ -28,6 +29,7 @@ from . import checkpoint, report
 from .cli_args import (
     Parser,
     add_train_options,
+    grid_config,
     int_at_least,
     integer,
     layer_spec_arg,
@@ -41,6 +43,7 @@ from .config import DEMO_TRAIN, check_layers, default_classifier_layer
 from .data import CANONICAL, CLASSES, DEMO_PROBE_PROMPTS, PROBE_PROMPTS, check_probe_size
 from .errors import LazarusError
 from .models import DEFAULT_MODEL, EMBEDDED, embedded_dir, peek_config
+from .sweep import GRID_FIELDS, Grid, plan
 
 PROG = "lazarus-nb"
 
@@ -428,6 +431,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ================================================================ sweep
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """A grid of dual-reward runs, e.g. --cls-weight 0 0.2 0.4 --seed 0 1 (every combination), each a normal run
+    in DIR/<name> with one JSON row in DIR/sweep.jsonl as it finishes; DIR/trade_off.png and
+    DIR/steps_to_readable.png at the end. Run it again to continue: finished runs are skipped, an interrupted one
+    resumes. Under mlx.launch -n N, rank r runs the grid's runs r, r+N, ... into the same DIR."""
+    out = Out(args.json)
+    base, axes = grid_config(args, GRID_FIELDS)
+    grid = Grid.of(axes, base, name=option)
+    model = args.model or DEFAULT_MODEL
+    model_config = peek_config(model)
+    num_layers = model_config.get("num_hidden_layers")
+    grid.check(num_layers, name=option)
+    if num_layers is not None:
+        plan(args.output, grid, num_layers, model_config)  # a directory it cannot resume: before loading
+
+    from .workflow import sweep
+
+    progress: list[Progress] = []
+
+    def callback_for(planned: Any) -> Progress:
+        progress.append(Progress(out, args.log_every, planned.steps_completed, planned.run.config.steps))
+        return progress[-1]
+
+    try:
+        result = sweep(args.output, grid, model=model, answers=not args.no_answers, callback_for=callback_for,
+                       log=out)
+    except KeyboardInterrupt:
+        print(f"Interrupted: {report.sweep_interrupted(args.output)}", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        for p in progress:
+            p.close()
+    if result.rank == 0:  # the other ranks logged their own runs; one summary
+        out(*report.sweep_summary(result))
+        out.result(result)
+    return 0
+
+
 # ================================================================ parser
 
 
@@ -466,7 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
                "--targets multiply --targets add\n"
                f"  {PROG} introspect dual-reward -m {DEFAULT_MODEL} --steps 500 -o runs/dual\n"
                f"  {PROG} introspect logit-lens -m {DEFAULT_MODEL} --adapter runs/dual --layers all\n"
-               f"  {PROG} demo -o runs/demo\n\nSet LAZARUS_NB_DEBUG=1 to see tracebacks of unexpected errors.",
+               f"  {PROG} demo -o runs/demo\n"
+               f"  {PROG} sweep -o runs/sweep --cls-weight 0 0.4 0.8 --seed 0 1\n\n"
+               "Set LAZARUS_NB_DEBUG=1 to see tracebacks of unexpected errors.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {lazarus_nb.__version__}")
@@ -539,6 +585,12 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{DEMO_PROBE_PROMPTS} prompts per family")
     _add_num_prompts(p, "prompts per probe family", default=None)
     add_train_options(p)
+    _add_common(p)
+
+    p = _command(sub, "sweep", cmd_sweep, "a grid of dual-reward runs, one JSON row per run in DIR/sweep.jsonl")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="sweep directory (run it again to continue)")
+    _add_model(p)
+    add_train_options(p, grid=GRID_FIELDS)
     _add_common(p)
     return parser
 

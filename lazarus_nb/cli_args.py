@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -178,27 +178,47 @@ def _bool(text: str) -> bool:
     return value
 
 
-def add_train_options(p: argparse.ArgumentParser) -> None:
+def add_train_options(p: argparse.ArgumentParser, grid: Collection[str] = ()) -> None:
     """One option per TrainConfig field (name, type, default and help from the dataclass), as mlx-lm's
     ``TrainingArgs`` and tuned-lens's dataclass CLI do; the default stays None, so a resumed run can tell
     which options were given. Field metadata: ``choices``; ``metavar``; ``const``, the value of the option given
-    without one (an optional-value option, e.g. ``--stop-when-readable [ACC]``)."""
+    without one (an optional-value option, e.g. ``--stop-when-readable [ACC]``). The fields in ``grid`` (a sweep's)
+    take one or more values."""
     hints = get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
         parse, metavar = _parser_for(hints[f.name])
         default = "" if f.default is None else f" (default: {f.default})"
         choices, const = f.metadata.get("choices"), f.metadata.get("const")
-        optional: dict[str, Any] = {} if const is None else {"nargs": "?", "const": const}
-        if const is not None:
+        sweep = f.name in grid
+        nargs: dict[str, Any] = {"nargs": "+"} if sweep else {} if const is None else {"nargs": "?", "const": const}
+        if const is not None and not sweep:
             default += f" (alone: {const}; default: off)"
         p.add_argument(option(f.name), dest=f.name, type=parse, metavar="{" + ",".join(choices) + "}" if choices
-                       else f.metadata.get("metavar", metavar), choices=choices, help=f.metadata["help"] + default,
-                       **optional)
+                       else f.metadata.get("metavar", metavar), choices=choices,
+                       help=f.metadata["help"] + default + ("; one or more values" if sweep else ""), **nargs)
     p.add_argument("--log-every", type=int_at_least(1), default=100, metavar="N",
                    help="print a row of the step table every N steps (default: 100)")
     p.add_argument("--no-answers", action="store_true",
                    help="skip the answer half before/after: greedy answer accuracy, answer NLL and the "
                         "general-text KL and perplexity (faster)")
+
+
+def grid_config(args: argparse.Namespace, grid: Collection[str]) -> tuple[TrainConfig, dict[str, list[Any]]]:
+    """A sweep's options (``add_train_options(p, grid)``): the base TrainConfig of the other options, and the
+    value lists of the ``grid`` fields given."""
+    axes = {k: list(getattr(args, k)) for k in grid if getattr(args, k) is not None}
+    base, _ = train_config(argparse.Namespace(**{**vars(args), **dict.fromkeys(grid)}))
+    return base, axes
+
+
+def parse_values(name: str, text: str) -> list[Any]:
+    """``"0 0.2, 0.4"`` -> ``[0.0, 0.2, 0.4]``: a TrainConfig field's values typed in one box (a notebook panel),
+    parsed as its command-line option parses each value; one sentence for a bad value."""
+    parse, _ = _parser_for(get_type_hints(TrainConfig)[name])
+    try:
+        return [parse(v) for v in text.replace(",", " ").split()]
+    except argparse.ArgumentTypeError as exc:
+        raise LazarusError(f"{name}: {exc}") from None
 
 
 def train_config(args: argparse.Namespace, base: TrainConfig | None = None) -> tuple[TrainConfig, dict[str, Any]]:

@@ -10,9 +10,9 @@ demo is the figure a notebook draws for the same result.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -40,7 +40,10 @@ __all__ = [
     "probe_figure",
     "prompt_lens_figure",
     "scrub_figure",
+    "steps_to_readable_figure",
+    "sweep_figures",
     "top_tokens_figure",
+    "trade_off_figure",
     "update_dashboard",
 ]
 
@@ -178,3 +181,66 @@ def check_figure_path(path: str | Path, force: bool = False, option: str = "--fi
         raise LazarusError(f"{option} '{path}' cannot be written: the directory '{parent}' is not writable")
     if p.exists() and not force:
         raise LazarusError(f"{option} '{path}' already exists; use --force to overwrite it")
+# ---------------------------------------------------------------- sweeps (rows of sweep.jsonl)
+
+TRADE_OFF_X: dict[str, str] = {
+    "answer_accuracy": "exact answer accuracy (held-out, greedy)",
+    "answer_nll": "answer NLL per token (held-out, teacher-forced)",
+    "kl_general": "KL(base || adapted) on general text, nats/token",
+}
+"""The trade-off figure's panels: a ``final`` key of the sweep rows -> its axis label."""
+
+
+def _spreads(groups: Sequence[Sequence[Mapping[str, Any]]], value: Callable[[Mapping[str, Any]], Any]) -> np.ndarray:
+    """(3, n): mean, min and max over each group's rows (its seeds) of ``value(row)``; NaN where none measured."""
+    from .sweep import spread
+
+    out = np.full((3, len(groups)), np.nan)
+    for j, rows in enumerate(groups):
+        s = spread(value(r) for r in rows)
+        if s is not None:
+            out[:, j] = (s.mean, s.lo, s.hi)
+    return out
+
+
+def trade_off_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Lens top-1 at the classifier layer (held-out, full vocabulary) against exact answer accuracy, answer NLL
+    and KL on general text: one point per cls_weight at the mean over seeds, bars from the seeds' min to max;
+    one series per setting of the other grid fields (classifier layer, label map, rank, learning rate)."""
+    from . import sweep_plots
+    from .sweep import final, series
+
+    data = {}
+    for label, points in series(rows, ("cls_weight",)).items():
+        groups = list(points.values())
+        data[label] = {"cls_weight": [k[0] for k in points],
+                       "y": _spreads(groups, lambda r: final(r, "heldout_top1_accuracy")),
+                       **{key: _spreads(groups, lambda r, key=key: final(r, key)) for key in TRADE_OFF_X}}
+    layers = sorted({r["config"]["classifier_layer"] for r in rows})
+    at = f"L{layers[0]}" if len(layers) == 1 else "the classifier layer"
+    return sweep_plots.trade_off(data, TRADE_OFF_X, f"held-out lens top-1 at {at}", fractions=("answer_accuracy",))
+
+
+def steps_to_readable_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Steps to readable by classifier layer x cls_weight (mean over the seeds that became readable; "not
+    readable" where none did), one heatmap per setting of the other grid fields."""
+    from . import sweep_plots
+    from .sweep import series, spread
+
+    panels = {}
+    for label, cells in series(rows, ("classifier_layer", "cls_weight")).items():
+        layers, weights = sorted({k[0] for k in cells}), sorted({k[1] for k in cells})
+        steps = np.full((len(layers), len(weights)), np.nan)
+        readable, runs = np.zeros(steps.shape, int), np.zeros(steps.shape, int)
+        for (layer, weight), group in cells.items():
+            i, j = layers.index(layer), weights.index(weight)
+            s = spread(r.get("steps_to_readable") for r in group)
+            runs[i, j], readable[i, j] = len(group), s.n if s else 0
+            steps[i, j] = s.mean if s else np.nan
+        panels[label] = {"cls_weight": weights, "layers": layers, "steps": steps, "readable": readable, "runs": runs}
+    return sweep_plots.readable_heatmap(panels)
+
+
+def sweep_figures(rows: Sequence[Mapping[str, Any]]) -> dict[str, Figure]:
+    """The sweep's figures by file name: ``trade_off.png`` and ``steps_to_readable.png``."""
+    return {"trade_off.png": trade_off_figure(rows), "steps_to_readable.png": steps_to_readable_figure(rows)}

@@ -16,6 +16,10 @@ so a person, ``papermill -p MODEL ...`` and the test suite (nbval) all share tha
   on 8 problems, 8 probe prompts per class); answer accuracy on the 16 held-out problems. It shows that
   everything runs, not that the classifier emerges.
 
+The sweep notebook (05) takes its grid and base settings from the profile too: ``full`` sweeps cls_weight
+0, 0.2, ..., 1 over seeds 0 and 1 (12 runs of the default 500 steps: hours on a laptop CPU); ``smoke`` two
+2-step runs (cls_weight 0.2 and 0.8).
+
 ``LAZARUS_NB_MODEL`` overrides the model (embedded name, Hugging Face id or local mlx-lm directory) and
 ``LAZARUS_NB_RUN_DIR`` the directory the notebooks hand their results through (default
 ``runs/notebooks`` under the repository root, or under the current directory outside a checkout).
@@ -24,6 +28,7 @@ so a person, ``papermill -p MODEL ...`` and the test suite (nbval) all share tha
 from __future__ import annotations
 
 import os
+from copy import deepcopy
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,10 @@ ENV_RUN_DIR = "LAZARUS_NB_RUN_DIR"
 SMOKE_TRAIN = TrainConfig(steps=4, num_samples=32, heldout_samples=16, snapshot_every=2, snapshot_size=8)
 """The smoke profile's training run (also what notebook 04 trains when it finds no checkpoint)."""
 
+FULL_SWEEP: dict[str, list[Any]] = {"cls_weight": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], "seed": [0, 1]}
+SMOKE_SWEEP: dict[str, list[Any]] = {"cls_weight": [0.2, 0.8]}
+"""The grids of notebook 05 (field -> values; every combination is one run), over ``Profile.sweep_train``."""
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -51,11 +60,18 @@ class Profile:
     probe_per_class: int  # prompts per class and prompt family for the baseline probe
     train: TrainConfig = field(default_factory=TrainConfig)  # dual-reward training settings
     answers: bool = True  # greedy answer accuracy before/after training (on the held-out set)
+    sweep_grid: dict[str, list[Any]] = field(default_factory=lambda: deepcopy(FULL_SWEEP))  # notebook 05's grid
+    sweep_train: TrainConfig = field(default_factory=TrainConfig)  # ... and the settings it does not vary
 
     @property
     def checkpoint(self) -> Path:
         """The checkpoint notebook 03 writes and notebook 04 verifies."""
         return self.run_dir / "checkpoint"
+
+    @property
+    def sweep_dir(self) -> Path:
+        """Where notebook 05 sweeps (one per profile: a sweep directory holds runs of one setting)."""
+        return self.run_dir / f"sweep-{self.name}"
 
     def train_config(self, **overrides: Any) -> TrainConfig:
         """A fresh copy of :attr:`train` with ``overrides`` (TrainConfig field names) applied."""
@@ -93,7 +109,8 @@ def profile(name: str | None = None) -> Profile:
     env_dir = os.environ.get(ENV_RUN_DIR, "").strip()
     run_dir = Path(env_dir).expanduser().resolve() if env_dir else default_run_dir()
     if name == "smoke":
-        return Profile(name, model, run_dir, probe_per_class=8, train=replace(SMOKE_TRAIN), answers=True)
+        return Profile(name, model, run_dir, probe_per_class=8, train=replace(SMOKE_TRAIN), answers=True,
+                       sweep_grid=deepcopy(SMOKE_SWEEP), sweep_train=replace(SMOKE_TRAIN, steps=2))
     return Profile(name, model, run_dir, probe_per_class=50, train=TrainConfig(), answers=True)
 
 
@@ -111,4 +128,5 @@ def ensure_checkpoint(p: Profile, path: str | Path | None = None) -> tuple[Path,
     return path, True
 
 
-__all__ = ["PROFILES", "SMOKE_TRAIN", "Profile", "default_run_dir", "ensure_checkpoint", "profile", "repo_root"]
+__all__ = ["FULL_SWEEP", "PROFILES", "SMOKE_SWEEP", "SMOKE_TRAIN", "Profile", "default_run_dir", "ensure_checkpoint",
+           "profile", "repo_root"]

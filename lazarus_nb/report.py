@@ -23,8 +23,17 @@ if TYPE_CHECKING:
     from .config import TrainConfig
     from .evaluate import CanonicalRow, Evaluation
     from .models import LoadedModel
+    from .sweep import Grid, Planned
     from .train import StepLog, TrainState
-    from .workflow import BaselineLens, DemoResult, DualRewardResult, LensReport, ProbeReport, VerifyResult
+    from .workflow import (
+        BaselineLens,
+        DemoResult,
+        DualRewardResult,
+        LensReport,
+        ProbeReport,
+        SweepResult,
+        VerifyResult,
+    )
 
 NO_ANSWERS = "not measured (--no-answers)"
 
@@ -498,3 +507,99 @@ def demo_settings(config: TrainConfig, num_prompts: int, answers: bool) -> list[
 def demo_files(demo: DemoResult) -> list[str]:
     return ["", f"Demo finished in {demo.seconds:.0f} s. Results in {demo.output}/:",
             *(f"  {path}" for path in demo.files.values())]
+
+
+# ================================================================ sweeps
+
+
+def _rank(rank: int, size: int) -> str:
+    """The prefix of a rank's own lines when several ranks share one terminal."""
+    return f"[rank {rank}/{size}] " if size > 1 else ""
+
+
+def sweep_plan(grid: Grid, root: Path, planned: Sequence[Planned], mine: Sequence[Planned], rank: int,
+               size: int) -> list[str]:
+    """Before a sweep: the grid, and what this process does with its runs."""
+    from .sweep import DIVERGED, DONE, NEW, RESUME
+
+    runs = f"{len(planned)} run{'s' if len(planned) != 1 else ''}"
+    head = f"{_rank(rank, size)}Sweep in {root}: {runs} ({grid.describe()})"
+    if size > 1:
+        numbers = ", ".join(str(p.run.index + 1) for p in mine[:4]) + (", ..." if len(mine) > 4 else "")
+        head += f"; this rank takes run{'s' if len(mine) != 1 else ''} {numbers or 'none'} (every {size}th)"
+    actions = ((NEW, "to train"), (RESUME, "to resume"), (DIVERGED, "diverged (row written from its checkpoint)"),
+               (DONE, "done (skipped)"))
+    counts = [f"{n} {what}" for action, what in actions if (n := sum(p.action == action for p in mine))]
+    return ["", head, f"{_rank(rank, size)}  " + (", ".join(counts) or "nothing to do")]
+
+
+def sweep_run_start(planned: Planned, total: int, rank: int, size: int) -> str:
+    from .sweep import DIVERGED, RESUME
+
+    note = {RESUME: f" (resuming its checkpoint at step {planned.steps_completed})",
+            DIVERGED: " (its checkpoint diverged: recording it)"}.get(planned.action, "")
+    return f"\n{_rank(rank, size)}Run {planned.run.index + 1}/{total}: {planned.run.name}{note}"
+
+
+def _sweep_cells(row: dict[str, Any]) -> list[str]:
+    """A row's numbers as the sweep table shows them: lens top-1 at L, answers, answer NLL, KL, readable, time."""
+    f = row.get("final")
+    if f is None:
+        status = row["config"].get("status", "diverged")
+        return [f"{status} at step {row['config'].get('steps_completed')}", "", "", "", "", f"{row['seconds']:.0f}"]
+    readable = row.get("steps_to_readable")
+    return [pct(f.get("heldout_top1_accuracy")), pct(f.get("answer_accuracy")), _num(f.get("answer_nll"), 3),
+            _num(f.get("kl_general"), 4), "never" if readable is None else str(readable), f"{row['seconds']:.0f}"]
+
+
+def _readable_at(row: dict[str, Any]) -> str:
+    step = row.get("steps_to_readable")
+    return "no snapshot (never)" if step is None else f"step {step}"
+
+
+SWEEP_COLUMNS = ("lens top-1 @L", "answers", "answer NLL", "KL general", "readable at", "seconds")
+
+
+def sweep_row_line(row: dict[str, Any], rank: int, size: int) -> str:
+    """After a run: its row in one line."""
+    cells = dict(zip(SWEEP_COLUMNS, _sweep_cells(row)))
+    if row.get("final") is None:
+        return f"{_rank(rank, size)}Finished {row['run']}: {cells[SWEEP_COLUMNS[0]]}, no final evaluation"
+    layer = row["config"].get("classifier_layer")
+    return (f"{_rank(rank, size)}Finished {row['run']}: lens top-1 at L{layer} {cells['lens top-1 @L']}, exact "
+            f"answers {cells['answers']}, answer NLL {cells['answer NLL']}, KL on general text "
+            f"{cells['KL general']}, readable at {_readable_at(row)}, {cells['seconds']} s")
+
+
+def sweep_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per run: the held-out lens top-1 at its classifier layer, exact greedy answers, answer NLL, KL
+    on general text (``n/a``: not measured, --no-answers), steps to readable, seconds."""
+    if not rows:
+        return ["  (no finished runs yet)"]
+    width = max(len("run"), *(len(r["run"]) for r in rows))
+    widths = [max(len(c), 10) for c in SWEEP_COLUMNS]
+    head = "  " + "run".ljust(width) + "".join(f"  {c:>{w}}" for c, w in zip(SWEEP_COLUMNS, widths))
+    lines = [head, "  " + "-" * (len(head) - 2)]
+    for r in rows:
+        cells = _sweep_cells(r)
+        if r.get("final") is None:  # one wide cell: the status
+            lines.append("  " + r["run"].ljust(width) + f"  {cells[0]}")
+        else:
+            lines.append("  " + r["run"].ljust(width) + "".join(f"  {c:>{w}}" for c, w in zip(cells, widths)))
+    return lines
+
+
+def sweep_summary(result: SweepResult) -> list[str]:
+    """After a sweep: the table of every run with a row, what is missing, and the files."""
+    n = len(result.grid.runs())
+    by = f" by rank {result.rank} of {result.size}" if result.size > 1 else ""
+    lines = ["", f"Sweep finished in {result.seconds:.0f} s: {len(result.rows)} of {n} runs have a row "
+                 f"({len(result.ran)} written now{by}, {len(result.skipped)} found done)", *sweep_table(result.rows)]
+    if result.missing:
+        lines.append(f"  No row yet: {', '.join(result.missing)} (run the sweep again to finish them)")
+    return [*lines, "", f"Results in {result.output}/:", *(f"  {path}" for path in result.files.values())]
+
+
+def sweep_interrupted(output: str | Path) -> str:
+    return (f"the sweep stopped; finished runs keep their rows in {Path(output) / 'sweep.jsonl'} and the "
+            "interrupted run its last checkpoint: run the same command again to continue")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ import mlx.core as mx
 import numpy as np
 
 from . import checkpoint, report
+from . import sweep as sweeps
 from .config import DEMO_TRAIN, RunRecord, TrainConfig
 from .data import (
     CANONICAL,
@@ -605,7 +606,136 @@ def run_demo(
     return DemoResult(root, probes, baseline, training, verified, files, time.perf_counter() - t_start)
 
 
-__all__ = ["BaselineLens", "DemoResult", "DualRewardResult", "LensReport", "ProbeReport", "VerifyResult",
-           "baseline_lens", "check_demo_dir", "data_parallel_group", "demo_figures", "last_token_hidden", "load",
-           "probe_classes", "probe_family", "probe_samples", "resume_state", "run_demo", "run_dual_reward", "run_lens",
-           "run_probe", "verify"]
+
+
+# ---------------------------------------------------------------- sweeps: a grid of step-3 runs
+
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did and found (``to_dict()`` is ``sweep --json``): the grid's rows, in the grid's order."""
+
+    output: Path
+    grid: sweeps.Grid
+    rows: list[dict[str, Any]]  # the rows of the grid's runs in sweep.jsonl (all of them once every rank is done)
+    ran: list[str]  # the runs whose rows this process wrote (trained, resumed, or a diverged checkpoint recorded)
+    skipped: list[str]  # this process's runs that already had a row
+    files: dict[str, str]  # file name -> path
+    rank: int
+    size: int  # ranks (processes) that shared the grid
+    seconds: float
+
+    @property
+    def missing(self) -> list[str]:
+        """The grid's runs without a row (after an error on another rank, say)."""
+        done = {r["run"] for r in self.rows}
+        return [run.name for run in self.grid.runs() if run.name not in done]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": str(self.output), "grid": {k: list(v) for k, v in self.grid.axes.items()},
+                "runs": [run.name for run in self.grid.runs()], "rows": self.rows, "missing": self.missing,
+                "ran": self.ran, "skipped": self.skipped, "files": self.files, "ranks": self.size,
+                "seconds": self.seconds}
+
+
+def _sweep_run(loaded: LoadedModel, root: Path, planned: sweeps.Planned, answers: bool,
+               callback: Callable[[TrainEvent], None] | None, log: Log) -> dict[str, Any]:
+    """One run of a sweep from the base model, checkpointed in ``root/<run name>``; its row."""
+    from .lora import remove_adapters
+
+    path = root / planned.run.name
+    remove_adapters(loaded.model)  # the previous run's (or the caller's) adapters: every run starts from the base
+    t0 = time.perf_counter()
+    result = None
+    if planned.action != sweeps.DIVERGED:  # a diverged checkpoint would diverge again: record it as it is
+        try:
+            result = run_dual_reward(loaded, planned.run.config, output=path, resume=planned.action == sweeps.RESUME,
+                                     callback=callback, answers=answers, log=log).to_dict()
+        except LazarusError:
+            if not (checkpoint.is_checkpoint(path) and checkpoint.read_record(path).status == "diverged"):
+                raise
+            # diverged: a result of the grid (say, a learning rate too high), not a reason to stop the sweep
+    return sweeps.make_row(planned.run, checkpoint.read_record(path).to_dict(), result, time.perf_counter() - t0)
+
+
+def _wait_for_ranks(group: Any) -> None:
+    """Every rank reaches the end of its runs before rank 0 reads all rows (an all-sum of one number)."""
+    try:
+        mx.eval(mx.distributed.all_sum(mx.array(1.0), group=group))
+    except RuntimeError as exc:  # a peer exited (its error is on its own stderr)
+        raise LazarusError(f"another rank of the sweep stopped before finishing its runs ({exc}); the rows "
+                           "written so far are kept: run the sweep again to finish it") from None
+
+
+def sweep(
+    out_dir: str | Path,
+    grid: sweeps.Grid | Mapping[str, Sequence[Any]],
+    base: TrainConfig | None = None,
+    model: str | LoadedModel = DEFAULT_MODEL,
+    answers: bool = True,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    callback_for: Callable[[sweeps.Planned], Callable[[TrainEvent], None] | None] | None = None,
+    log: Log = _quiet,
+    group: Any = None,
+) -> SweepResult:
+    """A grid of step-3 runs: ``grid`` maps fields of ``sweeps.GRID_FIELDS`` to value lists over ``base`` (or is
+    a ``sweeps.Grid``). Each run is a normal ``run_dual_reward`` checkpointed in ``out_dir/<run name>``; its row
+    is appended to ``out_dir/sweep.jsonl`` and passed to ``on_row`` as the run finishes (a notebook's table and
+    figure fill in live). Runs with a row are skipped and an interrupted run resumes (see :mod:`lazarus_nb.sweep`),
+    so calling this again continues a sweep; every setting is checked before anything trains.
+
+    The model loads once (``model``: a name, or a LoadedModel to reuse). Each run starts from the base model:
+    the previous run's adapters are removed (``lora.remove_adapters``: exact, and milliseconds where a reload
+    takes seconds), and the model is left without adapters at the end.
+
+    Ranks: under ``mlx.launch -n N`` (``group``, default ``mx.distributed.init()``: one process outside
+    mlx.launch) rank r runs the grid's runs r, r + N, ...; every run is single-process, so its row is the row the
+    sequential sweep writes. The ranks wait for each other at the end, then rank 0 writes the figures
+    (``trade_off.png``, ``steps_to_readable.png``) and every rank returns all rows.
+    ``callback_for(planned)`` gives each trained run its training callback (the CLI's step table)."""
+    from . import figures, plots
+    from .lora import remove_adapters
+    from .models import peek_config
+
+    t_start = time.perf_counter()
+    grid = grid if isinstance(grid, sweeps.Grid) else sweeps.Grid.of(grid, base)
+    group = group if group is not None else mx.distributed.init()
+    rank, size = group.rank(), group.size()
+    loaded = model if isinstance(model, LoadedModel) else load(model, log)
+    grid.check(loaded.num_layers)
+    planned = sweeps.plan(out_dir, grid, loaded.num_layers, peek_config(loaded.name))
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    mine = sweeps.shard(planned, rank, size)
+    for line in report.sweep_plan(grid, root, planned, mine, rank, size):
+        log(line)
+    ran: list[str] = []
+    try:
+        for p in mine:
+            if p.action == sweeps.DONE:
+                continue
+            log(report.sweep_run_start(p, len(planned), rank, size))
+            row = _sweep_run(loaded, root, p, answers, callback_for(p) if callback_for else None, log)
+            sweeps.append_row(root, row)
+            ran.append(p.run.name)
+            log(report.sweep_row_line(row, rank, size))
+            if on_row is not None:
+                on_row(row)
+    finally:
+        remove_adapters(loaded.model)
+    if size > 1:
+        _wait_for_ranks(group)
+    rows = sweeps.grid_rows(grid, sweeps.read_rows(root))
+    files = {sweeps.ROWS: str(sweeps.rows_path(root))}
+    if rank == 0:
+        for name, fig in figures.sweep_figures(rows).items():
+            files[name] = str(plots.save(fig, root / name))
+    skipped = [p.run.name for p in mine if p.action == sweeps.DONE]
+    return SweepResult(root, grid, rows, ran, skipped, files, rank, size, time.perf_counter() - t_start)
+
+
+__all__ = ["BaselineLens", "DemoResult", "DualRewardResult", "LensReport", "ProbeReport", "SweepResult",
+           "VerifyResult", "baseline_lens", "check_demo_dir", "data_parallel_group", "demo_figures",
+           "last_token_hidden", "load", "probe_classes", "probe_family", "probe_samples", "resume_state", "run_demo",
+           "run_dual_reward", "run_lens", "run_probe", "sweep", "verify"]

@@ -354,6 +354,7 @@ def run_dual_reward(
     answers: bool = True,
     log: Log = _quiet,
     group: mx.distributed.Group | None = None,
+    baselines: dict[tuple, Evaluation] | None = None,
 ) -> DualRewardResult:
     """Step 3: baseline evaluation, dual-reward training (checkpointing into ``output``), final evaluation.
 
@@ -364,6 +365,10 @@ def run_dual_reward(
     ``group`` (from ``data_parallel_group``): every rank calls this with the same arguments and trains the one
     run data-parallel (``train.train``); every rank evaluates, only rank 0 writes the checkpoint (a resumed run
     reads it on every rank: on several hosts it must be on a shared path).
+
+    ``baselines``: a cache of base-model evaluations, keyed by everything they depend on (class tokens, held-out
+    set, layer, answers, terminator). A sweep passes one dict to all its runs, so runs that differ only in what
+    training does (cls_weight, rank, learning rate) evaluate the base model once.
     """
     from .lora import disabled
     from .train import prepare, ranks, train
@@ -385,16 +390,24 @@ def run_dual_reward(
     for line in report.training_header(state, loaded.num_layers, resumed, size):
         log(line)
     log("")
-    log("Evaluating the base model before training" + (" (incl. greedy answers)..." if answers else "..."))
 
     def evaluation() -> Evaluation:
         return _evaluate(loaded, state.class_tokens, state.heldout, state.classifier_layer, answers,
                          state.config.answer_terminator)
 
-    # Baseline = the base model. At step 0 the adapters have B = 0, so the adapted model *is* the base
-    # model; a resumed run switches its trained adapters off for this evaluation.
-    with disabled(loaded.model):
-        baseline = evaluation()
+    key = (state.class_tokens.ids, heldout_fingerprint(state.heldout), state.classifier_layer, answers,
+           state.config.answer_terminator)
+    baseline = (baselines or {}).get(key)
+    if baseline is None:
+        log("Evaluating the base model before training" + (" (incl. greedy answers)..." if answers else "..."))
+        # Baseline = the base model. At step 0 the adapters have B = 0, so the adapted model *is* the base
+        # model; a resumed run switches its trained adapters off for this evaluation.
+        with disabled(loaded.model):
+            baseline = evaluation()
+        if baselines is not None:
+            baselines[key] = baseline
+    else:
+        log("The base model's evaluation: the same as an earlier run's (same held-out set, layer and class tokens)")
     baseline_results = {"baseline_answer_accuracy": baseline.answer_accuracy}
 
     def save(st: TrainState) -> None:
@@ -640,7 +653,8 @@ class SweepResult:
 
 
 def _sweep_run(loaded: LoadedModel, root: Path, planned: sweeps.Planned, answers: bool,
-               callback: Callable[[TrainEvent], None] | None, log: Log) -> dict[str, Any]:
+               callback: Callable[[TrainEvent], None] | None, log: Log,
+               baselines: dict[tuple, Evaluation]) -> dict[str, Any]:
     """One run of a sweep from the base model, checkpointed in ``root/<run name>``; its row."""
     from .lora import remove_adapters
 
@@ -651,7 +665,7 @@ def _sweep_run(loaded: LoadedModel, root: Path, planned: sweeps.Planned, answers
     if planned.action != sweeps.DIVERGED:  # a diverged checkpoint would diverge again: record it as it is
         try:
             result = run_dual_reward(loaded, planned.run.config, output=path, resume=planned.action == sweeps.RESUME,
-                                     callback=callback, answers=answers, log=log).to_dict()
+                                     callback=callback, answers=answers, log=log, baselines=baselines).to_dict()
         except LazarusError:
             if not (checkpoint.is_checkpoint(path) and checkpoint.read_record(path).status == "diverged"):
                 raise
@@ -711,12 +725,13 @@ def sweep(
     for line in report.sweep_plan(grid, root, planned, mine, rank, size):
         log(line)
     ran: list[str] = []
+    baselines: dict[tuple, Evaluation] = {}  # the base model's evaluations, shared by the runs they fit
     try:
         for p in mine:
             if p.action == sweeps.DONE:
                 continue
             log(report.sweep_run_start(p, len(planned), rank, size))
-            row = _sweep_run(loaded, root, p, answers, callback_for(p) if callback_for else None, log)
+            row = _sweep_run(loaded, root, p, answers, callback_for(p) if callback_for else None, log, baselines)
             sweeps.append_row(root, row)
             ran.append(p.run.name)
             log(report.sweep_row_line(row, rank, size))

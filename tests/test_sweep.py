@@ -149,7 +149,8 @@ def test_rows_are_the_runs_config_json_and_dual_reward_final_block(swept, model_
     for row in on_disk:
         assert row["config"] == json.loads((out / row["run"] / checkpoint.CONFIG).read_text())
         assert row["config"]["status"] == "complete" and row["config"]["steps_completed"] == 3
-        assert set(row) == {"run", "config", "final", "steps_to_readable", "seconds"} and row["seconds"] > 0
+        assert set(row) == {"run", "config", "final", "steps_to_readable", "stop_reason", "seconds"}
+        assert row["seconds"] > 0 and row["stop_reason"] == row["config"]["stop_reason"] == "steps"
     # the same run alone, on a freshly loaded model: the sweep's second run trained on the model its first run
     # had adapted, so this also shows that removing the adapters gives back the base model exactly
     alone = workflow.run_dual_reward(load_model(model_path), replace(TINY, cls_weight=0.8), answers=False).to_dict()
@@ -179,6 +180,18 @@ def test_a_second_sweep_skips_every_finished_run(swept, loaded):
     assert trained == [] and events == [] and rows == []  # nothing trained, nothing written
     assert result.skipped == ["cls_weight=0.2", "cls_weight=0.8"] and result.ran == []
     assert (out / sweep.ROWS).read_text() == before and result.rows == first.rows
+
+
+def test_runs_on_the_same_held_out_set_share_one_base_evaluation(loaded, tmp_path, monkeypatch):
+    """cls_weight does not change the base model's evaluation, the seed (the held-out set) does: a 2 x 2 grid
+    evaluates the base model once per seed, and each run's final model once (8 evaluations without sharing,
+    5 if the seeds' held-out sets were mixed up)."""
+    held_out = []
+    real = workflow._evaluate
+    monkeypatch.setattr(workflow, "_evaluate", lambda *a, **k: held_out.append(a[2]) or real(*a, **k))
+    workflow.sweep(tmp_path / "s", {"cls_weight": [0.2, 0.8], "seed": [0, 1]}, replace(TINY, steps=1),
+                   model=loaded, answers=False)
+    assert len(held_out) == 2 + 4 and len({tuple(s.prompt for s in h) for h in held_out}) == 2
 
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_row(swept, loaded, tmp_path):

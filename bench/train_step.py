@@ -27,6 +27,14 @@ Backward: base weights and the (tied) unembedding are frozen, so they need only 
 forward); attention needs dQ, dK, dV and dP (2x); LoRA needs input and weight gradients (2x).
 MFU = step FLOPs / step seconds / the sgemm rate measured in (c).
 
+(a) is compiled when ``train.compiles`` compiles a default run's step; the other variant is timed too.
+
+Then the first ``--run-steps`` (100) steps of a default run as the CLI trains them (``train.train``: its
+schedule, its compile choice, a snapshot every 25 steps), with mlx-lm's step on a second copy of the model
+on the same batch after each of ours: seconds per step including snapshots against mlx-lm's, the snapshot
+overhead in place, and time-to-readable (seconds from the start of training to the snapshot at
+``History.steps_to_readable`` of the classifier layer).
+
 ``--full`` also times a full default run (``run_dual_reward(TrainConfig())``: 500 steps, snapshots every 25,
 baseline and final evaluation with greedy answers) and the snapshot overhead (100 steps with
 ``snapshot_every`` 25 vs 0). ``--study`` measures our step's ``compile=True`` variant, length bucketing and

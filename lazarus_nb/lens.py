@@ -169,7 +169,7 @@ def readout(
     parts = []
     for i in range(0, len(layers), per_chunk):
         chunk = states[mx.array(layers[i : i + per_chunk])].reshape(-1, width)
-        parts.append(_scores(np.array(lens(chunk).astype(mx.float32)), targets, top_k))
+        parts.append(_scores(np.array(lens(chunk).astype(mx.float32), copy=False), targets, top_k))  # no copy
     probs, ranks, top_ids, top_probs = (np.concatenate(p).reshape(len(layers), rows, p[0].shape[-1])
                                         for p in zip(*parts))
     return LensReadout(layers, list(target_ids), mx.array(probs), mx.array(ranks), mx.array(top_ids),
@@ -182,7 +182,9 @@ def _scores(logits: np.ndarray, targets: np.ndarray, top_k: int) -> tuple[np.nda
     In numpy, not mlx: mlx's CPU ``exp`` is scalar, and the softmax normaliser over 49,152 logits per row was
     most of a snapshot's time (numpy's vectorised exp is ~10x faster). The normaliser is summed in float64."""
     peak = logits.max(axis=-1, keepdims=True)
-    lse = peak + np.log(np.exp(logits - peak).sum(axis=-1, dtype=np.float64, keepdims=True)).astype(np.float32)
+    shifted = logits - peak  # the one (R, V) temporary
+    np.exp(shifted, out=shifted)
+    lse = peak + np.log(shifted.sum(axis=-1, dtype=np.float64, keepdims=True)).astype(np.float32)
     target_logits = logits[:, targets]  # (R, K)
     probs = np.exp(target_logits - lse)
     # rank = how many tokens score strictly higher (0 = top-1); one target at a time keeps the temporary (R, V)

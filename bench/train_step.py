@@ -27,6 +27,14 @@ Backward: base weights and the (tied) unembedding are frozen, so they need only 
 forward); attention needs dQ, dK, dV and dP (2x); LoRA needs input and weight gradients (2x).
 MFU = step FLOPs / step seconds / the sgemm rate measured in (c).
 
+(a) is compiled when ``train.compiles`` compiles a default run's step; the other variant is timed too.
+
+Then the first ``--run-steps`` (100) steps of a default run as the CLI trains them (``train.train``: its
+schedule, its compile choice, a snapshot every 25 steps), with mlx-lm's step on a second copy of the model
+on the same batch after each of ours: seconds per step including snapshots against mlx-lm's, the snapshot
+overhead in place, and time-to-readable (seconds from the start of training to the snapshot at
+``History.steps_to_readable`` of the classifier layer).
+
 ``--full`` also times a full default run (``run_dual_reward(TrainConfig())``: 500 steps, snapshots every 25,
 baseline and final evaluation with greedy answers) and the snapshot overhead (100 steps with
 ``snapshot_every`` 25 vs 0). ``--study`` measures our step's ``compile=True`` variant, length bucketing and
@@ -46,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
@@ -63,12 +72,14 @@ from lazarus_nb.models import DEFAULT_MODEL
 from lazarus_nb.lora import adapters, lora_arrays, set_lora_arrays
 from lazarus_nb.losses import dual_loss
 from lazarus_nb.tokens import Batch
-from lazarus_nb.train import (TrainConfig, TrainState, batch_for, dual_loss_and_grad, make_step, prepare, schedule,
-                              token_lengths, train)
+from lazarus_nb.train import (READABLE, TrainConfig, TrainState, batch_for, compiles, dual_loss_and_grad, make_step,
+                              prepare, schedule, snapshot_due, token_lengths, train)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "runs" / "bench"
-TARGETS = {"speedup_vs_mlx_lm": 2.0, "mfu": 0.5, "snapshot_overhead": 0.10, "full_run_seconds": 300.0}
+# issue 13's targets (the full-run target is issue 10's)
+TARGETS = {"speedup_vs_mlx_lm": 1.12, "speedup_with_snapshots": 1.12, "mfu": 0.5, "snapshot_overhead": 0.10,
+           "full_run_seconds": 300.0}
 # TinyLlama-1.1B's shape (random weights, fp32): the "1.1B" row of the scaling table.
 TINYLLAMA = dict(model_type="llama", hidden_size=2048, num_hidden_layers=22, intermediate_size=5632,
                  num_attention_heads=32, num_key_value_heads=4, rms_norm_eps=1e-5, vocab_size=32000,
@@ -282,11 +293,14 @@ def measure(args) -> dict:
     cfg = state.config
     a = arch(model)
     real, prompt = lengths_of(batch)
-    ours = make_step(model, state.optimizer, state.classifier_layer, cfg.cls_weight)
+    compiled = compiles(cfg.steps)  # (a) is the step train() runs for this config: compiled or not
+    ours = make_step(model, state.optimizer, state.classifier_layer, cfg.cls_weight, compile=compiled)
+    ours_other = make_step(model, adam(model, cfg.learning_rate), state.classifier_layer, cfg.cls_weight,
+                           compile=not compiled)
     peer = peer_step_fn(model, cfg.learning_rate)
     lengths = peer_lengths(real, prompt)
     tokens_padded = mlx_lm_padded(batch.tokens, 0)
-    m_tokens = batch.tokens.size
+    m_tokens = batch.size * (batch.tokens.shape[1] - 1)  # the rows the step forwards (dual_loss drops a column)
     gemm, gemm_flops = sgemm_fn(m_tokens, a["hidden"], a["intermediate"])
     square, square_flops = sgemm_fn(1024, 1024, 1024)
 
@@ -295,8 +309,8 @@ def measure(args) -> dict:
     peer_ce, _ = default_loss(model, batch.tokens, lengths)
     loss_check = abs(our_ans.item() - peer_ce.item())
 
-    jobs = {"ours": (ours, (batch,)), "peer": (peer, (batch.tokens, lengths)), "sgemm": (gemm, ()),
-            "square": (square, ())}
+    jobs = {"ours": (ours, (batch,)), "ours_other": (ours_other, (batch,)), "peer": (peer, (batch.tokens, lengths)),
+            "sgemm": (gemm, ()), "square": (square, ())}
     if not args.no_peer_padded:
         jobs["peer_mlx_lm_padded"] = (peer, (tokens_padded, lengths))
     t0 = time.perf_counter()
@@ -324,8 +338,11 @@ def measure(args) -> dict:
         "batch_size": batch.size,
         "batch_shape": list(batch.tokens.shape),
         "real_tokens": flops["tokens"],
-        "padded_tokens": m_tokens,
+        "padded_tokens": batch.tokens.size,
+        "forwarded_tokens": m_tokens,
         "step_seconds": med["ours"],
+        "step_compiled": compiled,
+        "other_step_seconds": med["ours_other"],  # the same step with compile=not step_compiled
         "peer_step_seconds": med["peer"],
         "speedup_vs_mlx_lm": med["peer"] / med["ours"],
         "peer_mlx_lm_padded_step_seconds": med.get("peer_mlx_lm_padded"),
@@ -357,32 +374,109 @@ def measure(args) -> dict:
         "other_processes_cpu_fraction": other_cpu,  # of all cores, during (a)-(c); > 0.05: a busy machine
         "bench_seconds": time.perf_counter() - t0,
     }
+    del ours, ours_other, peer, jobs, model, s, state
+    if args.run_steps and args.model != "tinyllama-1.1b-random":
+        result.update(cli_run(args.model, args.run_steps))
     if args.full and args.model == "embedded":
-        del ours, peer, jobs, model, s, state
         result.update(full_run())
     result["load_after"] = list(os.getloadavg())
     return result
 
 
-def full_run() -> dict:
-    """A full default run, then the snapshot overhead (fresh model each: apply_lora needs a clean model).
-    Every snapshot ``train`` takes is also timed directly."""
+@contextmanager
+def timing_snapshots():
+    """Inside the block, every snapshot ``train`` takes is timed in place; yields the list of seconds."""
     import lazarus_nb.train as train_module
 
-    snap_times: list[float] = []
+    times: list[float] = []
     original = train_module.snapshot
 
-    def timed_snapshot(*a, **k):  # train() looks ``snapshot`` up in its module: time each call in place
+    def timed_snapshot(*a, **k):  # train() looks ``snapshot`` up in its module
         t = time.perf_counter()
         out = original(*a, **k)
-        snap_times.append(time.perf_counter() - t)
+        times.append(time.perf_counter() - t)
         return out
 
     train_module.snapshot = timed_snapshot
     try:
-        return _full_run(snap_times)
+        yield times
     finally:
         train_module.snapshot = original
+
+
+def full_run() -> dict:
+    """A full default run, then the snapshot overhead (fresh model each: apply_lora needs a clean model)."""
+    with timing_snapshots() as snap_times:
+        return _full_run(snap_times)
+
+
+class _Stop(Exception):
+    """Raised by the run's callback to end ``train`` after the steps the benchmark times."""
+
+
+def cli_run(model_name: str, run_steps: int) -> dict:
+    """The first ``run_steps`` steps of a default run as the CLI trains it (``train.train`` with ``TrainConfig()``:
+    its schedule, its ``compiles`` choice, a snapshot every ``snapshot_every`` steps), on a fresh model.
+
+    After each of our steps, mlx-lm's compiled step (b) trains a second copy of the model on the same batch;
+    its time is measured, and subtracted from our wall clock, so both see the same load. Reports seconds per
+    step including snapshots (from the end of the step-0 snapshot; ``run_steps`` a multiple of
+    ``snapshot_every`` counts the steady share of snapshots), the snapshot overhead in place, and
+    time-to-readable: seconds from the start of ``train`` (compiling, the step-0 snapshot included) to the
+    snapshot at ``History.steps_to_readable`` of the classifier layer."""
+    cfg = TrainConfig()
+    loaded, peer_loaded = (lazarus_nb.load_model(DEFAULT_MODEL if model_name == "embedded" else model_name)
+                           for _ in range(2))
+    state = prepare(loaded, cfg)
+    prepare(peer_loaded, cfg)  # the same adapters (same seed), on the peer's own copy
+    peer = peer_step_fn(peer_loaded.model, cfg.learning_rate)
+    plan = schedule(loaded.tokenizer, state)
+    peer_times: list[float] = []
+    marks: dict[tuple[str, int], float] = {}
+    hidden = 0.0  # seconds the callback spent on the peer: not part of our run
+
+    def callback(event) -> None:
+        nonlocal hidden
+        marks[(event.kind, event.step)] = time.perf_counter() - hidden
+        if event.kind == "step":
+            t = time.perf_counter()
+            batch = batch_for(loaded.tokenizer, state, plan[event.step - 1])
+            peer_times.append(timed(peer, batch.tokens, peer_lengths(*lengths_of(batch))))
+            hidden += time.perf_counter() - t
+        last_event = "snapshot" if snapshot_due(run_steps, cfg.steps, cfg.snapshot_every) else "step"
+        if event.step == run_steps and event.kind == last_event:
+            raise _Stop
+
+    watch = Contamination()
+    with timing_snapshots() as snap_times:
+        start = time.perf_counter()
+        try:
+            train(loaded, state, callback=callback)
+        except _Stop:
+            pass
+    steps = [s.seconds for s in state.history.steps]
+    after_first = marks[("snapshot", 0)]
+    per_step = (marks[max(marks, key=marks.get)] - after_first) / run_steps
+    readable = state.history.steps_to_readable(state.classifier_layer)
+    peer_mean = sum(peer_times) / len(peer_times)
+    return {
+        "run_steps": run_steps,
+        "run_step_compiled": compiles(cfg.steps),
+        "run_seconds_per_step_with_snapshots": per_step,
+        "run_step_seconds_mean": sum(steps) / len(steps),
+        "run_step_seconds_median": median(steps),
+        "run_peer_step_seconds_mean": peer_mean,  # incl. its compiles per new batch shape, as mlx-lm pays them
+        "run_peer_step_seconds_median": median(peer_times),
+        "run_speedup_with_snapshots": peer_mean / per_step,
+        "run_speedup_steps_only": peer_mean / (sum(steps) / len(steps)),
+        "run_snapshot_seconds": snap_times,
+        "run_snapshot_overhead": sum(snap_times[1:]) / sum(steps),  # snapshots after step 0 / the steps' time
+        "readable_threshold": READABLE,
+        "steps_to_readable": readable,
+        "time_to_readable_seconds": None if readable is None else marks[("snapshot", readable)] - start,
+        "run_first_snapshot_seconds": after_first - start,
+        "run_other_processes_cpu_fraction": watch.fraction(),
+    }
 
 
 def _full_run(snap_times: list[float]) -> dict:
@@ -578,7 +672,9 @@ def with_extra_column(batch: Batch) -> Batch:
 def report(r: dict) -> None:
     print(f"model {r['model']}, batch {r['batch_shape'][0]} x {r['batch_shape'][1]} tokens "
           f"({r['real_tokens']} real), BLAS {r['blas']}, mlx {r['mlx']}")
-    print(f"  (a) our dual-reward step      {r['step_seconds'] * 1e3:8.1f} ms  (median of {r['rounds']})")
+    kind, other = ("compiled", "not compiled") if r["step_compiled"] else ("not compiled", "compiled")
+    print(f"  (a) our dual-reward step      {r['step_seconds'] * 1e3:8.1f} ms  (median of {r['rounds']}; {kind}, "
+          f"as train() runs it; {other}: {r['other_step_seconds'] * 1e3:.1f} ms)")
     print(f"  (b) mlx-lm default_loss step  {r['peer_step_seconds'] * 1e3:8.1f} ms  same tokens")
     if r.get("peer_mlx_lm_padded_step_seconds"):
         print(f"  (b') same, mlx-lm's padding   {r['peer_mlx_lm_padded_step_seconds'] * 1e3:8.1f} ms  "
@@ -602,7 +698,24 @@ def report(r: dict) -> None:
               f"{r['snapshot_overhead_default_projected']:.1%})")
         print(f"  snapshots timed in place: {r['full_run_snapshot_seconds_median']:.2f} s each in the full run, "
               f"{r['full_run_snapshot_overhead']:.1%} of its step time (20 after step 0)")
+    if "run_steps" in r:
+        ttr = r["time_to_readable_seconds"]
+        print(f"  default run, first {r['run_steps']} steps as the CLI trains them: "
+              f"{r['run_seconds_per_step_with_snapshots'] * 1e3:.1f} ms per step with snapshots "
+              f"(steps alone {r['run_step_seconds_mean'] * 1e3:.1f} ms; mlx-lm's step on the same batches "
+              f"{r['run_peer_step_seconds_mean'] * 1e3:.1f} ms): {r['run_speedup_with_snapshots']:.2f}x "
+              f"({r['run_speedup_steps_only']:.2f}x steps alone)")
+        snaps = r["run_snapshot_seconds"]
+        print(f"  snapshots in place: {median(snaps):.2f} s each, {r['run_snapshot_overhead']:.1%} of the steps' time")
+        print("  time-to-readable: " + (f"{ttr:.1f} s to step {r['steps_to_readable']} (full-vocab top-1 >= "
+                                        f"{r['readable_threshold']:g} at the classifier layer)" if ttr is not None
+                                        else f"not readable within {r['run_steps']} steps"))
     print("  " + missed("speedup_vs_mlx_lm", r["speedup_vs_mlx_lm"], TARGETS["speedup_vs_mlx_lm"], True))
+    if "run_steps" in r:
+        print("  " + missed("speedup_with_snapshots", r["run_speedup_with_snapshots"],
+                            TARGETS["speedup_with_snapshots"], True))
+        print("  " + missed("snapshot_overhead", r["run_snapshot_overhead"], TARGETS["snapshot_overhead"], False)
+              + " [in place, default run]")
     print("  " + missed("mfu", r["mfu"], TARGETS["mfu"], True))
     if "full_run_seconds" in r:
         print("  " + missed("snapshot_overhead", r["snapshot_overhead"], TARGETS["snapshot_overhead"], False)
@@ -611,6 +724,8 @@ def report(r: dict) -> None:
               + " [timed in place in the default run: 20 snapshots / 500 steps]")
         print("  " + missed("full_run_seconds", r["full_run_seconds"], TARGETS["full_run_seconds"], False))
     busy = max(r["other_processes_cpu_fraction"], r.get("full_other_processes_cpu_fraction", 0.0))
+    if "run_steps" in r:
+        print(f"  other processes used {r['run_other_processes_cpu_fraction']:.0%} of the cores during the run")
     print(f"  other processes used {r['other_processes_cpu_fraction']:.0%} of the cores while (a)-(c) ran"
           + (f", {r['full_other_processes_cpu_fraction']:.0%} during --full" if "full_run_seconds" in r else "")
           + (" (a quiet machine)" if busy < 0.05 else " -- NOT a quiet machine: the slower figures are pessimistic"))
@@ -652,6 +767,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=20, help="timed rounds of (a), (b), (c) after warm-up")
     p.add_argument("--warmup", type=int, default=3, help="untimed rounds first (the peer compiles here)")
     p.add_argument("--no-peer-padded", action="store_true", help="skip (b') the peer on mlx-lm's padding")
+    p.add_argument("--run-steps", type=int, default=100,
+                   help="steps of the default run timed with snapshots and time-to-readable (0: skip)")
     p.add_argument("--out", type=Path, default=None, help="JSON line output (default runs/bench/train_step.json)")
     p.add_argument("--study", action="store_true", help="measure mx.compile, length bucketing and trimming")
     p.add_argument("--study-steps", type=int, default=60, help="training steps per variant in --study")

@@ -102,7 +102,7 @@ def sample_lens_stats(
     layers: Sequence[int] | None = None,
 ) -> LensStats:
     """``lens_stats`` of ``samples`` (the data of snapshots and of the before/after lens plots)."""
-    r = lens_readout(lens, tokenizer, samples, class_tokens, layers, top_k=1)
+    r = lens_readout(lens, tokenizer, samples, class_tokens, layers, top_k=0)  # lens_stats reads no top-k tokens
     return lens_stats(r, [s.label_index for s in samples])
 
 

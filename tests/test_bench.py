@@ -60,10 +60,13 @@ def test_bench_batch_is_the_trainers_first_batch(bench, tiny_model_dir, monkeypa
 
 
 @pytest.mark.slow
-def test_bench_measures_the_tiny_model(bench, tiny_model_dir, tmp_path, capsys):
+def test_bench_measures_the_tiny_model(bench, tiny_model_dir, tmp_path, capsys, monkeypatch):
     path = str(tiny_model_dir("llama"))
+    # a random tiny model never becomes readable: pretend the snapshot at step 25 is, to time-to-readable it
+    monkeypatch.setattr(train_mod.History, "steps_to_readable", lambda self, layer, threshold=0.9: 25)
     out = tmp_path / "train_step.json"
-    bench.main(["--model", path, "--rounds", "2", "--warmup", "1", "--no-peer-padded", "--out", str(out)])
+    bench.main(["--model", path, "--rounds", "2", "--warmup", "1", "--no-peer-padded", "--run-steps", "26",
+                "--out", str(out)])
     r = json.loads(out.read_text())
     first = bench.build(path, TrainConfig().batch_size).batch
     real, _ = bench.lengths_of(first)
@@ -72,5 +75,13 @@ def test_bench_measures_the_tiny_model(bench, tiny_model_dir, tmp_path, capsys):
     assert 0 < r["step_seconds"] < 60 and 0 < r["peer_step_seconds"] < 60
     assert r["peer_loss_equals_answer_loss"] < 1e-4  # the peer scores exactly our answer tokens
     assert r["mfu"] > 0 and r["speedup_vs_mlx_lm"] > 0
+    # (a) is the step train() runs for a default run (compiled: 500 steps), (b) the same-batch peer
+    assert r["step_compiled"] is True and r["other_step_seconds"] > 0
+    # the default run's first 26 steps: snapshots at 0 and 25, one mlx-lm step per step of ours
+    assert r["run_steps"] == 26 and len(r["run_snapshot_seconds"]) == 2
+    assert r["run_speedup_with_snapshots"] == pytest.approx(
+        r["run_peer_step_seconds_mean"] / r["run_seconds_per_step_with_snapshots"])
+    assert r["steps_to_readable"] == 25
+    assert r["run_first_snapshot_seconds"] < r["time_to_readable_seconds"]  # the step-0 snapshot, then 25 steps
     printed = capsys.readouterr().out
     assert "(a) our dual-reward step" in printed and "(b) mlx-lm default_loss step" in printed

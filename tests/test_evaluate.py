@@ -158,6 +158,108 @@ def test_lens_readout_chunks_agree(llama):
     assert np.array(whole.probs).shape == (llama.num_layers, len(SAMPLES), 4)
 
 
+def test_readout_layer_chunks_and_no_top_k_agree(llama, monkeypatch):
+    """Layers go through the unembedding several at a time; one at a time gives the same readout, and
+    ``top_k`` 0 (what snapshots use) the same probabilities and ranks with no top tokens."""
+    from lazarus_nb import lens as lens_mod
+
+    batch = padded_prompts(llama)
+    targets = resolve_class_tokens(llama.tokenizer).ids
+    lens = LogitLens(llama.model)
+    together = readout(lens, batch.tokens, batch.prompt_last, targets, top_k=3)
+    no_top = readout(lens, batch.tokens, batch.prompt_last, targets, top_k=0)
+    monkeypatch.setattr(lens_mod, "_CHUNK_BYTES", 1)  # one layer per matmul
+    alone = readout(lens, batch.tokens, batch.prompt_last, targets, layers=[3, 0, 2], top_k=3)
+    assert np.allclose(np.array(alone.probs), np.array(together.probs)[[3, 0, 2]], rtol=1e-6, atol=0)
+    assert np.array_equal(np.array(alone.ranks), np.array(together.ranks)[[3, 0, 2]])
+    assert np.array_equal(np.array(alone.top_ids), np.array(together.top_ids)[[3, 0, 2]])
+    assert np.array_equal(np.array(no_top.probs), np.array(together.probs))
+    assert np.array_equal(np.array(no_top.ranks), np.array(together.ranks))
+    assert np.array(no_top.top_ids).shape == np.array(no_top.top_probs).shape == (llama.num_layers, batch.size, 0)
+
+
+def reference_lens_stats(loaded, samples, ct) -> dict:
+    """What a snapshot holds, computed layer by layer from the model's own lens logits in float64 numpy: the
+    way ``sample_lens_stats`` computed it before it was batched over layers and moved to numpy."""
+    batch = make_batch(loaded.tokenizer, samples, ct, with_answers=False)
+    hidden, _ = forward_hidden(loaded.model, batch.tokens)
+    rows, labels = np.arange(batch.size), np.array([s.label_index for s in samples])
+    lens = LogitLens(loaded.model)
+    out: dict = {"prob": [], "restricted_acc": [], "top1_acc": [], "median_rank": []}
+    for h in hidden:
+        logits = np.array(lens(h[mx.arange(batch.size), batch.prompt_last]), dtype=np.float64)  # (B, V)
+        own = logits[rows, np.array(ct.ids)[labels]]
+        p = np_softmax(logits)[rows, np.array(ct.ids)[labels]]
+        rank = (logits > own[:, None]).sum(-1)
+        out["prob"].append(p.mean())
+        out["restricted_acc"].append((logits[:, list(ct.ids)].argmax(-1) == labels).mean())
+        out["top1_acc"].append((rank == 0).mean())
+        out["median_rank"].append(float(np.median(rank)))
+    return out
+
+
+def assert_stats_match(stats, ref) -> None:
+    assert stats.prob == pytest.approx(ref["prob"], rel=1e-5, abs=0)
+    for key in ("restricted_acc", "top1_acc", "median_rank"):
+        if hasattr(stats, key):  # a Snapshot holds no median rank
+            assert getattr(stats, key) == pytest.approx(ref[key], abs=1e-12), key
+
+
+def top1_class_tokens(loaded, samples) -> ClassTokens:
+    """Class tokens chosen so the random tiny model's lens reads some prompts right at the last layer (otherwise
+    every top-1 accuracy would be 0 and comparing them would prove nothing)."""
+    batch = make_batch(loaded.tokenizer, samples, resolve_class_tokens(loaded.tokenizer), with_answers=False)
+    hidden, _ = forward_hidden(loaded.model, batch.tokens)
+    logits = np.array(LogitLens(loaded.model)(hidden[-1][mx.arange(batch.size), batch.prompt_last]))
+    first = {}
+    for s, row in zip(samples, logits):
+        first.setdefault(s.label, int(row.argmax()))
+    ids = tuple(first.get(c, 1000 + k) for k, c in enumerate(CLASSES))
+    return ClassTokens(CLASSES, ids, tuple(loaded.tokenizer.decode([i]) for i in ids), (True,) * 4)
+
+
+def test_sample_lens_stats_equal_the_per_layer_computation(llama):
+    ct = top1_class_tokens(llama, SAMPLES)
+    stats = ev.sample_lens_stats(LogitLens(llama.model), llama.tokenizer, SAMPLES, ct)
+    ref = reference_lens_stats(llama, SAMPLES, ct)
+    assert max(ref["top1_acc"]) > 0 and max(ref["restricted_acc"]) > 0  # the comparison can fail
+    assert_stats_match(stats, ref)
+
+
+def test_snapshots_match_the_reference_and_leave_training_unchanged(tiny_model_dir):
+    """Every snapshot of a short run equals the per-layer computation at that step's adapters, and taking
+    snapshots at every step changes no step of the run (the History of the run without them)."""
+    from lazarus_nb.profiles import SMOKE_TRAIN
+    from lazarus_nb.train import prepare, snapshot_set, train
+
+    path = str(tiny_model_dir("llama"))
+    loaded = lazarus_nb.load_model(path)
+    ct = top1_class_tokens(loaded, snapshot_set(prepare(loaded, SMOKE_TRAIN)))
+
+    def run(every: int, check: bool):
+        loaded = lazarus_nb.load_model(path)
+        state = prepare(loaded, replace(SMOKE_TRAIN, snapshot_every=every), ct)
+        checked = []
+
+        def callback(event):
+            if check and event.kind == "snapshot":
+                ref = reference_lens_stats(loaded, snapshot_set(state), state.class_tokens)
+                assert_stats_match(event.snapshot, ref)
+                checked.append((event.step, max(ref["top1_acc"])))
+
+        train(loaded, state, callback=callback)
+        return state.history, checked
+
+    every, checked = run(1, check=True)
+    ends, _ = run(0, check=False)
+    assert [step for step, _ in checked] == list(range(SMOKE_TRAIN.steps + 1))
+    assert max(top1 for _, top1 in checked) > 0  # the top-1 comparison can fail
+    assert [s.step for s in ends.snapshots] == [0, SMOKE_TRAIN.steps]
+    assert every.snapshots[0] == ends.snapshots[0] and every.snapshots[-1] == ends.snapshots[-1]
+    assert [(s.total, s.cls_loss, s.ans_loss) for s in every.steps] == [(s.total, s.cls_loss, s.ans_loss)
+                                                                       for s in ends.steps]
+
+
 # ---------------------------------------------------------------- metrics
 
 

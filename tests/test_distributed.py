@@ -162,6 +162,19 @@ def test_data_parallel_cli_matches_the_single_process_run(tiny, tmp_path):
     assert record.steps_completed == 3 and record.status == "complete" and record.stop_reason == "steps"
 
 
+def test_the_compiled_data_parallel_step_matches_the_single_process_run(tiny, tmp_path):
+    """train() compiles the step of long runs: the all-sums stay outside the compiled functions, and the counts
+    go in as an input, so the compiled data-parallel step gives the single-process losses too."""
+    r = launch(SCRIPT, tiny, tmp_path, json.dumps(asdict(CONFIG)), "--compile")
+    assert "exited with code" not in r.stderr, r.stderr + r.stdout
+    seen = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
+    ref = single_process(tiny, CONFIG, tmp_path / "single").to_dict()
+    for key in ("total", "cls_loss", "ans_loss"):
+        for s in seen:
+            np.testing.assert_allclose([h[key] for h in s["history"]], [h[key] for h in ref["history"]], atol=1e-5)
+    assert ref["history"][0]["total"] != ref["history"][2]["total"]
+
+
 def test_ranks_stop_together_at_rank_0s_decision(tiny, tmp_path):
     """Rank 0 reads two readable snapshots in a row at step 4, rank 1 never does: both stop at step 4."""
     config = replace(CONFIG, steps=8, stop_when_readable=0.9)

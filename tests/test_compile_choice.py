@@ -31,6 +31,7 @@ def test_compiles_from_the_threshold():
     assert train_mod.compiles(train_mod.COMPILE_FROM_STEPS)
     assert not train_mod.compiles(train_mod.COMPILE_FROM_STEPS - 1)
     assert train_mod.compiles(500) and not train_mod.compiles(SMOKE_TRAIN.steps)  # default run / smoke profile
+    assert not train_mod.compiles(500, stops_early=True)  # the demo's run: readable by step ~50
 
 
 def test_long_runs_train_compiled_with_the_same_losses(tiny_model_dir, monkeypatch):

@@ -134,6 +134,7 @@ def test_check_ranks_is_one_sentence(change, ranks, words):
 # ---------------------------------------------------------------- under mlx.launch
 
 
+@pytest.mark.slow  # mlx.launch of 2 training processes
 def test_data_parallel_cli_matches_the_single_process_run(tiny, tmp_path):
     ckpt = tmp_path / "dp"
     r = launch("--", "-m", "lazarus_nb", "introspect", "dual-reward", "-m", tiny, *CLI_ARGS, "--no-answers", "--json",
@@ -162,6 +163,7 @@ def test_data_parallel_cli_matches_the_single_process_run(tiny, tmp_path):
     assert record.steps_completed == 3 and record.status == "complete" and record.stop_reason == "steps"
 
 
+@pytest.mark.slow  # mlx.launch of 2 training processes
 def test_the_compiled_data_parallel_step_matches_the_single_process_run(tiny, tmp_path):
     """train() compiles the step of long runs: the all-sums stay outside the compiled functions, and the counts
     go in as an input, so the compiled data-parallel step gives the single-process losses too."""
@@ -175,6 +177,7 @@ def test_the_compiled_data_parallel_step_matches_the_single_process_run(tiny, tm
     assert ref["history"][0]["total"] != ref["history"][2]["total"]
 
 
+@pytest.mark.slow  # mlx.launch of 2 training processes
 def test_ranks_stop_together_at_rank_0s_decision(tiny, tmp_path):
     """Rank 0 reads two readable snapshots in a row at step 4, rank 1 never does: both stop at step 4."""
     config = replace(CONFIG, steps=8, stop_when_readable=0.9)

@@ -27,7 +27,7 @@ Backward: base weights and the (tied) unembedding are frozen, so they need only 
 forward); attention needs dQ, dK, dV and dP (2x); LoRA needs input and weight gradients (2x).
 MFU = step FLOPs / step seconds / the sgemm rate measured in (c).
 
-(a) is compiled when ``train.compiles`` compiles a default run's step; the other variant is timed too.
+(a) is the step ``train`` runs for the config (compiled when ``compile_step``); the other variant is timed too.
 
 Then the first ``--run-steps`` (100) steps of a default run as the CLI trains them (``train.train``: its
 schedule, its compile choice, a snapshot every 25 steps), with mlx-lm's step on a second copy of the model
@@ -72,7 +72,7 @@ from lazarus_nb.models import DEFAULT_MODEL
 from lazarus_nb.lora import adapters, lora_arrays, set_lora_arrays
 from lazarus_nb.losses import dual_loss
 from lazarus_nb.tokens import Batch
-from lazarus_nb.train import (READABLE, TrainConfig, TrainState, batch_for, compiles, dual_loss_and_grad, make_step,
+from lazarus_nb.train import (READABLE, TrainConfig, TrainState, batch_for, dual_loss_and_grad, make_step,
                               prepare, schedule, snapshot_due, token_lengths, train)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -293,7 +293,7 @@ def measure(args) -> dict:
     cfg = state.config
     a = arch(model)
     real, prompt = lengths_of(batch)
-    compiled = compiles(cfg.steps)  # (a) is the step train() runs for this config: compiled or not
+    compiled = cfg.compile_step  # (a) is the step train() runs for this config: compiled or not
     ours = make_step(model, state.optimizer, state.classifier_layer, cfg.cls_weight, compile=compiled)
     ours_other = make_step(model, adam(model, cfg.learning_rate), state.classifier_layer, cfg.cls_weight,
                            compile=not compiled)
@@ -416,7 +416,7 @@ class _Stop(Exception):
 
 def cli_run(model_name: str, run_steps: int) -> dict:
     """The first ``run_steps`` steps of a default run as the CLI trains it (``train.train`` with ``TrainConfig()``:
-    its schedule, its ``compiles`` choice, a snapshot every ``snapshot_every`` steps), on a fresh model.
+    its schedule, its ``compile_step`` choice, a snapshot every ``snapshot_every`` steps), on a fresh model.
 
     After each of our steps, mlx-lm's compiled step (b) trains a second copy of the model on the same batch;
     its time is measured, and subtracted from our wall clock, so both see the same load. Reports seconds per
@@ -461,7 +461,7 @@ def cli_run(model_name: str, run_steps: int) -> dict:
     peer_mean = sum(peer_times) / len(peer_times)
     return {
         "run_steps": run_steps,
-        "run_step_compiled": compiles(cfg.steps),
+        "run_step_compiled": cfg.compile_step,
         "run_seconds_per_step_with_snapshots": per_step,
         "run_step_seconds_mean": sum(steps) / len(steps),
         "run_step_seconds_median": median(steps),

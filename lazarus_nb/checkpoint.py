@@ -343,9 +343,9 @@ def load_adapter(loaded: LoadedModel, path: str | Path) -> RunRecord | None:
     except LazarusError:
         raise
     except Exception as exc:  # corrupt file, wrong shapes, missing keys: one sentence, no traceback
-        from mlx_lm.tuner.utils import remove_lora_layers
+        from .lora import remove_adapters
 
-        remove_lora_layers(loaded.model)
+        remove_adapters(loaded.model)
         raise LazarusError(f"could not load the adapter in '{path}': {str(exc).splitlines()[0]}") from None
     loaded.model.eval()
     return record

@@ -25,7 +25,7 @@ from .errors import LazarusError
 from .models import LoadedModel
 from .sweep import GRID_FIELDS, Grid, Planned, grid_rows, read_rows, value_text
 from .train import TrainEvent
-from .widgets import FigureSlot, TrainPanel
+from .widgets import FigureSlot, RunPanel
 from .workflow import SweepResult, sweep
 
 __all__ = ["SweepPanel"]
@@ -36,7 +36,7 @@ _DESCRIPTIONS = {"cls_weight": "cls_weight", "classifier_layer": "classifier lay
                  "label_map": "label map", "lora_rank": "LoRA rank", "learning_rate": "learning rate"}
 
 
-class SweepPanel:
+class SweepPanel(RunPanel):
     """One field per grid field (:data:`lazarus_nb.sweep.GRID_FIELDS`): typed values (``0 0.2 0.4``) or, for
     the classifier layer and the label map, a multiple choice. A field left empty is not part of the grid (the
     run takes ``base``'s setting). Every combination is one run in ``out_dir``.
@@ -142,11 +142,6 @@ class SweepPanel:
                              f"trained now, {len(result.skipped)} already done) in {result.seconds:.0f} s")
         self._show()
         return result
-
-    # The training panel's button callback and error display: they use only run, progress, status and output,
-    # which mean the same here.
-    _on_click = TrainPanel._on_click
-    _fail = TrainPanel._fail
 
     def _callback_for(self, planned: Planned) -> Any:
         run = planned.run

@@ -227,8 +227,8 @@ def make_step(
     Without a group this is the same step with N = 1 (the counts are the batch's own: the means).
 
     ``compile=True``: the loss-and-grad and the update run under ``mx.compile``, as in mlx-lm's trainer.
-    Same losses, ~7% faster per step once compiled; the first call compiles (``compiles`` says when ``train``
-    uses it)."""
+    Same losses, ~5% faster per step once compiled; ``train`` uses it when ``config.compile_step`` (off by default:
+    why in docs/performance.md)."""
     value_and_grad = dual_loss_and_grad(model, classifier_layer, cls_weight)
     batch_fields = [f.name for f in fields(Batch)]
     size = ranks(group)[1]
@@ -268,23 +268,6 @@ def make_step(
         return losses
 
     return step
-
-
-COMPILE_FROM_STEPS = 100
-"""``train`` compiles its step when at least this many steps remain (``compiles``)."""
-
-
-def compiles(steps_left: int, stops_early: bool = False) -> bool:
-    """Whether ``train`` runs ``make_step(..., compile=True)`` for a run with ``steps_left`` steps to go
-    (``stops_early``: a run with ``stop_when_readable``, which the default run is readable for by step ~40-50, so
-    it is not expected to run long enough, and on a fresh machine, e.g. ``make demo``, g++ would cost more than
-    the whole training).
-
-    Why a threshold: the compiled step is ~5-7% faster per step (~0.04 s here), and mlx keeps the g++-built
-    kernels in an on-disk cache (``$TMPDIR/mlx``), so after the first compiled run on a machine compiling
-    costs ~0.5 s plus ~0.1-0.2 s per new batch shape, repaid within ~50 steps. The very first run on a machine
-    pays ~24 s of g++ (docs/performance.md); short runs (tests, the smoke profile) skip compiling entirely."""
-    return steps_left >= COMPILE_FROM_STEPS and not stops_early
 
 
 def snapshot_set(state: TrainState) -> list[Sample]:
@@ -335,7 +318,7 @@ def train(
     lens = LogitLens(model)
     plan = schedule(loaded.tokenizer, state)  # computed once: the batches of every step
     step = make_step(model, state.optimizer, state.classifier_layer, cfg.cls_weight,
-                     compile=compiles(cfg.steps - state.step, cfg.stop_when_readable is not None), group=group)
+                     compile=cfg.compile_step, group=group)
 
     def emit(event: TrainEvent) -> None:
         if callback is not None:

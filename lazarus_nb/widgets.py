@@ -43,7 +43,7 @@ from .data import CANONICAL
 from .errors import LazarusError
 from .lens_grid import LensGrid
 from .lens_grid import compare as lens_grids
-from .lora import adapters
+from .lora import adapters, remove_adapters
 from .models import LoadedModel
 from .tokens import ClassTokens, class_tokens_from_ids, resolve_class_tokens
 from .train import READABLE, History, TrainConfig, TrainEvent, snapshot_due
@@ -107,7 +107,32 @@ def _note(out: w.Output, text: str, error: bool = False) -> None:
     (out.append_stderr if error else out.append_stdout)(text.rstrip("\n") + "\n")
 
 
-class TrainPanel:
+class RunPanel:
+    """What the training and sweep panels share: a button that calls ``run()``, and errors shown in the panel
+    (``progress``, ``status`` and ``output`` are the subclass's widgets)."""
+
+    progress: w.IntProgress
+    status: w.HTML
+    output: w.Output
+
+    def run(self) -> Any:
+        raise NotImplementedError
+
+    def _on_click(self, _button: Any) -> None:
+        try:
+            self.run()
+        except Exception:  # a button callback has nowhere else to report: show it in the panel
+            self.progress.bar_style = "danger"
+            _note(self.output, traceback.format_exc(), error=True)
+
+    def _fail(self, message: str) -> None:  # returns None so run() can `return self._fail(...)`
+        self.progress.bar_style = "danger"
+        self.status.value = f"<span style='color:#b00020'>{html.escape(message)}</span>"
+        _note(self.output, f"Error: {message}", error=True)
+        return None
+
+
+class TrainPanel(RunPanel):
     """Hyperparameters, a Train button, a progress bar and a live dashboard for dual-reward training.
 
     ``run()`` trains the configuration currently in the fields (the button calls the same method) and
@@ -230,18 +255,8 @@ class TrainPanel:
         self._finish(result)
         return result
 
-    def _on_click(self, _button: Any) -> None:
-        try:
-            self.run()
-        except Exception:  # a button callback has nowhere else to report: show it in the panel
-            self.progress.bar_style = "danger"
-            _note(self.output, traceback.format_exc(), error=True)
-
     def _reset_model(self) -> None:
-        if adapters(self.loaded.model):
-            from mlx_lm.tuner.utils import remove_lora_layers
-
-            remove_lora_layers(self.loaded.model)
+        remove_adapters(self.loaded.model)
 
     def _start(self, cfg: TrainConfig) -> None:
         self._reset_model()
@@ -253,12 +268,6 @@ class TrainPanel:
         self.progress.bar_style = ""
         self.status.value = "evaluating the base model (baseline)..."
         self._draw()
-
-    def _fail(self, message: str) -> None:  # returns None so run() can `return self._fail(...)`
-        self.progress.bar_style = "danger"
-        self.status.value = f"<span style='color:#b00020'>{html.escape(message)}</span>"
-        _note(self.output, f"Error: {message}", error=True)
-        return None
 
     def _on_event(self, event: TrainEvent) -> None:
         if event.kind == "step" and event.log is not None:

@@ -5,9 +5,8 @@ checkpoint to ``OUT/ckpt``.
 
 ``--top1 'A;B'``: script the snapshots' full-vocab top-1 (every layer) instead of measuring it, rank r reading the
 comma list ``[A, B][min(r, 1)]`` in order, so ranks can be made to disagree about readability (rank 0 decides).
-``--compile``: the compiled step (``train.compiles`` otherwise keeps it for runs of 100 steps or more).
 
-    python tests/distributed_train.py MODEL OUT '{"steps": 3, "num_samples": 16, ...}' [--top1 'A;B'] [--compile]
+    python tests/distributed_train.py MODEL OUT '{"steps": 3, "num_samples": 16, ...}' [--top1 'A;B']
 """
 
 from __future__ import annotations
@@ -41,12 +40,9 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("config", help="TrainConfig fields as a JSON object")
     p.add_argument("--top1", help="scripted snapshot accuracies: 'rank 0 list;other ranks list'")
-    p.add_argument("--compile", action="store_true", help="the compiled step, which train() uses for long runs")
     args = p.parse_args()
     group = workflow.data_parallel_group()
     rank, size = (0, 1) if group is None else (group.rank(), group.size())
-    if args.compile:
-        train_mod.COMPILE_FROM_STEPS = 1
     if args.top1:
         lists = args.top1.split(";")
         train_mod.snapshot = scripted_snapshots([float(v) for v in lists[min(rank, len(lists) - 1)].split(",")])

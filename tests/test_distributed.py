@@ -165,9 +165,9 @@ def test_data_parallel_cli_matches_the_single_process_run(tiny, tmp_path):
 
 @pytest.mark.slow  # mlx.launch of 2 training processes
 def test_the_compiled_data_parallel_step_matches_the_single_process_run(tiny, tmp_path):
-    """train() compiles the step of long runs: the all-sums stay outside the compiled functions, and the counts
-    go in as an input, so the compiled data-parallel step gives the single-process losses too."""
-    r = launch(SCRIPT, tiny, tmp_path, json.dumps(asdict(CONFIG)), "--compile")
+    """``compile_step``: the all-sums stay outside the compiled functions and the counts go in as an input, so
+    the compiled data-parallel step gives the single-process (plain step) losses too."""
+    r = launch(SCRIPT, tiny, tmp_path, json.dumps(asdict(replace(CONFIG, compile_step=True))))
     assert "exited with code" not in r.stderr, r.stderr + r.stdout
     seen = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
     ref = single_process(tiny, CONFIG, tmp_path / "single").to_dict()

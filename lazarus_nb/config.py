@@ -81,11 +81,11 @@ class TrainConfig:
     # Textbook Adam (Kingma & Ba): mlx's Adam defaults to no bias correction, which makes the first steps
     # ~3x larger than the learning rate says (docs/science.md)
     adam_bias_correction: bool = _opt(True, "Adam with bias correction (textbook Adam; mlx's default is off)")
-    # off by default: mlx builds compiled kernels with g++ through system(), which ignores SIGINT, so a Ctrl-C
-    # during a (cold) compile is lost and training runs on instead of saving and stopping
+    # off by default: its gain (4-7% quiet) was not confirmed in the last measurement (1.009 under load), and the
+    # first compiled run on a machine spends ~24 s in g++ (docs/performance.md)
     compile_step: bool = _opt(False, "compile the training step with mx.compile: the same losses, ~5 percent "
-                              "faster per step; the first compiled run on a machine spends ~24 s in g++, and a "
-                              "Ctrl-C that comes while g++ runs is lost (docs/performance.md)")
+                              "faster per step once compiled; the first compiled run on a machine spends ~24 s in "
+                              "g++ (docs/performance.md)")
     # the permuted-label control (data.PERMUTED): can an arbitrary lookup be made readable as fast as the truth?
     label_map: str = field(default="true", metadata={
         "help": "what the lens at the classifier layer must read for each class: true (its own word) or permuted "

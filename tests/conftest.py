@@ -76,3 +76,24 @@ def tiny_model_dir(tmp_path_factory, embedded_dir):
         return made[arch]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_model_dir):
+    """The tiny llama, loaded once (read-only: tests that train take ``fresh`` copies)."""
+    return lazarus_nb.load_model(str(tiny_model_dir("llama")))
+
+
+@pytest.fixture
+def fresh(tiny_llama):
+    """Factory: the tiny llama with freshly read weights (training mutates the model); the tokenizer is shared."""
+    from dataclasses import replace
+
+    from mlx_lm.utils import load_model
+
+    def make():
+        model, _ = load_model(tiny_llama.path)
+        model.eval()
+        return replace(tiny_llama, model=model)
+
+    return make

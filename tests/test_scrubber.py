@@ -29,24 +29,6 @@ TINY = TrainConfig(steps=3, num_samples=16, heldout_samples=12, snapshot_size=8,
                    snapshot_every=1, learning_rate=1e-2, seed=0)
 
 
-@pytest.fixture(scope="module")
-def template(tiny_model_dir):
-    return lazarus_nb.load_model(str(tiny_model_dir("llama")))
-
-
-@pytest.fixture
-def fresh(template):
-    """Factory: the tiny llama with freshly read weights (training mutates the model)."""
-    from mlx_lm.utils import load_model
-
-    def make():
-        model, _ = load_model(template.path)
-        model.eval()
-        return replace(template, model=model)
-
-    return make
-
-
 def _redraws(slot) -> int:
     m = re.fullmatch(r'<span class="lazarus-redraws" data-count="(\d+)">(\d+)</span>', slot.redraws.value)
     assert m and m[1] == m[2], slot.redraws.value

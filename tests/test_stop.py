@@ -13,7 +13,6 @@ from dataclasses import replace
 
 import pytest
 
-import lazarus_nb
 from lazarus_nb import LazarusError, checkpoint, cli, cli_args, workflow
 from lazarus_nb import train as train_mod
 from lazarus_nb.config import RunRecord, TrainConfig
@@ -26,24 +25,6 @@ CONFIG = TrainConfig(steps=8, num_samples=16, heldout_samples=8, snapshot_size=4
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     return tiny_model_dir("llama")
-
-
-@pytest.fixture(scope="module")
-def template(tiny):
-    return lazarus_nb.load_model(str(tiny))
-
-
-@pytest.fixture
-def fresh(template):
-    """Factory: the tiny llama with freshly read weights (training mutates the model); the tokenizer is shared."""
-    from mlx_lm.utils import load_model
-
-    def make():
-        model, _ = load_model(template.path)
-        model.eval()
-        return replace(template, model=model)
-
-    return make
 
 
 class Scripted:

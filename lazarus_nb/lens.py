@@ -161,11 +161,24 @@ def readout(
     """Run the model once and read the lens at ``positions`` (one per row) for every layer in ``layers``
     (``top_k`` 0: no top-k tokens, which ``top_ids``/``top_probs`` then hold none of)."""
     states, _ = lens.last_token_states(tokens, positions)
+    return read_states(lens, states, layers, target_ids, top_k)
+
+
+def read_states(
+    lens: LogitLens,
+    states: mx.array,
+    layers: Sequence[int] | None,
+    target_ids: Sequence[int],
+    top_k: int,
+) -> LensReadout:
+    """The lens on hidden ``states`` (num_layers, R, D): for every layer in ``layers`` (default all) and row,
+    the probability and rank of each target id and the ``top_k`` tokens. Several layers' rows share one
+    unembedding matmul, in chunks that bound the (rows, vocabulary) logits; the scoring is numpy's (``_scores``)."""
     layers = list(range(states.shape[0])) if layers is None else list(layers)
     rows, width = states.shape[1], states.shape[2]
     vocab = lens.trunk.embed_tokens.weight.shape[0]
     per_chunk = max(1, _CHUNK_BYTES // (4 * rows * vocab))
-    targets = np.array(list(target_ids))
+    targets = np.array(list(target_ids), dtype=np.int64)
     parts = []
     for i in range(0, len(layers), per_chunk):
         chunk = states[mx.array(layers[i : i + per_chunk])].reshape(-1, width)
@@ -188,7 +201,9 @@ def _scores(logits: np.ndarray, targets: np.ndarray, top_k: int) -> tuple[np.nda
     target_logits = logits[:, targets]  # (R, K)
     probs = np.exp(target_logits - lse)
     # rank = how many tokens score strictly higher (0 = top-1); one target at a time keeps the temporary (R, V)
-    ranks = np.stack([(logits > target_logits[:, k, None]).sum(axis=-1) for k in range(len(targets))], axis=-1)
+    ranks = np.zeros(target_logits.shape, dtype=np.int64)
+    for k in range(len(targets)):
+        ranks[:, k] = (logits > target_logits[:, k, None]).sum(axis=-1)
     if top_k == 0:
         none = np.zeros((len(logits), 0))
         return probs, ranks.astype(np.int32), none.astype(np.int32), none.astype(np.float32)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .config import check_layers
 from .errors import LazarusError
-from .lens import LogitLens, forward_hidden
+from .lens import LogitLens, forward_hidden, read_states
 from .lora import adapters, disabled
 from .models import LoadedModel
 from .tokens import encode_prompts
@@ -34,7 +34,6 @@ MAX_PROMPTS = 8
 """Prompts one grid figure shows (one row of grids each): the CLI's ``--figure`` draws the first 8."""
 
 BASE, ADAPTED = "base model", "adapted model"
-_CELLS_PER_MATMUL = 256
 
 
 @dataclass
@@ -76,20 +75,8 @@ def lens_grid(loaded: LoadedModel, prompt: str, layers: Sequence[int] | None = N
     start = max(0, len(ids) - max_positions)
     lens = LogitLens(loaded.model)
     hidden, _ = forward_hidden(loaded.model, mx.array([ids], dtype=mx.int32))
-    n_pos = len(ids) - start
-    # Several layers' positions share one unembedding matmul (2-3x faster than one per layer on CPU), in chunks
-    # of at most _CELLS_PER_MATMUL rows so the (rows, vocabulary) logits stay small (~50 MB at 49k tokens).
-    per_chunk = max(1, _CELLS_PER_MATMUL // n_pos)
-    top_ids, top_probs = [], []
-    for c in range(0, len(layers), per_chunk):
-        states = mx.concatenate([hidden[layer][0, start:] for layer in layers[c : c + per_chunk]])
-        logits = lens(states).astype(mx.float32)  # (layers in chunk * positions, V)
-        best = mx.argmax(logits, axis=-1)
-        prob = mx.exp(logits.max(axis=-1) - mx.logsumexp(logits, axis=-1))
-        mx.eval(best, prob)  # keep only the small results alive
-        top_ids.append(np.array(best).reshape(-1, n_pos))
-        top_probs.append(np.array(prob).reshape(-1, n_pos))
-    top = np.concatenate(top_ids).astype(np.int64)
+    r = read_states(lens, mx.stack([h[0, start:] for h in hidden]), layers, [], top_k=1)  # (layers, positions, 1)
+    top = np.array(r.top_ids)[..., 0].astype(np.int64)
     decode = loaded.tokenizer.decode
     text = {int(i): decode([int(i)]) for i in {*ids[start:], *top.ravel().tolist()}}
     return LensGrid(
@@ -97,7 +84,7 @@ def lens_grid(loaded: LoadedModel, prompt: str, layers: Sequence[int] | None = N
         tokens=[text[i] for i in ids[start:]],
         next_tokens=[text[i] for i in ids[start + 1 :]] + [None],
         top_ids=top, top_tokens=[[text[int(i)] for i in row] for row in top],
-        top_probs=np.concatenate(top_probs).astype(np.float64),
+        top_probs=np.array(r.top_probs)[..., 0].astype(np.float64),
     )
 
 

@@ -27,7 +27,8 @@ Backward: base weights and the (tied) unembedding are frozen, so they need only 
 forward); attention needs dQ, dK, dV and dP (2x); LoRA needs input and weight gradients (2x).
 MFU = step FLOPs / step seconds / the sgemm rate measured in (c).
 
-(a) is the step ``train`` runs for the config (compiled when ``compile_step``); the other variant is timed too.
+(a) is the step ``train`` runs for the config (compiled when ``TrainConfig.compiles``, as for a default run); the
+other variant is timed too.
 
 Then the first ``--run-steps`` (100) steps of a default run as the CLI trains them (``train.train``: its
 schedule, its compile choice, a snapshot every 25 steps), with mlx-lm's step on a second copy of the model
@@ -102,7 +103,7 @@ class Setup:
 def lengths_of(batch: Batch) -> tuple[list[int], list[int]]:
     """(prompt + answer tokens, prompt tokens) per row: the real tokens, pads excluded."""
     prompt = [int(p) + 1 for p in batch.prompt_last.tolist()]
-    answer = [int(a) for a in np.array(batch.answer_mask).sum(axis=1)]
+    answer = np.bincount(np.array(batch.answer_rows), minlength=batch.size).tolist()
     return [p + a for p, a in zip(prompt, answer)], prompt
 
 
@@ -138,11 +139,9 @@ def build(model_name: str, batch_size: int) -> Setup:
     rng = np.random.default_rng(0)
     vocab = TINYLLAMA["vocab_size"]
     tokens = mx.array(rng.integers(3, vocab, size=batch.tokens.shape), dtype=mx.int32)
-    rows = np.arange(batch.size)
-    pos = np.array(batch.answer_pos)
-    targets = mx.array(np.array(tokens)[rows[:, None], np.minimum(pos + 1, tokens.shape[1] - 1)])
-    rand = Batch(tokens, batch.prompt_last, batch.answer_pos, targets, batch.answer_mask, batch.labels,
-                 mx.array(rng.integers(3, vocab, size=batch.size), dtype=mx.int32))
+    targets = tokens[batch.answer_rows, batch.answer_pos + 1]
+    rand = replace(batch, tokens=tokens, answer_targets=targets,
+                   class_ids=mx.array(rng.integers(3, vocab, size=batch.size), dtype=mx.int32))
     return Setup("TinyLlama-1.1B shape (random weights)", model, rand, state)
 
 
@@ -293,7 +292,7 @@ def measure(args) -> dict:
     cfg = state.config
     a = arch(model)
     real, prompt = lengths_of(batch)
-    compiled = cfg.compile_step  # (a) is the step train() runs for this config: compiled or not
+    compiled = cfg.compiles(cfg.steps)  # (a) is the step train() runs for this config: compiled or not
     ours = make_step(model, state.optimizer, state.classifier_layer, cfg.cls_weight, compile=compiled)
     ours_other = make_step(model, adam(model, cfg.learning_rate), state.classifier_layer, cfg.cls_weight,
                            compile=not compiled)
@@ -416,7 +415,7 @@ class _Stop(Exception):
 
 def cli_run(model_name: str, run_steps: int) -> dict:
     """The first ``run_steps`` steps of a default run as the CLI trains it (``train.train`` with ``TrainConfig()``:
-    its schedule, its ``compile_step`` choice, a snapshot every ``snapshot_every`` steps), on a fresh model.
+    its schedule, its compile choice, a snapshot every ``snapshot_every`` steps), on a fresh model.
 
     After each of our steps, mlx-lm's compiled step (b) trains a second copy of the model on the same batch;
     its time is measured, and subtracted from our wall clock, so both see the same load. Reports seconds per
@@ -461,7 +460,7 @@ def cli_run(model_name: str, run_steps: int) -> dict:
     peer_mean = sum(peer_times) / len(peer_times)
     return {
         "run_steps": run_steps,
-        "run_step_compiled": cfg.compile_step,
+        "run_step_compiled": cfg.compiles(cfg.steps),
         "run_seconds_per_step_with_snapshots": per_step,
         "run_step_seconds_mean": sum(steps) / len(steps),
         "run_step_seconds_median": median(steps),
@@ -562,7 +561,7 @@ def study(args) -> dict:
                 for name, compile in (("plain", False), ("compiled", True))}
     shapes = set()
     for b in batches:
-        shape = (b.tokens.shape[1], b.answer_pos.shape[1])
+        shape = (b.tokens.shape[1], b.answer_pos.shape[0])
         for v in variants.values():
             set_lora_arrays(model, v["arrays"])
             t = time.perf_counter()
@@ -589,7 +588,7 @@ def study(args) -> dict:
     c["break_even_steps"] = c["compile_cost_seconds"] / saved if saved > 0 else None
     out["compile"] = comp
     out["distinct_shapes_in_study"] = len(shapes)
-    out["distinct_shapes_default_run"] = len({(b.tokens.shape[1], b.answer_pos.shape[1]) for b in every})
+    out["distinct_shapes_default_run"] = len({(b.tokens.shape[1], b.answer_pos.shape[0]) for b in every})
     set_lora_arrays(model, init)
 
     # 2. Padding and length bucketing on this data: the same K*B samples batched as scheduled vs fully sorted

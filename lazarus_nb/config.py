@@ -53,6 +53,15 @@ of the small snapshot set."""
 TERMINATORS: tuple[str, ...] = ("eos", "none")
 """What ends the answer target: the tokenizer's end-of-sequence token, or nothing (SPEC "Tokenising")."""
 
+COMPILE_CHOICES: tuple[str, ...] = ("auto", "always", "never")
+"""When ``train`` compiles its step (``TrainConfig.compiles``)."""
+
+COMPILE_MIN_STEPS = 300
+"""``compile_step="auto"`` compiles a run with at least this many steps to go. The compiled step is ~7% faster
+(0.55 s against 0.59 s per step, measured quiet), but the first compiled run on a machine spends ~15 s in g++
+(quiet; mlx then keeps the kernels on disk, and later runs pay ~0.5 s): 300 steps repay most of that cold build
+and all of a warm one. A run that stops when readable is not counted as long: here it ends after ~50 steps."""
+
 
 @dataclass
 class TrainConfig:
@@ -81,11 +90,10 @@ class TrainConfig:
     # Textbook Adam (Kingma & Ba): mlx's Adam defaults to no bias correction, which makes the first steps
     # ~3x larger than the learning rate says (docs/science.md)
     adam_bias_correction: bool = _opt(True, "Adam with bias correction (textbook Adam; mlx's default is off)")
-    # off by default: its gain (4-7% quiet) was not confirmed in the last measurement (1.009 under load), and the
-    # first compiled run on a machine spends ~24 s in g++ (docs/performance.md)
-    compile_step: bool = _opt(False, "compile the training step with mx.compile: the same losses, ~5 percent "
-                              "faster per step once compiled; the first compiled run on a machine spends ~24 s in "
-                              "g++ (docs/performance.md)")
+    compile_step: str = field(default="auto", metadata={
+        "help": "compile the training step with mx.compile (the same losses, ~7 percent faster per step; the "
+                "first compiled run on a machine spends ~15 s in g++): always, never, or auto (runs of at least "
+                f"{COMPILE_MIN_STEPS} steps that do not stop when readable)", "choices": COMPILE_CHOICES})
     # the permuted-label control (data.PERMUTED): can an arbitrary lookup be made readable as fast as the truth?
     label_map: str = field(default="true", metadata={
         "help": "what the lens at the classifier layer must read for each class: true (its own word) or permuted "
@@ -124,6 +132,8 @@ class TrainConfig:
              f"{self.snapshot_size}"),
             (self.answer_terminator in TERMINATORS, f"{name('answer_terminator')} must be one of "
              f"{', '.join(TERMINATORS)}, got {self.answer_terminator!r}"),
+            (self.compile_step in COMPILE_CHOICES, f"{name('compile_step')} must be one of "
+             f"{', '.join(COMPILE_CHOICES)}, got {self.compile_step!r}"),
             (self.label_map in LABEL_MAPS, f"{name('label_map')} must be one of {', '.join(LABEL_MAPS)}, got "
              f"{self.label_map!r}"),
             (self.checkpoint_every >= 0, f"{name('checkpoint_every')} must be >= 0, got {self.checkpoint_every}"),
@@ -155,6 +165,12 @@ class TrainConfig:
         if rest % ranks:
             raise LazarusError(f"{name('num_samples')} {self.num_samples} leaves a last batch of {rest} problems "
                                f"each epoch, which does not split over {ranks} ranks; use a multiple of {ranks}")
+
+    def compiles(self, steps_left: int) -> bool:
+        """Whether ``train`` compiles its step for a run with ``steps_left`` steps to go (``compile_step``)."""
+        if self.compile_step != "auto":
+            return self.compile_step == "always"
+        return steps_left >= COMPILE_MIN_STEPS and self.stop_when_readable is None
 
     def for_model(self, num_layers: int) -> TrainConfig:
         """A checked copy for a model with ``num_layers`` blocks, the classifier layer default filled in."""
@@ -234,6 +250,8 @@ class RunRecord:
         own_keys = {f.name for f in fields(cls)} - {"train", "extra"}
         # Runs saved before these settings existed trained without them: read them as trained.
         data = {"answer_terminator": "none", "adam_bias_correction": False, **data}
+        if isinstance(data.get("compile_step"), bool):  # saved as a switch before "auto" existed
+            data["compile_step"] = "always" if data["compile_step"] else "never"
         return cls(train=TrainConfig(**{k: data[k] for k in train_keys if k in data}),
                    **{k: data[k] for k in own_keys if k in data},
                    extra={k: v for k, v in data.items() if k not in train_keys | own_keys})

@@ -244,11 +244,9 @@ def answer_nll(
     for i in range(0, len(samples), chunk):
         batch = make_batch(tokenizer, samples[i : i + chunk], class_tokens, terminator=terminator)
         _, final = forward_hidden(lens.model, batch.tokens)
-        rows = mx.arange(batch.size)
-        logits = lens.unembed(final[rows[:, None], batch.answer_pos])
-        n = batch.answer_mask.sum()
-        total += (answer_loss(logits, batch.answer_targets, batch.answer_mask) * n).item()
-        count += n.item()
+        logits = lens.unembed(final[batch.answer_rows, batch.answer_pos])
+        total += answer_loss(logits, batch.answer_targets, count=1.0).item()  # the sum over tokens
+        count += batch.answer_targets.size
     return total / max(count, 1.0)
 
 

@@ -175,9 +175,11 @@ class Batch:
 
     tokens: mx.array  # (B, T) int32 prompt [+ answer] ids, right-padded
     prompt_last: mx.array  # (B,) index of the last prompt token: the classification position
-    answer_pos: mx.array  # (B, A) positions whose next-token prediction is an answer token
-    answer_targets: mx.array  # (B, A) the answer token each of those positions must predict
-    answer_mask: mx.array  # (B, A) 1.0 for real answer tokens, 0.0 for padding
+    # The N answer tokens of the whole batch, flat and without padded slots, so no loss computes logits it
+    # then masks out (a (B, longest answer) layout had 25% padded slots on a default batch).
+    answer_rows: mx.array  # (N,) the row of each answer token
+    answer_pos: mx.array  # (N,) the position whose next-token prediction is that answer token
+    answer_targets: mx.array  # (N,) the answer token that position must predict
     labels: mx.array  # (B,) class index per row
     class_ids: mx.array  # (B,) class-token id per row (the classification target)
 
@@ -262,20 +264,17 @@ def make_batch(
         last.append(len(p) - 1)
         ans.append(a)
     width = max(len(r) for r in rows)
-    a_width = max(1, max(len(a) for a in ans))
     tokens = [r + [pad] * (width - len(r)) for r in rows]
-    # Position last+j predicts answer token j (logits at t predict token t+1); padded slots point at the
-    # last prompt token and are masked out.
-    pos = [[lp + j if j < len(a) else lp for j in range(a_width)] for lp, a in zip(last, ans)]
-    tgt = [[a[j] if j < len(a) else pad for j in range(a_width)] for a in ans]
-    mask = [[1.0 if j < len(a) else 0.0 for j in range(a_width)] for a in ans]
+    # Position last+j predicts answer token j (logits at t predict token t+1).
+    flat = [(r, lp + j, t) for r, (lp, a) in enumerate(zip(last, ans)) for j, t in enumerate(a)]
+    answer_rows, pos, tgt = zip(*flat) if flat else ((), (), ())
     labels = [CLASSES.index(s.label) for s in samples]
     return Batch(
         tokens=mx.array(tokens, dtype=mx.int32),
         prompt_last=mx.array(last, dtype=mx.int32),
+        answer_rows=mx.array(answer_rows, dtype=mx.int32),
         answer_pos=mx.array(pos, dtype=mx.int32),
         answer_targets=mx.array(tgt, dtype=mx.int32),
-        answer_mask=mx.array(mask, dtype=mx.float32),
         labels=mx.array(labels, dtype=mx.int32),
         class_ids=mx.array([class_tokens.ids[i] for i in labels], dtype=mx.int32),
     )

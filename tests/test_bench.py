@@ -75,8 +75,8 @@ def test_bench_measures_the_tiny_model(bench, tiny_model_dir, tmp_path, capsys, 
     assert 0 < r["step_seconds"] < 60 and 0 < r["peer_step_seconds"] < 60
     assert r["peer_loss_equals_answer_loss"] < 1e-4  # the peer scores exactly our answer tokens
     assert r["mfu"] > 0 and r["speedup_vs_mlx_lm"] > 0
-    # (a) is the step train() runs for a default run (plain: compile_step is off), the other variant beside it
-    assert r["step_compiled"] is False and r["other_step_seconds"] > 0
+    # (a) is the step train() runs for a default run (500 steps: compiled), the other variant beside it
+    assert r["step_compiled"] is True and r["other_step_seconds"] > 0
     # the default run's first 26 steps: snapshots at 0 and 25, one mlx-lm step per step of ours
     assert r["run_steps"] == 26 and len(r["run_snapshot_seconds"]) == 2
     assert r["run_speedup_with_snapshots"] == pytest.approx(

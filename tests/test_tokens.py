@@ -151,13 +151,15 @@ def test_make_batch_positions_targets_and_padding(tokenizer):
     b = make_batch(tokenizer, samples, ct)
     tokens = np.array(b.tokens)
     last = np.array(b.prompt_last)
-    pos, tgt, mask = np.array(b.answer_pos), np.array(b.answer_targets), np.array(b.answer_mask)
+    rows_a, pos, tgt = np.array(b.answer_rows), np.array(b.answer_pos), np.array(b.answer_targets)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     prompts = [enc(tokenizer, s.prompt) for s in samples]
     # the answer's digits then the terminator (on SmolLM2 the digits encode the same alone or after the prompt)
     answers = [enc(tokenizer, s.answer, special=False) + [tokenizer.eos_token_id] for s in samples]
     assert tokens.shape == (len(samples), max(len(p) + len(a) for p, a in zip(prompts, answers)))
-    assert pos.shape == tgt.shape == mask.shape == (len(samples), max(len(a) for a in answers))
+    # one flat slot per real answer token, row by row, none for padding
+    assert rows_a.tolist() == [r for r, a in enumerate(answers) for _ in a]
+    assert pos.shape == tgt.shape == (sum(len(a) for a in answers),)
     assert len({len(a) for a in answers}) > 1 and len({len(p) for p in prompts}) > 1  # padding is exercised
     for r, (p, a) in enumerate(zip(prompts, answers)):
         n = len(p) + len(a)
@@ -165,14 +167,10 @@ def test_make_batch_positions_targets_and_padding(tokenizer):
         assert (tokens[r, n:] == pad).all()
         assert last[r] == len(p) - 1
         assert tokens[r, last[r]] == p[-1]  # the last prompt token is the classification position
-        assert mask[r].tolist() == [1.0] * len(a) + [0.0] * (mask.shape[1] - len(a))
-        assert tgt[r, : len(a)].tolist() == a
+        assert tgt[rows_a == r].tolist() == a
         # logits at answer_pos[j] predict token answer_pos[j] + 1, which is answer token j
-        for j in range(len(a)):
-            assert tokens[r, pos[r, j] + 1] == tgt[r, j]
-            assert pos[r, j] == len(p) - 1 + j
-        # padded slots stay inside the row (they are only masked, never gathered out of range)
-        assert (0 <= pos[r]).all() and (pos[r] < tokens.shape[1]).all()
+        assert pos[rows_a == r].tolist() == [len(p) - 1 + j for j in range(len(a))]
+        assert tokens[r, pos[rows_a == r] + 1].tolist() == a
     assert np.array(b.labels).tolist() == [CLASSES.index(s.label) for s in samples]
     assert np.array(b.class_ids).tolist() == [ct.as_dict()[s.label] for s in samples]
     assert b.size == len(samples)
@@ -182,11 +180,12 @@ def test_make_batch_without_terminator(tokenizer):
     samples = samples_of_mixed_lengths()
     ct = resolve_class_tokens(tokenizer)
     full, bare = make_batch(tokenizer, samples, ct), make_batch(tokenizer, samples, ct, terminator="none")
-    n_full, n_bare = np.array(full.answer_mask).sum(axis=1), np.array(bare.answer_mask).sum(axis=1)
+    n_full = np.bincount(np.array(full.answer_rows), minlength=len(samples))
+    n_bare = np.bincount(np.array(bare.answer_rows), minlength=len(samples))
     assert (n_full == n_bare + 1).all()
     tgt = np.array(full.answer_targets)
-    assert [tgt[r, int(n) - 1] for r, n in enumerate(n_full)] == [tokenizer.eos_token_id] * len(samples)
-    assert tokenizer.eos_token_id not in np.array(bare.answer_targets)[np.array(bare.answer_mask) > 0]
+    assert tgt[np.cumsum(n_full) - 1].tolist() == [tokenizer.eos_token_id] * len(samples)  # each row's last
+    assert tokenizer.eos_token_id not in np.array(bare.answer_targets)
     assert np.array_equal(np.array(full.prompt_last), np.array(bare.prompt_last))
 
 
@@ -200,7 +199,7 @@ def test_make_batch_prompts_only(tokenizer):
     assert tokens.shape == (len(samples), max(len(p) for p in prompts))
     for r, p in enumerate(prompts):
         assert tokens[r, : len(p)].tolist() == p
-    assert float(np.array(b.answer_mask).sum()) == 0.0
+    assert b.answer_rows.size == b.answer_pos.size == b.answer_targets.size == 0
     # the classification position is the same token whether or not the answer follows
     assert np.array(b.prompt_last).tolist() == np.array(full.prompt_last).tolist()
     ft = np.array(full.tokens)

@@ -12,10 +12,10 @@ exactly, however many answer tokens each rank holds (a plain average of per-rank
 from __future__ import annotations
 
 import mlx.core as mx
-import mlx.nn as nn
 
 from .lens import LogitLens, forward_hidden
 from .tokens import Batch
+from .xent import cross_entropy
 
 
 def averaged(ce: mx.array, count: mx.array | None = None) -> mx.array:
@@ -27,7 +27,7 @@ def answer_loss(logits: mx.array, targets: mx.array, count: mx.array | None = No
     """Next-token cross-entropy over answer tokens, summed and divided by ``count`` (default: the number of answer
     tokens, the token mean): logits (N, V) at the positions that predict each answer token, targets (N,). The
     prompt is not scored."""
-    return averaged(nn.losses.cross_entropy(logits.astype(mx.float32), targets), count)
+    return averaged(cross_entropy(logits.astype(mx.float32), targets), count)
 
 
 def dual_loss(
@@ -48,7 +48,7 @@ def dual_loss(
     states = mx.concatenate([lens.trunk.norm(hidden[classifier_layer][rows, batch.prompt_last]),
                              final[batch.answer_rows, batch.answer_pos]])
     targets = mx.concatenate([batch.class_ids, batch.answer_targets])
-    ce = nn.losses.cross_entropy(lens.unembed(states).astype(mx.float32), targets)
+    ce = cross_entropy(lens.unembed(states).astype(mx.float32), targets)
     n_cls, n_ans = (None, None) if counts is None else (counts[0], counts[1])
     cls, ans = averaged(ce[: batch.size], n_cls), averaged(ce[batch.size :], n_ans)
     return cls_weight * cls + (1.0 - cls_weight) * ans, cls, ans

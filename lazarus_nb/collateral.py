@@ -68,11 +68,12 @@ def general_text_metrics(model: nn.Module, tokenizer: Any, text: str | None = No
     """KL(base || model) and the model's perplexity on ``text`` (default: the shipped general text), in windows
     of ``window`` tokens, fewer when the model's ``context_length`` (``LoadedModel.context_length``) is shorter.
 
-    The base distribution is the same model inside ``lora.disabled``; when no adapter is active (the base model,
-    or an evaluation already inside ``disabled``) the two are the same model and KL is 0 without a second pass."""
+    The base distribution is the same model inside ``lora.disabled``; when no adapter changes the model (the base
+    model, an evaluation already inside ``disabled``, or fresh adapters, whose B matrices are zero) the two are the
+    same model and KL is 0 without a second pass."""
     from .lora import adapters, disabled  # imports mlx-lm: only when measured
 
-    active = any(m.scale != 0 for m in adapters(model).values())
+    active = any(m.scale != 0 and mx.any(m.lora_b != 0).item() for m in adapters(model).values())
     size = min(window, context_length or window)
     nll = kl = 0.0
     count = 0

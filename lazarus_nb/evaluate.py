@@ -143,9 +143,13 @@ def greedy_answers(
     lens: LogitLens, tokenizer: Any, samples: Sequence[Sample], max_new_tokens: int | None = None
 ) -> list[str]:
     """Greedy continuation of each prompt, up to (not including) its stop: an end-of-sequence token
-    (``tokens.stop_ids``) or a newline. Prompts are grouped by token length, so no padding is involved; a
-    group stops early once every row has stopped. ``max_new_tokens`` defaults to the longest answer + 1
-    token, enough to see the terminator (or the extra digit of "560" for "56")."""
+    (``tokens.stop_ids``) or a newline. Prompts are grouped by token length, so no padding is involved; each
+    group's prompt is forwarded once into mlx-lm's KV cache, then one token per step (as ``mlx_lm.generate``
+    does; re-forwarding the whole prefix every token took 3x as long). A group stops early once every row has
+    stopped. ``max_new_tokens`` defaults to the longest answer + 1 token, enough to see the terminator (or the
+    extra digit of "560" for "56")."""
+    from mlx_lm.models.cache import make_prompt_cache  # imports mlx-lm: only when generating
+
     encoded = [encode_prompt(tokenizer, s.prompt) for s in samples]
     if max_new_tokens is None:
         max_new_tokens = 1 + max(len(encode_example(tokenizer, s.prompt, s.answer, "none")[1]) for s in samples)
@@ -156,18 +160,18 @@ def greedy_answers(
         groups.setdefault(len(ids), []).append(i)
     for idx in groups.values():
         tokens = mx.array([encoded[i] for i in idx], dtype=mx.int32)
+        cache = make_prompt_cache(lens.model)
         rows: list[list[int]] = [[] for _ in idx]
         running = list(range(len(idx)))  # rows that have not reached an end-of-sequence token
         for _ in range(max_new_tokens):
-            _, final = forward_hidden(lens.model, tokens)
-            nxt = mx.argmax(lens.unembed(final[:, -1]), axis=-1).astype(mx.int32)
-            new = nxt.tolist()
+            final = lens.trunk(tokens, cache=cache)  # final-normed states of the new tokens
+            tokens = mx.argmax(lens.unembed(final[:, -1]), axis=-1).astype(mx.int32)[:, None]
+            new = tokens[:, 0].tolist()
             for r in running:
                 rows[r].append(new[r])
             running = [r for r in running if new[r] not in stops and "\n" not in tokenizer.decode(rows[r])]
             if not running:
                 break
-            tokens = mx.concatenate([tokens, nxt[:, None]], axis=1)
         for r, i in enumerate(idx):
             ids = rows[r]
             cut = next((j for j, t in enumerate(ids) if t in stops), len(ids))

@@ -57,8 +57,8 @@ COMPILE_CHOICES: tuple[str, ...] = ("auto", "always", "never")
 """When ``train`` compiles its step (``TrainConfig.compiles``)."""
 
 COMPILE_MIN_STEPS = 300
-"""``compile_step="auto"`` compiles a run with at least this many steps to go. The compiled step is ~7% faster
-(0.55 s against 0.59 s per step, measured quiet), but the first compiled run on a machine spends ~15 s in g++
+"""``compile_step="auto"`` compiles a run with at least this many steps to go. The compiled step is 7-10% faster
+(0.49 s against 0.55 s per step in ``make bench``, quiet), but the first compiled run on a machine spends ~15 s in g++
 (quiet; mlx then keeps the kernels on disk, and later runs pay ~0.5 s): 300 steps repay most of that cold build
 and all of a warm one. A run that stops when readable is not counted as long: here it ends after ~50 steps."""
 
@@ -91,7 +91,7 @@ class TrainConfig:
     # ~3x larger than the learning rate says (docs/science.md)
     adam_bias_correction: bool = _opt(True, "Adam with bias correction (textbook Adam; mlx's default is off)")
     compile_step: str = field(default="auto", metadata={
-        "help": "compile the training step with mx.compile (the same losses, ~7 percent faster per step; the "
+        "help": "compile the training step with mx.compile (the same losses, 7-10 percent faster per step; the "
                 "first compiled run on a machine spends ~15 s in g++): always, never, or auto (runs of at least "
                 f"{COMPILE_MIN_STEPS} steps that do not stop when readable)", "choices": COMPILE_CHOICES})
     # the permuted-label control (data.PERMUTED): can an arbitrary lookup be made readable as fast as the truth?

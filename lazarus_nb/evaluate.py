@@ -145,7 +145,7 @@ def greedy_answers(
     """Greedy continuation of each prompt, up to (not including) its stop: an end-of-sequence token
     (``tokens.stop_ids``) or a newline. Prompts are grouped by token length, so no padding is involved; each
     group's prompt is forwarded once into mlx-lm's KV cache, then one token per step (as ``mlx_lm.generate``
-    does; re-forwarding the whole prefix every token took 3x as long). A group stops early once every row has
+    does; re-forwarding the whole prefix for every token took 2.5x as long). A group stops early once every row has
     stopped. ``max_new_tokens`` defaults to the longest answer + 1 token, enough to see the terminator (or the
     extra digit of "560" for "56")."""
     from mlx_lm.models.cache import make_prompt_cache  # imports mlx-lm: only when generating

@@ -227,7 +227,7 @@ def make_step(
     Without a group this is the same step with N = 1 (the counts are the batch's own: the means).
 
     ``compile=True``: the loss-and-grad and the update run under ``mx.compile``, as in mlx-lm's trainer.
-    Same losses, ~7% faster per step once compiled; ``train`` uses it when ``TrainConfig.compiles`` says so."""
+    Same losses, 7-10% faster per step once compiled; ``train`` uses it when ``TrainConfig.compiles`` says so."""
     value_and_grad = dual_loss_and_grad(model, classifier_layer, cls_weight)
     batch_fields = [f.name for f in fields(Batch)]
     size = ranks(group)[1]

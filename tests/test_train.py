@@ -121,7 +121,7 @@ def test_compiled_step_gives_the_uncompiled_losses(fresh):
 
 
 @pytest.mark.parametrize("compile", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["plain", "compiled"])
-def test_a_nan_batch_raises_before_the_update(fresh, compile):
+def test_a_nan_loss_raises_before_the_update(fresh, compile):
     loaded = fresh()
     state = prepare(loaded, TINY)
     (batch,) = first_batches(loaded, state)

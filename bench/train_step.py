@@ -67,14 +67,16 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx_lm.tuner.trainer import default_loss
 
-from lazarus_nb import LazarusError, blas
-from lazarus_nb.lens import LogitLens, parts
-from lazarus_nb.models import DEFAULT_MODEL
-from lazarus_nb.lora import adapters, lora_arrays, set_lora_arrays
-from lazarus_nb.losses import dual_loss
-from lazarus_nb.tokens import Batch
-from lazarus_nb.train import (READABLE, TrainConfig, TrainState, batch_for, dual_loss_and_grad, make_step,
-                              prepare, schedule, snapshot_due, token_lengths, train)
+from lazarus_nb import LazarusError
+from lazarus_nb.model import blas
+from lazarus_nb.model.lens import LogitLens, parts
+from lazarus_nb.model.load import DEFAULT_MODEL
+from lazarus_nb.model.lora import adapters, lora_arrays, set_lora_arrays
+from lazarus_nb.measure.losses import dual_loss
+from lazarus_nb.data.tokens import Batch
+from lazarus_nb.train.config import READABLE, TrainConfig
+from lazarus_nb.train.loop import (TrainState, batch_for, dual_loss_and_grad, make_step, prepare, schedule,
+                                   snapshot_due, token_lengths, train)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "runs" / "bench"
@@ -385,7 +387,7 @@ def measure(args) -> dict:
 @contextmanager
 def timing_snapshots():
     """Inside the block, every snapshot ``train`` takes is timed in place; yields the list of seconds."""
-    import lazarus_nb.train as train_module
+    import lazarus_nb.train.loop as train_module
 
     times: list[float] = []
     original = train_module.snapshot
@@ -479,7 +481,7 @@ def cli_run(model_name: str, run_steps: int) -> dict:
 
 
 def _full_run(snap_times: list[float]) -> dict:
-    from lazarus_nb.workflow import run_dual_reward
+    from lazarus_nb.run.steps import run_dual_reward
 
     marks: list[tuple[str, int, float]] = []
     watch = Contamination()

@@ -5,7 +5,7 @@ Import this package before ``mlx``: it first loads an optimized BLAS (see ``laza
 
 import os as _os
 
-from . import blas as _blas
+from lazarus_nb.model import blas as _blas
 
 # transformers is used for tokenizers only; without PyTorch it prints an advisory on every import that
 # reads like an error to a newcomer.
@@ -13,8 +13,8 @@ _os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 _blas.preload()
 
-from .errors import LazarusError  # noqa: E402
-from .models import DEFAULT_MODEL, EMBEDDED, LoadedModel, load_model  # noqa: E402
+from lazarus_nb.errors import LazarusError  # noqa: E402
+from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED, LoadedModel, load_model  # noqa: E402
 
 __all__ = ["DEFAULT_MODEL", "EMBEDDED", "LazarusError", "LoadedModel", "load_model"]
 __version__ = "0.1.0"

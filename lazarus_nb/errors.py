@@ -1,4 +1,7 @@
-"""The one exception type whose message is meant for the user as-is."""
+"""The one exception type whose message is meant for the user as-is.
+"""
+
+from __future__ import annotations
 
 
 class LazarusError(Exception):

@@ -37,7 +37,7 @@ TINY_CONFIGS = {
 @pytest.fixture(scope="session")
 def embedded_dir() -> Path:
     """The converted embedded model directory (fetched by `make setup`; converted here if missing)."""
-    from lazarus_nb.models import fetch_embedded
+    from lazarus_nb.model.load import fetch_embedded
 
     return fetch_embedded()
 

@@ -16,10 +16,11 @@ import json
 from pathlib import Path
 
 import lazarus_nb  # noqa: F401  (before mlx: the optimized BLAS first)
-from lazarus_nb import load_model, workflow
-from lazarus_nb import train as train_mod
-from lazarus_nb.config import TrainConfig
-from lazarus_nb.train import Snapshot
+from lazarus_nb import load_model
+from lazarus_nb.run import steps as workflow
+from lazarus_nb.train import loop as train_mod
+from lazarus_nb.train.config import TrainConfig
+from lazarus_nb.train.loop import Snapshot
 
 
 def scripted_snapshots(values: list[float]):

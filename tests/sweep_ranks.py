@@ -3,6 +3,6 @@ tests/sweep_ranks.py sweep ...`` runs ``lazarus-nb`` once per rank, as ``.venv/b
 
 import sys
 
-from lazarus_nb.cli import main
+from lazarus_nb.app.cli import main
 
 sys.exit(main())

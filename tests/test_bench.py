@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import lazarus_nb
-from lazarus_nb import train as train_mod
-from lazarus_nb.data import balanced_batches
-from lazarus_nb.tokens import Batch
-from lazarus_nb.train import TrainConfig, prepare, train
+from lazarus_nb.data.prompts import balanced_batches
+from lazarus_nb.data.tokens import Batch
+from lazarus_nb.train import loop as train_mod
+from lazarus_nb.train.loop import TrainConfig, prepare, train
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "train_step.py"
 

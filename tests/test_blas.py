@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from lazarus_nb import blas
-from lazarus_nb.blas import BlasInfo
+from lazarus_nb.model import blas
+from lazarus_nb.model.blas import BlasInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 WARNING_TEXT = "Import lazarus_nb before mlx"
@@ -61,7 +61,7 @@ def _run(code: str, report: bool = True, **env_changes: str | None) -> dict:
 
 _REPORT = """
     import json, warnings
-    from lazarus_nb import blas
+    from lazarus_nb.model import blas
     i = blas.info()
     print(json.dumps({"runtime": [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)],
                       "name": i.name, "path": i.path, "optimized": i.optimized}))
@@ -100,7 +100,7 @@ def test_mlx_imported_first_without_optimized_blas_warns():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             import lazarus_nb
-            from lazarus_nb import blas
+            from lazarus_nb.model import blas
             blas.preload()  # a second call must not warn again
         """,
         LAZARUS_NB_BLAS="none",
@@ -171,7 +171,7 @@ def test_preload_repeat_returns_none_when_nothing_loaded():
     got = _run(
         """
         import json
-        from lazarus_nb import blas  # the package __init__ made the first call, which loaded nothing
+        from lazarus_nb.model import blas  # the package __init__ made the first call, which loaded nothing
         print(json.dumps({"again": blas.preload()}))
         """,
         report=False,

@@ -12,9 +12,11 @@ import pytest
 from mlx.utils import tree_flatten
 
 import lazarus_nb
-from lazarus_nb import LazarusError, checkpoint, lora
-from lazarus_nb.config import RunRecord
-from lazarus_nb.train import TrainConfig, prepare, train
+from lazarus_nb import LazarusError
+from lazarus_nb.model import lora
+from lazarus_nb.train import checkpoint
+from lazarus_nb.train.loop import TrainConfig, prepare, train
+from lazarus_nb.train.record import RunRecord
 
 TINY = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_size=4, lora_rank=4, batch_size=4,
                    snapshot_every=0, learning_rate=1e-2, seed=0)
@@ -311,7 +313,7 @@ def test_an_array_that_is_not_a_v_or_o_matrix_is_refused(copy):
 
 @pytest.mark.parametrize("damage", ["nan", "shape"])
 def test_resume_refuses_a_non_finite_or_mis_shaped_adapter(copy, fresh, damage):
-    from lazarus_nb.workflow import resume_state
+    from lazarus_nb.run.steps import resume_state
 
     change = poison(np.nan) if damage == "nan" else (lambda a: np.zeros((4, 63), np.float32))
     rewrite(copy, "lora_weights.npz", NPZ_KEY, change)

@@ -21,14 +21,17 @@ from pathlib import Path
 import pytest
 
 import lazarus_nb  # noqa: F401  (before anything imports mlx: loads the optimized BLAS first)
-from lazarus_nb import cli, cli_args, report
-from lazarus_nb.config import TrainConfig
+from lazarus_nb import files
+from lazarus_nb.app import cli, cli_args
+from lazarus_nb.show import format as fmt
+from lazarus_nb.show import text as report
+from lazarus_nb.train.config import TrainConfig
 
 TRAIN_ARGS = ["--steps", "3", "--num-samples", "16", "--heldout-samples", "8", "--snapshot-every", "1"]
 
 
 def _env() -> dict[str, str]:
-    from lazarus_nb.models import home
+    from lazarus_nb.model.load import home
 
     env = dict(os.environ)
     env["LAZARUS_NB_HOME"] = str(home())  # the converted embedded model (the tiny models use its tokenizer)
@@ -81,7 +84,7 @@ def test_layer_spec_parser():
             cli_args.parse_layer_spec(bad)
     with pytest.raises(cli.LazarusError, match=r"0\.\.3"):
         cli_args.parse_layer_spec("2-4").ids(4)
-    assert report.format_layers([0, 1, 2, 3, 7, 9, 10]) == "0-3,7,9-10"
+    assert fmt.format_layers([0, 1, 2, 3, 7, 9, 10]) == "0-3,7,9-10"
 
 
 def test_prompt_splitting_keeps_trailing_spaces():
@@ -96,13 +99,13 @@ def test_json_is_strict():
 
     payload = {"a": float("nan"), "b": [np.float32(0.5), (1, float("inf"))], "c": np.int64(3),
                "d": {"e": np.array([1.0, -np.inf])}}
-    out = report.json_clean(payload)
+    out = files.json_clean(payload)
     # the nulls that were not finite are listed (a reader can tell them from "not measured")
     assert out == {"a": None, "b": [0.5, [1, None]], "c": 3, "d": {"e": [1.0, None]},
                    "non_finite": ["a", "b[1][1]", "d.e[1]"]}
-    assert strict_json(report.dumps(payload)) == out
-    assert report.json_clean({"a": 1.0, "b": None}) == {"a": 1.0, "b": None}  # no key when all is finite
-    assert report.json_clean([float("nan")]) == [None]  # not a result: nowhere to say it
+    assert strict_json(files.dumps(payload)) == out
+    assert files.json_clean({"a": 1.0, "b": None}) == {"a": 1.0, "b": None}  # no key when all is finite
+    assert files.json_clean([float("nan")]) == [None]  # not a result: nowhere to say it
 
 
 @pytest.mark.parametrize("command", [("introspect", "dual-reward"), ("demo", "-o", "x")])
@@ -132,9 +135,9 @@ def test_train_options_are_train_config_fields(command):
 def test_demo_runs_the_demo_settings_unless_full(monkeypatch, tmp_path):
     """`demo` trains with DEMO_TRAIN (early stop) and DEMO_PROBE_PROMPTS; --full with the default run; given
     options win in both; the demo prints what it chose."""
-    from lazarus_nb import workflow
-    from lazarus_nb.config import DEMO_TRAIN
-    from lazarus_nb.data import DEMO_PROBE_PROMPTS, PROBE_PROMPTS
+    from lazarus_nb.data.prompts import DEMO_PROBE_PROMPTS, PROBE_PROMPTS
+    from lazarus_nb.run import demo as workflow
+    from lazarus_nb.train.config import DEMO_TRAIN
 
     seen = []
     monkeypatch.setattr(workflow, "run_demo", lambda out, model, config, num_prompts, **kw: seen.append(
@@ -299,8 +302,8 @@ def test_demo_writes_results_and_figures(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_interrupt_keeps_checkpoint_and_resume_completes(tiny, tmp_path):
-    from lazarus_nb import checkpoint
-    from lazarus_nb.models import load_model
+    from lazarus_nb.model.load import load_model
+    from lazarus_nb.train import checkpoint
 
     ckpt = tmp_path / "ckpt"
     # 100 steps, a checkpoint after each: seconds of training left when the signal comes (12 steps could finish
@@ -343,9 +346,9 @@ def _snapshot(path: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def step0_checkpoint(tiny, tmp_path_factory) -> Path:
     """A checkpoint at step 0 (adapters initialised, not trained), written in-process in about a second."""
-    from lazarus_nb import checkpoint
-    from lazarus_nb.models import load_model
-    from lazarus_nb.train import prepare
+    from lazarus_nb.model.load import load_model
+    from lazarus_nb.train import checkpoint
+    from lazarus_nb.train.loop import prepare
 
     loaded = load_model(str(tiny))
     path = tmp_path_factory.mktemp("step0") / "ckpt"
@@ -459,13 +462,13 @@ BAD_INPUTS = {
 
 def test_json_stays_strict_when_the_lens_reads_non_finite_numbers(step0_checkpoint, tiny, tmp_path):
     """A finite adapter so large that the forward pass overflows (every B = 1e30; finite, so it loads): the lens
-    probabilities are NaN, and the --json text (``Out.result`` prints ``report.dumps``) writes them as null and
-    lists where in "non_finite". In-process: the CLI adds nothing to ``report.dumps`` but a model load."""
+    probabilities are NaN, and the --json text (``Out.result`` prints ``files.dumps``) writes them as null and
+    lists where in "non_finite". In-process: the CLI adds nothing to ``files.dumps`` but a model load."""
     import numpy as np
 
-    from lazarus_nb import checkpoint
-    from lazarus_nb.models import load_model
-    from lazarus_nb.workflow import run_lens
+    from lazarus_nb.model.load import load_model
+    from lazarus_nb.run.steps import run_lens
+    from lazarus_nb.train import checkpoint
 
     huge = damaged_copy(step0_checkpoint, tmp_path / "huge", "lora_weights.npz",
                         {f"layer_{i}_{t}_B": lambda a: np.full_like(a, 1e30) for i in range(4) for t in "vo"})
@@ -473,7 +476,7 @@ def test_json_stays_strict_when_the_lens_reads_non_finite_numbers(step0_checkpoi
     checkpoint.load_adapter(loaded, huge)
     lens = run_lens(loaded, ["7 * 8 = "], ["add"], [2, 3])
     assert np.isnan(lens.prompts[0]["layers"][1]["targets"]["add"]["prob"])  # the overflow shows
-    d = strict_json(report.dumps(lens))
+    d = strict_json(files.dumps(lens))
     assert "prompts[0].layers[1].targets.add.prob" in d["non_finite"]
     for path in d["non_finite"]:  # every listed path is a null in the result
         value = d

@@ -9,10 +9,11 @@ import pytest
 
 import lazarus_nb
 from lazarus_nb import LazarusError
-from lazarus_nb import train as train_mod
-from lazarus_nb.config import COMPILE_MIN_STEPS, RunRecord, TrainConfig
-from lazarus_nb.profiles import SMOKE_TRAIN
-from lazarus_nb.train import prepare, train
+from lazarus_nb.app.profiles import SMOKE_TRAIN
+from lazarus_nb.train import loop as train_mod
+from lazarus_nb.train.config import COMPILE_MIN_STEPS, TrainConfig
+from lazarus_nb.train.loop import prepare, train
+from lazarus_nb.train.record import RunRecord
 
 
 def run(path: str, monkeypatch, compile_step: str) -> tuple[list[bool], list[tuple[float, float, float]]]:

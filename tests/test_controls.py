@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 
 import lazarus_nb
-from lazarus_nb import LazarusError, checkpoint, collateral, lora, report, workflow
-from lazarus_nb.config import RunRecord, TrainConfig
-from lazarus_nb.data import (
+from lazarus_nb import LazarusError, files
+from lazarus_nb.data.prompts import (
     CANONICAL,
     CLASSES,
     PERMUTED,
@@ -34,10 +33,17 @@ from lazarus_nb.data import (
     triple,
     word_forms,
 )
-from lazarus_nb.evaluate import layer_accuracy, sample_lens_stats, wilson
-from lazarus_nb.lens import LogitLens
-from lazarus_nb.tokens import make_batch, resolve_class_tokens, resolve_word
-from lazarus_nb.train import History, Snapshot, prepare
+from lazarus_nb.data.tokens import make_batch, resolve_class_tokens, resolve_word
+from lazarus_nb.measure import collateral
+from lazarus_nb.measure.evaluate import layer_accuracy, sample_lens_stats, wilson
+from lazarus_nb.model import lora
+from lazarus_nb.model.lens import LogitLens
+from lazarus_nb.run import steps as workflow
+from lazarus_nb.show import text as report
+from lazarus_nb.train import checkpoint
+from lazarus_nb.train.config import TrainConfig
+from lazarus_nb.train.loop import History, Snapshot, prepare
+from lazarus_nb.train.record import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_every=1, snapshot_size=4, lora_rank=4)
@@ -117,7 +123,7 @@ def test_label_map_is_a_checked_saved_setting():
 
 
 def test_label_map_option_comes_from_the_config():
-    from lazarus_nb import cli
+    from lazarus_nb.app import cli
 
     parser = cli.build_parser()
     sub = parser._subparsers._group_actions[0].choices["introspect"]._subparsers._group_actions[0]
@@ -260,7 +266,7 @@ def permuted(tiny, tmp_path_factory):
 
 def test_every_accuracy_carries_its_interval_in_the_json(permuted):
     _, result = permuted
-    d = json.loads(report.dumps(result))
+    d = json.loads(files.dumps(result))
     assert d["label_map"] == "permuted" and d["class_targets"] == PERMUTED
     assert "steps_to_readable" in d and d["steps_to_readable"] == result.steps_to_readable
     for key, ev in (("baseline", result.baseline), ("final", result.final)):
@@ -281,7 +287,7 @@ def test_every_accuracy_carries_its_interval_in_the_json(permuted):
         assert lens["n"] == 8 and len(lens["top1_acc_ci"]) == len(lens["layers"]) == 4
         assert lens["top1_acc_ci"] == [list(wilson(round(p * 8), 8)) for p in lens["top1_acc"]]
         assert lens["restricted_acc_ci"] == [list(wilson(round(p * 8), 8)) for p in lens["restricted_acc"]]
-    assert json.loads(report.dumps(result.final))["lens"]["top1_acc_ci"] == d["final_lens"]["top1_acc_ci"]
+    assert json.loads(files.dumps(result.final))["lens"]["top1_acc_ci"] == d["final_lens"]["top1_acc_ci"]
     assert d["baseline"]["kl_general"] == 0.0  # the base model is the reference
     assert d["final"]["kl_general"] > 0  # two Adam steps moved the adapters
     # the existing names stay
@@ -344,7 +350,7 @@ def test_reference_runs_cls_weight_0_and_1_end_to_end(tiny, weight):
     for s in steps:  # the total is the one weighted loss; the other is still computed and finite
         assert s.total == pytest.approx(s.ans_loss if weight == 0 else s.cls_loss, rel=1e-6)
         assert np.isfinite([s.cls_loss, s.ans_loss]).all() and s.cls_loss > 0
-    d = json.loads(report.dumps(result))
+    d = json.loads(files.dumps(result))
     for key in ("baseline", "final"):  # the classification target is still evaluated, the answers too
         assert d[key]["heldout_top1_accuracy"] is not None and d[key]["heldout_top1_accuracy_ci"] is not None
         assert d[key]["answer_accuracy"] is not None and d[key]["kl_general"] is not None
@@ -363,7 +369,7 @@ def test_no_answers_skips_the_answer_half_but_keeps_the_transfer(tiny):
 
 
 def _cli(*args: object) -> subprocess.CompletedProcess:
-    from lazarus_nb.models import home
+    from lazarus_nb.model.load import home
 
     env = {**os.environ, "LAZARUS_NB_HOME": str(home())}
     env.pop("LAZARUS_NB_DEBUG", None)

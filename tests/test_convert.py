@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lazarus_nb import load_model
-from lazarus_nb.convert import _dequantize, _unpermute, convert_weights, model_config
+from lazarus_nb.model.convert import _dequantize, _unpermute, convert_weights, model_config
 
 # A fixed plain-English paragraph; the correctly converted model scores ~9 perplexity on it, a conversion
 # with the llama.cpp Q/K row order left in place scores ~48, broken weights far more.

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from lazarus_nb.data import (
+from lazarus_nb.data.prompts import (
     CANONICAL,
     CLASSES,
     OperandRanges,

@@ -23,11 +23,14 @@ import numpy as np
 import pytest
 
 import lazarus_nb
-from lazarus_nb import LazarusError, checkpoint, workflow
-from lazarus_nb.config import TrainConfig
-from lazarus_nb.lens import LogitLens
-from lazarus_nb.losses import dual_loss
-from lazarus_nb.train import batch_for, prepare, rank_share, schedule
+from lazarus_nb import LazarusError
+from lazarus_nb.measure.losses import dual_loss
+from lazarus_nb.model.lens import LogitLens
+from lazarus_nb.results import training as training_result
+from lazarus_nb.run import steps as workflow
+from lazarus_nb.train import checkpoint
+from lazarus_nb.train.config import TrainConfig
+from lazarus_nb.train.loop import batch_for, prepare, rank_share, schedule
 
 ROOT = Path(lazarus_nb.__file__).resolve().parent.parent
 LAUNCH = Path(sys.executable).with_name("mlx.launch")
@@ -73,7 +76,7 @@ def free_port_pair() -> int:
 def launch(*command: object, ranks: int = 2, timeout: float = 120) -> subprocess.CompletedProcess:
     """``mlx.launch -n ranks --python sys.executable COMMAND`` with this checkout importable and the embedded
     model's home (the tiny models use its tokenizer). mlx.launch itself exits 0 even when a rank fails."""
-    from lazarus_nb.models import home
+    from lazarus_nb.model.load import home
 
     env = dict(os.environ, LAZARUS_NB_HOME=str(home()),
                PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
@@ -82,7 +85,7 @@ def launch(*command: object, ranks: int = 2, timeout: float = 120) -> subprocess
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
 
 
-def single_process(tiny: Path, config: TrainConfig, out: Path) -> workflow.DualRewardResult:
+def single_process(tiny: Path, config: TrainConfig, out: Path) -> training_result.DualRewardResult:
     return workflow.run_dual_reward(lazarus_nb.load_model(str(tiny)), config, output=out, answers=False)
 
 

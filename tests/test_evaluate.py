@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 import lazarus_nb
-from lazarus_nb import evaluate as ev
-from lazarus_nb import report
-from lazarus_nb.data import CANONICAL, CLASSES, make_sample
-from lazarus_nb.lens import LensReadout, LogitLens, forward_hidden, readout
-from lazarus_nb.tokens import ClassTokens, encode_prompt, make_batch, resolve_class_tokens
+from lazarus_nb.data.prompts import CANONICAL, CLASSES, make_sample
+from lazarus_nb.data.tokens import ClassTokens, encode_prompt, make_batch, resolve_class_tokens
+from lazarus_nb.measure import evaluate as ev
+from lazarus_nb.model.lens import LensReadout, LogitLens, forward_hidden, readout
+from lazarus_nb.show import text as report
 
 # different lengths, so padding and greedy length groups are exercised
 SAMPLES = [*CANONICAL, make_sample(3, "add", 4), make_sample(50, "multiply", 50)]
@@ -161,7 +161,7 @@ def test_lens_readout_chunks_agree(llama):
 def test_readout_layer_chunks_and_no_top_k_agree(llama, monkeypatch):
     """Layers go through the unembedding several at a time; one at a time gives the same readout, and
     ``top_k`` 0 (what snapshots use) the same probabilities and ranks with no top tokens."""
-    from lazarus_nb import lens as lens_mod
+    from lazarus_nb.model import lens as lens_mod
 
     batch = padded_prompts(llama)
     targets = resolve_class_tokens(llama.tokenizer).ids
@@ -229,8 +229,8 @@ def test_sample_lens_stats_equal_the_per_layer_computation(llama):
 def test_snapshots_match_the_reference_and_leave_training_unchanged(tiny_model_dir):
     """Every snapshot of a short run equals the per-layer computation at that step's adapters, and taking
     snapshots at every step changes no step of the run (the History of the run without them)."""
-    from lazarus_nb.profiles import SMOKE_TRAIN
-    from lazarus_nb.train import prepare, snapshot_set, train
+    from lazarus_nb.app.profiles import SMOKE_TRAIN
+    from lazarus_nb.train.loop import prepare, snapshot_set, train
 
     path = str(tiny_model_dir("llama"))
     loaded = lazarus_nb.load_model(path)

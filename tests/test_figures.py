@@ -1,4 +1,4 @@
-"""lazarus_nb.figures: each result object becomes the figure the demo and notebooks draw, with its numbers.
+"""lazarus_nb.show.figures: each result object becomes the figure the demo and notebooks draw, with its numbers.
 
 The results are real objects (a ProbeResult from probe_layers on synthetic hidden states, a History, an
 Evaluation and a LensReport built by hand), and every test reads the numbers back out of the figure's axes.
@@ -14,11 +14,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import PolyCollection, QuadMesh  # noqa: E402
 
-from lazarus_nb import figures, plots  # noqa: E402
-from lazarus_nb.evaluate import Evaluation, LensStats  # noqa: E402
-from lazarus_nb.probe import ProbeConfig, probe_layers  # noqa: E402
-from lazarus_nb.train import History, Snapshot, StepLog  # noqa: E402
-from lazarus_nb.workflow import LensReport  # noqa: E402
+from lazarus_nb.measure.evaluate import Evaluation, LensStats  # noqa: E402
+from lazarus_nb.measure.probe import ProbeConfig, probe_layers  # noqa: E402
+from lazarus_nb.results.lens import LensReport  # noqa: E402
+from lazarus_nb.show import figures  # noqa: E402
+from lazarus_nb.show.plots import training as training_plots
+from lazarus_nb.train.loop import History, Snapshot, StepLog  # noqa: E402
 
 CLASSES = ["multiply", "add", "subtract", "divide"]
 CLS = "lazarus:classifier_layer"
@@ -145,7 +146,7 @@ def test_loss_figure_plots_every_step():
 
 
 def test_update_dashboard_redraws_the_same_figure_from_a_growing_history():
-    dash = plots.training_dashboard()
+    dash = training_plots.training_dashboard()
     hist = History(list(range(5)))
     fig = figures.update_dashboard(dash, hist, classifier_layer=3)
     assert fig is dash.fig

@@ -22,11 +22,11 @@ from conftest import TINY_CONFIGS, make_tiny_model
 from mlx.utils import tree_flatten
 
 import lazarus_nb
-from lazarus_nb import lora
-from lazarus_nb.data import CANONICAL, make_sample
-from lazarus_nb.lens import LogitLens
-from lazarus_nb.losses import dual_loss
-from lazarus_nb.tokens import make_batch, resolve_class_tokens
+from lazarus_nb.data.prompts import CANONICAL, make_sample
+from lazarus_nb.data.tokens import make_batch, resolve_class_tokens
+from lazarus_nb.measure.losses import dual_loss
+from lazarus_nb.model import lora
+from lazarus_nb.model.lens import LogitLens
 
 SAMPLES = [*CANONICAL, make_sample(3, "add", 4), make_sample(50, "multiply", 50)]
 

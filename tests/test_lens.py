@@ -9,8 +9,9 @@ import pytest
 from conftest import TINY_CONFIGS
 from mlx_lm.models.base import create_attention_mask
 
-from lazarus_nb import lens, load_model
-from lazarus_nb.lens import LogitLens, capture, forward_hidden
+from lazarus_nb import load_model
+from lazarus_nb.model import lens
+from lazarus_nb.model.lens import LogitLens, capture, forward_hidden
 
 ARCHS = sorted(TINY_CONFIGS)
 # 2 rows x 7 tokens: longer than gemma3's sliding window (4), so its windowed mask is exercised too

@@ -20,12 +20,17 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 
-from lazarus_nb import LazarusError, checkpoint, cli, figures, lens_grid, lora  # noqa: E402
-from lazarus_nb.grid_plots import cell_text  # noqa: E402
-from lazarus_nb.lens import LogitLens, forward_hidden  # noqa: E402
-from lazarus_nb.models import load_model  # noqa: E402
-from lazarus_nb.train import TrainConfig, prepare  # noqa: E402
-from lazarus_nb.widgets import GRID_TAB, LensExplorer  # noqa: E402
+from lazarus_nb import LazarusError  # noqa: E402
+from lazarus_nb.app import cli  # noqa: E402
+from lazarus_nb.app.lens_explorer import GRID_TAB, LensExplorer  # noqa: E402
+from lazarus_nb.measure import lens_grid  # noqa: E402
+from lazarus_nb.model import lora  # noqa: E402
+from lazarus_nb.model.lens import LogitLens, forward_hidden  # noqa: E402
+from lazarus_nb.model.load import load_model  # noqa: E402
+from lazarus_nb.show import figures  # noqa: E402
+from lazarus_nb.show.plots.grid import cell_text  # noqa: E402
+from lazarus_nb.train import checkpoint  # noqa: E402
+from lazarus_nb.train.loop import TrainConfig, prepare  # noqa: E402
 
 PROMPT = "What is 7 times 8? "
 
@@ -176,7 +181,7 @@ def test_explorer_grid_tab_is_computed_when_opened_and_follows_the_prompt(tiny):
 
 
 def _cli(*args: object) -> subprocess.CompletedProcess:
-    from lazarus_nb.models import home
+    from lazarus_nb.model.load import home
 
     env = {**os.environ, "LAZARUS_NB_HOME": str(home())}
     env.pop("LAZARUS_NB_DEBUG", None)

@@ -13,10 +13,10 @@ import pytest
 from conftest import TINY_CONFIGS
 
 import lazarus_nb
-from lazarus_nb import models
 from lazarus_nb.errors import LazarusError
-from lazarus_nb.lens import last_layer_gap
-from lazarus_nb.models import DEFAULT_MODEL, EMBEDDED, LoadedModel, fetch_embedded, load_model, model_dir
+from lazarus_nb.model import load as models
+from lazarus_nb.model.lens import last_layer_gap
+from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED, LoadedModel, fetch_embedded, load_model, model_dir
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_last_token_hidden_in_chunks_equals_one_batch(tiny_model_dir):
     chunking: 5 prompts of different lengths in chunks of 2 (3 chunks) equal one batch of 5."""
     import numpy as np
 
-    from lazarus_nb.workflow import last_token_hidden
+    from lazarus_nb.run.steps import last_token_hidden
 
     loaded = load_model(str(tiny_model_dir("llama")))
     prompts = ["7 * 8 = ", "What is 7 times 8? ", "1 + 2 = ", "12 - 5 = ", "81 / 9 = "]

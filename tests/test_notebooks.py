@@ -16,10 +16,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from lazarus_nb.app.profiles import SMOKE_TRAIN, Profile, profile, repo_root
 from lazarus_nb.errors import LazarusError
-from lazarus_nb.models import DEFAULT_MODEL
-from lazarus_nb.profiles import SMOKE_TRAIN, Profile, profile, repo_root
-from lazarus_nb.train import TrainConfig
+from lazarus_nb.model.load import DEFAULT_MODEL
+from lazarus_nb.train.loop import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -49,7 +49,7 @@ def test_notebook_structure(path):
     first = code[0]
     assert "parameters" in first.metadata.get("tags", []), "first code cell must be tagged 'parameters'"
     assert "P = profile()" in first.source
-    assert "import" not in first.source.replace("from lazarus_nb.profiles import profile", "")
+    assert "import" not in first.source.replace("from lazarus_nb.app.profiles import profile", "")
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     assert "assert " in code[-1].source, "a notebook ends with a cell of checks on real results"
 

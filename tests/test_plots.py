@@ -15,7 +15,12 @@ from matplotlib.collections import PolyCollection, QuadMesh  # noqa: E402
 from matplotlib.colors import to_hex, to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from lazarus_nb import plots  # noqa: E402
+from lazarus_nb.show.plots import emergence as emergence_plots
+from lazarus_nb.show.plots import lens as lens_plots
+from lazarus_nb.show.plots import output as plot_output
+from lazarus_nb.show.plots import probe as probe_plots
+from lazarus_nb.show.plots import style as plots  # noqa: E402
+from lazarus_nb.show.plots import training as training_plots
 
 CLASSES = ["multiply", "add", "subtract", "divide"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -32,11 +37,11 @@ def _grid(n_layers: int, n_steps: int) -> np.ndarray:
 
 
 def _data_lines(ax):
-    return [ln for ln in ax.get_lines() if ln.get_gid() != plots._GID_CLS]
+    return [ln for ln in ax.get_lines() if ln.get_gid() != plots.GID_CLS]
 
 
 def _classifier_lines(ax):
-    return [ln for ln in ax.get_lines() if ln.get_gid() == plots._GID_CLS]
+    return [ln for ln in ax.get_lines() if ln.get_gid() == plots.GID_CLS]
 
 
 def _mesh(ax) -> QuadMesh:
@@ -66,7 +71,7 @@ def test_class_colors_fixed_distinct_and_okabe_ito():
 def test_probe_accuracy_structure():
     layers = list(range(30))
     acc = np.linspace(0.3, 0.9, 30)
-    fig = plots.probe_accuracy(layers, acc, np.full(30, 0.05), control=np.full(30, 0.26),
+    fig = probe_plots.probe_accuracy(layers, acc, np.full(30, 0.05), control=np.full(30, 0.26),
                                control_std=np.full(30, 0.02), chance=0.25, classifier_layer=16)
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
@@ -80,8 +85,8 @@ def test_probe_accuracy_structure():
     np.testing.assert_allclose(probe[0].get_ydata(), acc)
     control = [ln for ln in ax.get_lines() if ln.get_label() == "shuffled-label control"]
     assert len(control) == 1 and control[0].get_linestyle() == "--"
-    assert to_hex(control[0].get_color()) == to_hex(plots._GREY)
-    chance = [ln for ln in ax.get_lines() if ln.get_gid() == plots._GID_CHANCE]
+    assert to_hex(control[0].get_color()) == to_hex(plots.GREY)
+    chance = [ln for ln in ax.get_lines() if ln.get_gid() == plots.GID_CHANCE]
     assert len(chance) == 1 and chance[0].get_linestyle() == ":" and chance[0].get_ydata()[0] == 0.25
     (cls,) = _classifier_lines(ax)
     assert cls.get_xdata()[0] == 16 and cls.get_linestyle() == "--"
@@ -99,10 +104,10 @@ def test_probe_accuracy_structure():
 
 def test_probe_accuracy_overlay_on_same_axes():
     layers = list(range(8))
-    fig = plots.probe_accuracy(layers, [0.5] * 8, [0.1] * 8, control=[0.25] * 8, label="symbolic",
+    fig = probe_plots.probe_accuracy(layers, [0.5] * 8, [0.1] * 8, control=[0.25] * 8, label="symbolic",
                                chance=0.25, classifier_layer=4)
     ax = fig.axes[0]
-    fig2 = plots.probe_accuracy(layers, [0.7] * 8, [0.1] * 8, control=[0.24] * 8, label="words",
+    fig2 = probe_plots.probe_accuracy(layers, [0.7] * 8, [0.1] * 8, control=[0.24] * 8, label="words",
                                 chance=0.25, classifier_layer=4, ax=ax)
     assert fig2 is fig
     assert len(fig.axes) == 1
@@ -134,7 +139,7 @@ def test_probe_accuracy_overlay_on_same_axes():
 )
 def test_probe_accuracy_rejects_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        plots.probe_accuracy(**kwargs)
+        probe_plots.probe_accuracy(**kwargs)
 
 
 # ------------------------------------------------------------------------------------------- lens
@@ -143,7 +148,7 @@ def test_probe_accuracy_rejects_bad_input(kwargs, match):
 def test_lens_probability_lines_colors_and_log_axis():
     layers = list(range(22))
     probs = _lens_probs(22)
-    fig = plots.lens_probability(layers, probs, classifier_layer=12)
+    fig = lens_plots.lens_probability(layers, probs, classifier_layer=12)
     ax = fig.axes[0]
     assert ax.get_title() == "Logit lens: class-token probability by layer"
     assert "layer" in ax.get_xlabel() and "P(class token)" in ax.get_ylabel()
@@ -166,7 +171,7 @@ def test_lens_probability_lines_colors_and_log_axis():
 
 def test_lens_probability_linear_and_class_order_canonical():
     probs = {"divide": [0.1, 0.2], "multiply": [0.3, 0.4]}
-    fig = plots.lens_probability([0, 1], probs, log=False)
+    fig = lens_plots.lens_probability([0, 1], probs, log=False)
     ax = fig.axes[0]
     assert ax.get_yscale() == "linear"
     assert [ln.get_label() for ln in ax.get_lines()] == ["multiply", "divide"]  # canonical order, no marker
@@ -184,14 +189,14 @@ def test_lens_probability_linear_and_class_order_canonical():
 )
 def test_lens_probability_rejects_bad_input(probs, match):
     with pytest.raises(ValueError, match=match):
-        plots.lens_probability([0, 1, 2], probs)
+        lens_plots.lens_probability([0, 1, 2], probs)
 
 
 def test_lens_before_after_panels_share_y():
     layers = list(range(16))
     before = _lens_probs(16, 1)
     after = {c: np.clip(v * 1000, 0, 1) for c, v in before.items()}
-    fig = plots.lens_before_after(layers, before, after, classifier_layer=8)
+    fig = lens_plots.lens_before_after(layers, before, after, classifier_layer=8)
     ax0, ax1 = fig.axes
     assert ax0.get_title() == "Before training (base model)"
     assert ax1.get_title() == "After training (adapter loaded from disk)"
@@ -208,7 +213,7 @@ def test_lens_before_after_panels_share_y():
 
 def test_lens_before_after_rejects_different_classes():
     with pytest.raises(ValueError, match="same classes"):
-        plots.lens_before_after([0, 1], {"add": [0.1, 0.2]}, {"multiply": [0.1, 0.2]})
+        lens_plots.lens_before_after([0, 1], {"add": [0.1, 0.2]}, {"multiply": [0.1, 0.2]})
 
 
 # ------------------------------------------------------------------------------------------- emergence
@@ -218,7 +223,7 @@ def test_emergence_heatmap_array_orientation_and_ticks():
     steps = [0, 50, 100, 150, 200]
     layers = list(range(30))
     values = _grid(30, 5)
-    fig = plots.emergence_heatmap(steps, layers, values, classifier_layer=16)
+    fig = emergence_plots.emergence_heatmap(steps, layers, values, classifier_layer=16)
     ax = fig.axes[0]
     assert ax.get_title() == "Classifier emergence: P(correct class token) by layer and step"
     assert ax.get_xlabel() == "training step"
@@ -243,14 +248,14 @@ def test_emergence_heatmap_array_orientation_and_ticks():
 
 def test_emergence_heatmap_single_step_and_custom_range():
     values = np.array([[0.1], [0.2], [0.3]])
-    fig = plots.emergence_heatmap([0], [0, 1, 2], values, vmin=None, vmax=None, cbar_label="accuracy")
+    fig = emergence_plots.emergence_heatmap([0], [0, 1, 2], values, vmin=None, vmax=None, cbar_label="accuracy")
     ax = fig.axes[0]
     np.testing.assert_array_equal(np.asarray(_mesh(ax).get_array()).reshape(3, 1), values)
     lo, hi = ax.get_xlim()
     assert lo < 0 < hi
     assert fig.axes[1].get_ylabel() == "accuracy"
     # a flat per-layer vector is accepted for a single step
-    fig = plots.emergence_heatmap([10], [0, 1, 2], [0.1, 0.2, 0.3])
+    fig = emergence_plots.emergence_heatmap([10], [0, 1, 2], [0.1, 0.2, 0.3])
     np.testing.assert_array_equal(np.asarray(_mesh(fig.axes[0]).get_array()).ravel(), [0.1, 0.2, 0.3])
 
 
@@ -267,14 +272,14 @@ def test_emergence_heatmap_single_step_and_custom_range():
 )
 def test_emergence_heatmap_rejects_bad_shapes(steps, layers, values, match):
     with pytest.raises(ValueError, match=match):
-        plots.emergence_heatmap(steps, layers, values)
+        emergence_plots.emergence_heatmap(steps, layers, values)
 
 
 def test_emergence_curves_highlight_classifier_and_neighbours():
     steps = [0, 100, 200, 300]
     layers = list(range(10))
     values = _grid(10, 4)
-    fig = plots.emergence_curves(steps, layers, values, classifier_layer=5)
+    fig = emergence_plots.emergence_curves(steps, layers, values, classifier_layer=5)
     ax = fig.axes[0]
     assert ax.get_title()
     assert ax.get_xlabel() == "training step"
@@ -292,17 +297,17 @@ def test_emergence_curves_highlight_classifier_and_neighbours():
 
 
 def test_emergence_curves_explicit_highlight_and_errors():
-    fig = plots.emergence_curves([0, 1], [0, 1, 2], _grid(3, 2), highlight=[0])
+    fig = emergence_plots.emergence_curves([0, 1], [0, 1, 2], _grid(3, 2), highlight=[0])
     coloured = [ln for ln in fig.axes[0].get_lines() if to_hex(ln.get_color()) != "#c4c4c4"]
     assert [ln.get_label() for ln in coloured] == ["layer 0"]
     # default without a classifier layer: best final layer (2) and its neighbour
-    fig = plots.emergence_curves([0, 1], [0, 1, 2], _grid(3, 2))
+    fig = emergence_plots.emergence_curves([0, 1], [0, 1, 2], _grid(3, 2))
     coloured = [ln for ln in fig.axes[0].get_lines() if to_hex(ln.get_color()) != "#c4c4c4"]
     assert sorted(ln.get_label() for ln in coloured) == ["layer 1", "layer 2"]
     with pytest.raises(ValueError, match="not among the plotted layers"):
-        plots.emergence_curves([0, 1], [0, 1, 2], _grid(3, 2), highlight=[7])
+        emergence_plots.emergence_curves([0, 1], [0, 1, 2], _grid(3, 2), highlight=[7])
     with pytest.raises(ValueError, match="looks transposed"):
-        plots.emergence_curves([0, 1], [0, 1, 2], _grid(2, 3))
+        emergence_plots.emergence_curves([0, 1], [0, 1, 2], _grid(2, 3))
 
 
 # ------------------------------------------------------------------------------------------- loss
@@ -311,7 +316,7 @@ def test_emergence_curves_explicit_highlight_and_errors():
 def test_loss_curves_three_lines():
     steps = np.arange(0, 100, 10)
     total, cls, ans = np.linspace(8, 1, 10), np.linspace(14, 1, 10), np.linspace(2, 1, 10)
-    fig = plots.loss_curves(steps, total, cls, ans)
+    fig = training_plots.loss_curves(steps, total, cls, ans)
     ax = fig.axes[0]
     assert ax.get_title() == "Dual-reward training loss"
     assert ax.get_xlabel() == "training step"
@@ -326,9 +331,9 @@ def test_loss_curves_three_lines():
 
 def test_loss_curves_rejects_mismatch_and_empty():
     with pytest.raises(ValueError, match="cls_loss has 2 values but steps has 3"):
-        plots.loss_curves([0, 1, 2], [1, 1, 1], [1, 1], [1, 1, 1])
+        training_plots.loss_curves([0, 1, 2], [1, 1, 1], [1, 1], [1, 1, 1])
     with pytest.raises(ValueError, match="steps is empty"):
-        plots.loss_curves([], [], [], [])
+        training_plots.loss_curves([], [], [], [])
 
 
 # ------------------------------------------------------------------------------------------- table
@@ -339,7 +344,7 @@ def test_top_tokens_table_shows_visible_whitespace():
         ("7 * 8 = ", [(" multiply", 0.41), ("\n", 0.03), ("56", 0.0004)]),
         ("23 + 45 = ", [(" add", 0.55)]),
     ]
-    fig = plots.top_tokens_table(rows, title="Top tokens at layer 12")
+    fig = lens_plots.top_tokens_table(rows, title="Top tokens at layer 12")
     ax = fig.axes[0]
     assert ax.get_title(loc="left") == "Top tokens at layer 12"
     (table,) = ax.tables
@@ -363,14 +368,14 @@ def test_top_tokens_table_shows_visible_whitespace():
 )
 def test_top_tokens_table_rejects_bad_rows(rows, match):
     with pytest.raises(ValueError, match=match):
-        plots.top_tokens_table(rows)
+        lens_plots.top_tokens_table(rows)
 
 
 # ------------------------------------------------------------------------------------------- dashboard
 
 
 def test_dashboard_updates_in_place():
-    dash = plots.training_dashboard()
+    dash = training_plots.training_dashboard()
     fig = dash.fig
     assert isinstance(fig, Figure)
     layers = list(range(6))
@@ -390,7 +395,7 @@ def test_dashboard_updates_in_place():
 
 def test_dashboard_on_given_figure_and_empty_history():
     fig = Figure()
-    dash = plots.training_dashboard(fig)
+    dash = training_plots.training_dashboard(fig)
     assert dash.fig is fig
     dash.update([], [], [], [], [], [], np.zeros((0, 0)))  # before the first step: placeholder, no error
     assert len(fig.axes) == 2
@@ -403,7 +408,7 @@ def test_dashboard_on_given_figure_and_empty_history():
 
 
 def test_figures_have_opaque_white_background():
-    fig = plots.lens_probability([0, 1, 2], {"add": [0.1, 0.2, 0.3]})
+    fig = lens_plots.lens_probability([0, 1, 2], {"add": [0.1, 0.2, 0.3]})
     assert to_rgba(fig.get_facecolor()) == (1.0, 1.0, 1.0, 1.0)
     assert to_rgba(fig.axes[0].get_facecolor()) == (1.0, 1.0, 1.0, 1.0)
     assert to_hex(fig.axes[0].title.get_color()) != "#ffffff"
@@ -412,18 +417,18 @@ def test_figures_have_opaque_white_background():
 def test_notebook_repr_is_png_without_inline_backend():
     from IPython.core.formatters import DisplayFormatter
 
-    fig = plots.loss_curves([0, 1], [2, 1], [3, 2], [1, 1])
+    fig = training_plots.loss_curves([0, 1], [2, 1], [3, 2], [1, 1])
     data, _ = DisplayFormatter().format(fig)
     assert "image/png" in data
     png = fig._repr_png_()
     assert png.startswith(PNG_MAGIC)
-    assert png == plots.png_bytes(fig)  # the one PNG rendering (widgets' figure slots use it too)
+    assert png == plot_output.png_bytes(fig)  # the one PNG rendering (widgets' figure slots use it too)
 
 
 def test_png_bytes_is_opaque_white(tmp_path):
-    fig = plots.lens_probability([0, 1, 2], {"add": [0.1, 0.2, 0.3]})
+    fig = lens_plots.lens_probability([0, 1, 2], {"add": [0.1, 0.2, 0.3]})
     path = tmp_path / "fig.png"
-    path.write_bytes(plots.png_bytes(fig))
+    path.write_bytes(plot_output.png_bytes(fig))
     img = mimage.imread(path)
     assert (img[..., 3] == 1).all() and (img[0, 0, :3] == 1).all()  # opaque, white corner in any theme
 
@@ -432,8 +437,8 @@ def test_no_pyplot_figures_created():
     import matplotlib.pyplot as plt
 
     before = plt.get_fignums()
-    plots.probe_accuracy([0, 1], [0.5, 0.6], [0.1, 0.1])
-    plots.training_dashboard()
+    probe_plots.probe_accuracy([0, 1], [0.5, 0.6], [0.1, 0.1])
+    training_plots.training_dashboard()
     assert plt.get_fignums() == before
 
 
@@ -441,10 +446,10 @@ def test_no_pyplot_figures_created():
 
 
 def test_save_png_atomically(tmp_path):
-    fig = plots.loss_curves([0, 1, 2], [3, 2, 1], [5, 4, 3], [1, 1, 1])
+    fig = training_plots.loss_curves([0, 1, 2], [3, 2, 1], [5, 4, 3], [1, 1, 1])
     w, h = fig.get_size_inches()
     target = tmp_path / "sub" / "dir" / "loss.png"
-    out = plots.save(fig, target, dpi=50)
+    out = plot_output.save(fig, target, dpi=50)
     assert out == target
     assert target.read_bytes()[:8] == PNG_MAGIC
     img = mimage.imread(target)
@@ -453,15 +458,15 @@ def test_save_png_atomically(tmp_path):
     if img.shape[2] == 4:
         assert img[0, 0, 3] == 1.0
     # overwrite in place, leave no temp files behind
-    plots.save(fig, target, dpi=30)
+    plot_output.save(fig, target, dpi=30)
     assert mimage.imread(target).shape[:2] == (round(h * 30), round(w * 30))
     assert os.listdir(target.parent) == ["loss.png"]
 
 
 def test_save_failure_leaves_no_partial_file(tmp_path):
-    fig = plots.loss_curves([0, 1], [2, 1], [3, 2], [1, 1])
+    fig = training_plots.loss_curves([0, 1], [2, 1], [3, 2], [1, 1])
     with pytest.raises(ValueError):
-        plots.save(fig, tmp_path / "fig.notaformat")
+        plot_output.save(fig, tmp_path / "fig.notaformat")
     assert os.listdir(tmp_path) == []
     with pytest.raises(ValueError, match="Figure"):
-        plots.save("not a figure", tmp_path / "x.png")
+        plot_output.save("not a figure", tmp_path / "x.png")

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from lazarus_nb import probe
-from lazarus_nb.probe import (
+from lazarus_nb.measure import probe
+from lazarus_nb.measure.probe import (
     LayerProbe,
     ProbeConfig,
     ProbeResult,

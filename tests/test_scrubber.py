@@ -17,13 +17,15 @@ import mlx.core as mx  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from lazarus_nb import LazarusError, checkpoint, workflow  # noqa: E402
-from lazarus_nb.data import CLASSES  # noqa: E402
-from lazarus_nb.emergence_plots import GID_STEP  # noqa: E402
-from lazarus_nb.figures import MEAN_LABEL  # noqa: E402
-from lazarus_nb.lens import LogitLens, forward_hidden  # noqa: E402
-from lazarus_nb.train import History, Snapshot, StepLog, TrainConfig, prepare, snapshot, snapshot_set, train  # noqa: E402
-from lazarus_nb.widgets import EmergenceScrubber  # noqa: E402
+from lazarus_nb import LazarusError, files  # noqa: E402
+from lazarus_nb.app.scrubber import EmergenceScrubber  # noqa: E402
+from lazarus_nb.data.prompts import CLASSES  # noqa: E402
+from lazarus_nb.model.lens import LogitLens, forward_hidden  # noqa: E402
+from lazarus_nb.run import steps as workflow  # noqa: E402
+from lazarus_nb.show.figures import MEAN_LABEL  # noqa: E402
+from lazarus_nb.show.plots.emergence import GID_STEP  # noqa: E402
+from lazarus_nb.train import checkpoint  # noqa: E402
+from lazarus_nb.train.loop import History, Snapshot, StepLog, TrainConfig, prepare, snapshot, snapshot_set, train  # noqa: E402
 
 TINY = TrainConfig(steps=3, num_samples=16, heldout_samples=12, snapshot_size=8, lora_rank=4, batch_size=4,
                    snapshot_every=1, learning_rate=1e-2, seed=0)
@@ -73,7 +75,7 @@ def test_training_history_and_result_json_carry_class_prob(fresh):
     assert all(set(s.class_prob) == set(CLASSES) and all(len(v) == loaded.num_layers for v in s.class_prob.values())
                for s in snaps)
     assert snaps[0].class_prob != snaps[-1].class_prob  # training moved them
-    as_json = json.loads(lazarus_nb.report.dumps(result))
+    as_json = json.loads(files.dumps(result))
     assert [s["class_prob"] for s in as_json["snapshots"]] == [s.class_prob for s in snaps]
     assert History.from_dict(json.loads(json.dumps(result.state.history.to_dict()))) == result.state.history
 

@@ -13,10 +13,14 @@ from dataclasses import replace
 
 import pytest
 
-from lazarus_nb import LazarusError, checkpoint, cli, cli_args, workflow
-from lazarus_nb import train as train_mod
-from lazarus_nb.config import RunRecord, TrainConfig
-from lazarus_nb.train import History, Snapshot, prepare, train
+from lazarus_nb import LazarusError
+from lazarus_nb.app import cli, cli_args
+from lazarus_nb.run import steps as workflow
+from lazarus_nb.train import checkpoint
+from lazarus_nb.train import loop as train_mod
+from lazarus_nb.train.config import TrainConfig
+from lazarus_nb.train.loop import History, Snapshot, prepare, train
+from lazarus_nb.train.record import RunRecord
 
 CONFIG = TrainConfig(steps=8, num_samples=16, heldout_samples=8, snapshot_size=4, lora_rank=4, batch_size=4,
                      snapshot_every=1, learning_rate=1e-2, seed=0)
@@ -176,7 +180,7 @@ def test_config_check_range(value):
 
 
 def test_step_table_ends_with_the_stop_step_row(capsys):
-    from lazarus_nb.train import StepLog, TrainEvent
+    from lazarus_nb.train.loop import StepLog, TrainEvent
 
     progress = cli.Progress(cli.Out(False), log_every=2, start_step=0, total_steps=8)
     for step in (1, 2, 3):
@@ -193,7 +197,7 @@ def test_train_panel_switch(fresh, monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
-    from lazarus_nb.widgets import TrainPanel
+    from lazarus_nb.app.train_panel import TrainPanel
 
     monkeypatch.setattr(train_mod, "snapshot", Scripted([0.0, 0.95, 0.5, 0.95, 0.95] + [1.0] * 4))
     panel = TrainPanel(fresh(), CONFIG, answers=False)

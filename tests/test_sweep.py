@@ -1,4 +1,4 @@
-"""Sweeps (lazarus_nb/sweep.py, workflow.sweep, the sweep command and figures) on the tiny random llama model.
+"""Sweeps (lazarus_nb/sweep.py, run_sweep.sweep, the sweep command and figures) on the tiny random llama model.
 
 The grid, the rows file and the figures are checked on hand-made values; the sweep itself runs two 3-step runs
 once (module fixture) and every resume case is checked against those rows; the 2-rank test runs the same grid
@@ -25,10 +25,17 @@ import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 from matplotlib.container import ErrorbarContainer  # noqa: E402
 
-from lazarus_nb import checkpoint, cli, figures, report, sweep, workflow  # noqa: E402
-from lazarus_nb.config import TrainConfig  # noqa: E402
+from lazarus_nb import files
+from lazarus_nb.app import cli  # noqa: E402
 from lazarus_nb.errors import LazarusError  # noqa: E402
-from lazarus_nb.models import load_model  # noqa: E402
+from lazarus_nb.model.load import load_model  # noqa: E402
+from lazarus_nb.run import steps as workflow  # noqa: E402
+from lazarus_nb.run import sweep as run_sweep
+from lazarus_nb.show import figures  # noqa: E402
+from lazarus_nb.show import text as report
+from lazarus_nb.train import checkpoint  # noqa: E402
+from lazarus_nb.train import grid as sweep
+from lazarus_nb.train.config import TrainConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TrainConfig(steps=3, num_samples=16, heldout_samples=8, snapshot_every=1, snapshot_size=4, batch_size=4)
@@ -60,7 +67,7 @@ def swept(loaded, tmp_path_factory):
     """The 2-run grid swept once: (directory, SweepResult, the rows on_row saw)."""
     out = tmp_path_factory.mktemp("sweep") / "s"
     seen: list[dict] = []
-    result = workflow.sweep(out, GRID, TINY, model=loaded, answers=False, on_row=seen.append)
+    result = run_sweep.sweep(out, GRID, TINY, model=loaded, answers=False, on_row=seen.append)
     return out, result, seen
 
 
@@ -154,7 +161,7 @@ def test_rows_are_the_runs_config_json_and_dual_reward_final_block(swept, model_
     # the same run alone, on a freshly loaded model: the sweep's second run trained on the model its first run
     # had adapted, so this also shows that removing the adapters gives back the base model exactly
     alone = workflow.run_dual_reward(load_model(model_path), replace(TINY, cls_weight=0.8), answers=False).to_dict()
-    assert on_disk[1]["final"] == report.json_clean(alone["final"])
+    assert on_disk[1]["final"] == files.json_clean(alone["final"])
     assert on_disk[1]["steps_to_readable"] == alone["steps_to_readable"]
     assert set(result.files) == {"sweep.jsonl", "trade_off.png", "steps_to_readable.png"}
     assert all(Path(p).read_bytes().startswith(b"\x89PNG") for k, p in result.files.items() if k.endswith(".png"))
@@ -168,7 +175,7 @@ def _counted_sweep(out, grid, loaded, base=TINY):
         trained.append(planned)
         return events.append
 
-    result = workflow.sweep(out, grid, base, model=loaded, answers=False, on_row=rows.append,
+    result = run_sweep.sweep(out, grid, base, model=loaded, answers=False, on_row=rows.append,
                             callback_for=callback_for)
     return result, trained, events, rows
 
@@ -187,9 +194,9 @@ def test_runs_on_the_same_held_out_set_share_one_base_evaluation(loaded, tmp_pat
     evaluates the base model once per seed, and each run's final model once (8 evaluations without sharing,
     5 if the seeds' held-out sets were mixed up)."""
     held_out = []
-    real = workflow._evaluate
-    monkeypatch.setattr(workflow, "_evaluate", lambda *a, **k: held_out.append(a[2]) or real(*a, **k))
-    workflow.sweep(tmp_path / "s", {"cls_weight": [0.2, 0.8], "seed": [0, 1]}, replace(TINY, steps=1),
+    real = workflow.evaluate_model
+    monkeypatch.setattr(workflow, "evaluate_model", lambda *a, **k: held_out.append(a[2]) or real(*a, **k))
+    run_sweep.sweep(tmp_path / "s", {"cls_weight": [0.2, 0.8], "seed": [0, 1]}, replace(TINY, steps=1),
                    model=loaded, answers=False)
     assert len(held_out) == 2 + 4 and len({tuple(s.prompt for s in h) for h in held_out}) == 2
 
@@ -204,7 +211,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_row(swept, loaded, tmp_
         return on_event
 
     with pytest.raises(KeyboardInterrupt):
-        workflow.sweep(out, {"cls_weight": [0.2]}, TINY, model=loaded, answers=False, callback_for=stop_at_step_2)
+        run_sweep.sweep(out, {"cls_weight": [0.2]}, TINY, model=loaded, answers=False, callback_for=stop_at_step_2)
     record = checkpoint.read_record(out / "cls_weight=0.2")
     assert (record.status, record.steps_completed) == ("interrupted", 2) and sweep.read_rows(out) == []
 
@@ -366,7 +373,7 @@ def test_two_ranks_write_the_rows_of_the_sequential_sweep(swept, model_path, tmp
 
 
 def test_sweep_panel_shows_the_rows_and_redraws_as_runs_finish(swept, loaded, tmp_path):
-    from lazarus_nb.sweep_panel import SweepPanel
+    from lazarus_nb.app.sweep_panel import SweepPanel
 
     panel = SweepPanel(loaded, swept[0], TINY, grid=GRID, answers=False)
     assert panel.fields["cls_weight"].value == "0.2 0.8" and panel.fields["seed"].value == ""

@@ -33,8 +33,8 @@ from mlx_lm.utils import load_tokenizer
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from lazarus_nb import LazarusError
-from lazarus_nb.data import CANONICAL, CLASSES, make_sample, train_heldout_split, word_prompts
-from lazarus_nb.tokens import ClassTokens, encode_example, encode_prompt, make_batch, stop_ids
+from lazarus_nb.data.prompts import CANONICAL, CLASSES, make_sample, train_heldout_split, word_prompts
+from lazarus_nb.data.tokens import ClassTokens, encode_example, encode_prompt, make_batch, stop_ids
 
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -199,7 +199,7 @@ def mistral(tmp_path_factory):
     """(TokenizerWrapper, sentencepiece processor) of Mistral-7B v0.1's tokenizer (see the module docstring)."""
     import sentencepiece
 
-    from lazarus_nb import models
+    from lazarus_nb.model import load as models
 
     package, version, member = MISTRAL_COMMON
     spec = models.EmbeddedModel(package, version, member, source="Mistral-7B v0.1 tokenizer", license="Apache-2.0")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from lazarus_nb import LazarusError
-from lazarus_nb.data import CANONICAL, CLASSES, make_sample
-from lazarus_nb.tokens import (
+from lazarus_nb.data.prompts import CANONICAL, CLASSES, make_sample
+from lazarus_nb.data.tokens import (
     MAX_PROMPT_TOKENS,
     encode_example,
     encode_prompts,
@@ -112,7 +112,7 @@ def test_embedded_tokenizer_encodes_the_canonical_example_as_before(tokenizer):
 
 def test_joint_encoding_equals_separate_encoding_on_every_default_sample(tokenizer):
     """On SmolLM2 the fix changes no token of any default prompt or answer (only the terminator is new)."""
-    from lazarus_nb.data import train_heldout_split, word_prompts
+    from lazarus_nb.data.prompts import train_heldout_split, word_prompts
 
     train, heldout = train_heldout_split(800, 100, seed=0)
     for s in [*train, *heldout, *CANONICAL, *word_prompts(100)]:
@@ -259,7 +259,7 @@ def test_entry_points_refuse_before_the_model_runs(tokenizer):
     stand-in model is None, so any forward pass would fail with something else than the sentence."""
     from types import SimpleNamespace
 
-    from lazarus_nb.workflow import last_token_hidden, run_lens, run_probe
+    from lazarus_nb.run.steps import last_token_hidden, run_lens, run_probe
 
     stub = SimpleNamespace(tokenizer=tokenizer, context_length=None, model=None)
     long = digits(tokenizer, MAX_PROMPT_TOKENS + 1)
@@ -288,7 +288,7 @@ def test_empty_batch_is_a_lazarus_error(tokenizer):
 
 
 def test_resolve_targets_uses_the_checkpoint_ids_for_class_words(tokenizer):
-    from lazarus_nb.tokens import ClassTokens
+    from lazarus_nb.data.tokens import ClassTokens
 
     saved = ClassTokens(CLASSES, (101, 102, 103, 104), ("a", "b", "c", "d"), (True,) * 4)  # not what resolves
     with warnings.catch_warnings():

@@ -13,21 +13,15 @@ import pytest
 from mlx.utils import tree_flatten
 
 import lazarus_nb
-from lazarus_nb import LazarusError, checkpoint, lora, workflow
-from lazarus_nb import train as train_mod
-from lazarus_nb.data import balanced_batches
-from lazarus_nb.lens import LogitLens, parts
-from lazarus_nb.losses import dual_loss
-from lazarus_nb.train import (
-    Diverged,
-    History,
-    TrainConfig,
-    batch_for,
-    make_step,
-    prepare,
-    schedule,
-    train,
-)
+from lazarus_nb import LazarusError
+from lazarus_nb.data.prompts import balanced_batches
+from lazarus_nb.measure.losses import dual_loss
+from lazarus_nb.model import lora
+from lazarus_nb.model.lens import LogitLens, parts
+from lazarus_nb.run import steps as workflow
+from lazarus_nb.train import checkpoint
+from lazarus_nb.train import loop as train_mod
+from lazarus_nb.train.loop import Diverged, History, TrainConfig, batch_for, make_step, prepare, schedule, train
 
 TINY = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_size=4, lora_rank=4, batch_size=4,
                    snapshot_every=0, learning_rate=1e-2, seed=0)

@@ -13,15 +13,20 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 
-from lazarus_nb import checkpoint, lora, plots  # noqa: E402
-from lazarus_nb.data import CANONICAL, CLASSES  # noqa: E402
-from lazarus_nb.lens import LogitLens, readout  # noqa: E402
-from lazarus_nb.models import load_model  # noqa: E402
-from lazarus_nb.profiles import Profile, ensure_checkpoint  # noqa: E402
-from lazarus_nb.tokens import prompt_batch  # noqa: E402
-from lazarus_nb.train import TrainConfig  # noqa: E402
-from lazarus_nb.widgets import FigureSlot, LensExplorer, TrainPanel, figure_output  # noqa: E402
-from lazarus_nb.workflow import run_lens  # noqa: E402
+from lazarus_nb.app.display import FigureSlot, figure_output
+from lazarus_nb.app.lens_explorer import LensExplorer
+from lazarus_nb.app.profiles import Profile, ensure_checkpoint  # noqa: E402
+from lazarus_nb.app.train_panel import TrainPanel  # noqa: E402
+from lazarus_nb.data.prompts import CANONICAL, CLASSES  # noqa: E402
+from lazarus_nb.data.tokens import prompt_batch  # noqa: E402
+from lazarus_nb.model import lora  # noqa: E402
+from lazarus_nb.model.lens import LogitLens, readout  # noqa: E402
+from lazarus_nb.model.load import load_model  # noqa: E402
+from lazarus_nb.run.steps import run_lens  # noqa: E402
+from lazarus_nb.show.plots import output as plot_output
+from lazarus_nb.show.plots import training as training_plots
+from lazarus_nb.train import checkpoint  # noqa: E402
+from lazarus_nb.train.loop import TrainConfig  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_every=1, snapshot_size=4, batch_size=4)
@@ -59,13 +64,13 @@ def _redraws(slot: FigureSlot) -> int:
 
 
 def test_figure_slot_holds_exactly_one_png():
-    fig = plots.loss_curves([1, 2], [3.0, 2.0], [4.0, 3.0], [2.0, 1.0])
+    fig = training_plots.loss_curves([1, 2], [3.0, 2.0], [4.0, 3.0], [2.0, 1.0])
     slot = FigureSlot(fig)
     slot.update()
     slot.update(fig)
     assert slot.renders == 3
     assert len(slot.output.outputs) == 1  # replaced, never appended
-    assert _png(slot.output.outputs[0]) == plots.png_bytes(fig) == fig._repr_png_()  # one PNG path
+    assert _png(slot.output.outputs[0]) == plot_output.png_bytes(fig) == fig._repr_png_()  # one PNG path
     assert "lazarus-figure" in slot.output._dom_classes
     assert slot.widget.children == (slot.output, slot.redraws) and slot.redraws.layout.display == "none"
 
@@ -75,7 +80,7 @@ def test_figure_output_renders_a_plain_figure_like_a_notebook_figure():
 
     plain = Figure(figsize=(2, 1), dpi=50)
     out = figure_output(plain)
-    assert _png(out) == plots.png_bytes(plain) and out["data"]["text/plain"] == "<Figure size 100x50>"
+    assert _png(out) == plot_output.png_bytes(plain) and out["data"]["text/plain"] == "<Figure size 100x50>"
 
 
 def test_figure_slot_redraw_counter_counts_updates():
@@ -83,7 +88,7 @@ def test_figure_slot_redraw_counter_counts_updates():
     assert _redraws(slot) == 0
     slot.update()  # nothing to show yet: not a redraw
     assert _redraws(slot) == 0 and slot.output.outputs == ()
-    fig = plots.loss_curves([1, 2], [3.0, 2.0], [4.0, 3.0], [2.0, 1.0])
+    fig = training_plots.loss_curves([1, 2], [3.0, 2.0], [4.0, 3.0], [2.0, 1.0])
     for n in (1, 2, 3):
         slot.update(fig)
         assert _redraws(slot) == slot.renders == n
@@ -191,7 +196,7 @@ def test_lens_explorer(tiny):
 def test_lens_explorer_text_box_refuses_a_too_long_prompt_with_the_sentence(tiny):
     """A prompt over the limit typed into the text box: the one sentence under the explorer, no traceback, the
     figure of the last good prompt kept; a prompt of exactly the limit is read."""
-    from lazarus_nb.tokens import prompt_limit
+    from lazarus_nb.data.tokens import prompt_limit
 
     limit = prompt_limit(tiny.context_length)
     at_limit = ("1234567890" * limit)[:limit]

@@ -17,15 +17,19 @@ from pathlib import Path
 import pytest
 
 import lazarus_nb  # noqa: F401  (before anything imports mlx: loads the optimized BLAS first)
-from lazarus_nb import LazarusError, checkpoint, report, workflow
-from lazarus_nb.config import TrainConfig
-from lazarus_nb.models import load_model
+from lazarus_nb import LazarusError, files
+from lazarus_nb.model.load import load_model
+from lazarus_nb.results import demo as demo_result
+from lazarus_nb.run import demo as run_demo_mod
+from lazarus_nb.run import steps as workflow
+from lazarus_nb.train import checkpoint
+from lazarus_nb.train.config import TrainConfig
 
 DEMO = TrainConfig(steps=2, num_samples=8, heldout_samples=4, snapshot_every=1, snapshot_size=4)
 
 
 def cli_json(*args: object) -> dict:
-    from lazarus_nb.models import home
+    from lazarus_nb.model.load import home
 
     env = {**os.environ, "LAZARUS_NB_HOME": str(home())}
     r = subprocess.run([sys.executable, "-m", "lazarus_nb", *map(str, args), "--json"], capture_output=True,
@@ -35,8 +39,8 @@ def cli_json(*args: object) -> dict:
 
 
 def as_json(result: object) -> dict:
-    """What a step's result looks like in a file (report.write_json's strict JSON)."""
-    return json.loads(report.dumps(result))
+    """What a step's result looks like in a file (files.write_json's strict JSON)."""
+    return json.loads(files.dumps(result))
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +55,10 @@ def base(tiny) -> lazarus_nb.LoadedModel:
 
 
 @pytest.fixture(scope="module")
-def demo(tiny, tmp_path_factory) -> workflow.DemoResult:
+def demo(tiny, tmp_path_factory) -> demo_result.DemoResult:
     """The whole demo in-process on the tiny model (2 training steps, 8 probe prompts, no greedy answers)."""
     out = tmp_path_factory.mktemp("demo") / "run"
-    return workflow.run_demo(out, str(tiny), DEMO, num_prompts=8, answers=False)
+    return run_demo_mod.run_demo(out, str(tiny), DEMO, num_prompts=8, answers=False)
 
 
 # ---------------------------------------------------------------- step 1: one probe schema
@@ -107,10 +111,10 @@ def test_baseline_lens_reads_canonical_prompts_with_the_class_tokens(demo):
 
 def test_demo_refuses_a_busy_directory_before_loading_anything(demo, tmp_path):
     with pytest.raises(LazarusError, match="--force"):
-        workflow.run_demo(demo.output, "no-such-model")  # the directory check comes before the model
+        run_demo_mod.run_demo(demo.output, "no-such-model")  # the directory check comes before the model
     (tmp_path / "file").write_text("x")
     with pytest.raises(LazarusError, match="is a file"):
-        workflow.check_demo_dir(tmp_path / "file")
+        run_demo_mod.check_demo_dir(tmp_path / "file")
 
 
 # ---------------------------------------------------------------- step 4: verify reproduces training

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import lazarus_nb  # noqa: F401  (preloads the BLAS before mlx runs)
-from lazarus_nb.xent import cross_entropy, exp_nonpositive
+from lazarus_nb.measure.xent import cross_entropy, exp_nonpositive
 
 
 def reference(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

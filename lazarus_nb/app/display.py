@@ -1,0 +1,119 @@
+"""Notebook widgets: the dual-reward training panel and the logit-lens explorer.
+
+Both are thin ipywidgets front ends over :mod:`lazarus_nb.workflow` and :mod:`lazarus_nb.figures`, and both
+have a plain method that does the work (``TrainPanel.run()``, ``LensExplorer.show(prompt)``), so tests and
+headless notebook runs exercise exactly what a click does.
+
+Live figures
+------------
+A panel owns *one* figure (``training_plots.training_dashboard()``), redrawn in place and pushed into a
+:class:`FigureSlot`: a single display slot inside the widget whose content is replaced, never appended
+to. The slot stores the figure as :func:`plot_output.png_bytes` renders it, the same PNG a figure shows as the
+last expression of a cell. Why not an IPython display handle (``display(fig, display_id=True)`` /
+``handle.update(fig)``)? In JupyterLab a display handle cannot reach a figure that lives inside a widget:
+the ``Output`` widget drops ``update_display_data`` messages (jupyter-widgets/ipywidgets#1844, visible in
+its ``add()`` which keeps only display_data/stream/error), and output produced by a button callback outside
+an ``Output`` widget is discarded altogether. Replacing the ``Output`` widget's ``outputs`` trait is widget
+*state*, so it works the same from a button click, from a plain cell (``panel.run()``), from another
+thread, and in a kernel with no browser attached (nbval, papermill). :class:`FigureSlot` keeps the
+display-handle vocabulary (``update(fig)``), and shows how many times it was updated in a hidden
+``<span class="lazarus-redraws" data-count="N">N</span>`` (what a browser test reads to see live redraws).
+
+Errors the user can fix (bad hyperparameters, an unusable checkpoint directory) are
+:class:`~lazarus_nb.errors.LazarusError` sentences; the widgets show them in their output area instead of
+raising.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import traceback
+from typing import Any
+
+import ipywidgets as w
+from matplotlib.figure import Figure
+
+from lazarus_nb.show.plots import output as plot_output
+
+LABEL_STYLE = {"description_width": "9.5em"}
+
+
+FIELD_WIDTH = "21em"
+
+
+def figure_output(fig: Figure) -> dict[str, Any]:
+    """An nbformat ``display_data`` output holding ``fig`` as a PNG (what an Output widget stores)."""
+    png = plot_output.png_bytes(fig)
+    width, height = (int(v) for v in fig.get_size_inches() * fig.dpi)
+    return {
+        "output_type": "display_data",
+        "data": {"image/png": base64.b64encode(png).decode("ascii"),
+                 "text/plain": f"<{type(fig).__name__} size {width}x{height}>"},
+        "metadata": {},
+    }
+
+
+class FigureSlot:
+    """One place in a widget where a figure is shown; ``update(fig)`` replaces it in place.
+
+    ``output`` is an ``ipywidgets.Output`` (CSS class ``lazarus-figure``) whose ``outputs`` always hold
+    exactly one PNG (see the module docstring for why this is not an IPython display handle). ``renders``
+    counts updates; ``redraws`` is a hidden HTML widget showing that count to the browser. ``widget`` holds
+    both.
+    """
+
+    def __init__(self, fig: Figure | None = None):
+        self.output = w.Output()
+        self.output.add_class("lazarus-figure")
+        self.redraws = w.HTML(layout=w.Layout(display="none"))
+        self.widget = w.VBox([self.output, self.redraws])
+        self.fig = fig
+        self.renders = 0
+        self._count()
+        if fig is not None:
+            self.update(fig)
+
+    def update(self, fig: Figure | None = None) -> None:
+        if fig is not None:
+            self.fig = fig
+        if self.fig is None:
+            return
+        self.output.outputs = (figure_output(self.fig),)
+        self.renders += 1
+        self._count()
+
+    def _count(self) -> None:
+        self.redraws.value = f'<span class="lazarus-redraws" data-count="{self.renders}">{self.renders}</span>'
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def show_note(out: w.Output, text: str, error: bool = False) -> None:
+    (out.append_stderr if error else out.append_stdout)(text.rstrip("\n") + "\n")
+
+
+class RunPanel:
+    """What the training and sweep panels share: a button that calls ``run()``, and errors shown in the panel
+    (``progress``, ``status`` and ``output`` are the subclass's widgets)."""
+
+    progress: w.IntProgress
+    status: w.HTML
+    output: w.Output
+
+    def run(self) -> Any:
+        raise NotImplementedError
+
+    def _on_click(self, _button: Any) -> None:
+        try:
+            self.run()
+        except Exception:  # a button callback has nowhere else to report: show it in the panel
+            self.progress.bar_style = "danger"
+            show_note(self.output, traceback.format_exc(), error=True)
+
+    def _fail(self, message: str) -> None:  # returns None so run() can `return self._fail(...)`
+        self.progress.bar_style = "danger"
+        self.status.value = f"<span style='color:#b00020'>{html.escape(message)}</span>"
+        show_note(self.output, f"Error: {message}", error=True)
+        return None

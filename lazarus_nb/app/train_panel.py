@@ -1,0 +1,207 @@
+"""The dual-reward training panel: the training settings as widgets, a Train button, live loss and emergence figures.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+
+from lazarus_nb.app.display import FIELD_WIDTH, LABEL_STYLE, FigureSlot, RunPanel, show_note
+from lazarus_nb.errors import LazarusError
+from lazarus_nb.model.load import LoadedModel
+from lazarus_nb.model.lora import remove_adapters
+from lazarus_nb.results.training import DualRewardResult
+from lazarus_nb.run.steps import run_dual_reward
+from lazarus_nb.show import figures
+from lazarus_nb.show import text as report
+from lazarus_nb.show.plots import training as training_plots
+from lazarus_nb.train.loop import READABLE, History, TrainConfig, TrainEvent, snapshot_due
+
+
+class TrainPanel(RunPanel):
+    """Hyperparameters, a Train button, a progress bar and a live dashboard for dual-reward training.
+
+    ``run()`` trains the configuration currently in the fields (the button calls the same method) and
+    returns the :class:`~lazarus_nb.workflow.DualRewardResult`, or None after showing a
+    :class:`LazarusError` sentence in :attr:`output`. Every run starts from the base model: adapters left on
+    ``loaded.model`` by a previous run are removed first, and the trained adapters stay on the model
+    afterwards. With ``checkpoint`` set, the run is saved there (``force`` overwrites a previous checkpoint).
+
+    Attributes: ``progress`` (IntProgress, ``max`` = steps), ``dashboard`` (:class:`training_plots.Dashboard`; the
+    same figure for the panel's lifetime), ``figure`` (:class:`FigureSlot` showing it), ``history`` (the
+    current run's :class:`~lazarus_nb.train.History` as far as it got), ``output`` (log and error messages),
+    ``status`` (one-line state), ``result`` (last successful run).
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        config: TrainConfig | None = None,
+        checkpoint: str | Path | None = None,
+        force: bool = False,
+        answers: bool = True,
+        refresh_every: int = 5,
+        min_refresh_seconds: float = 4.0,
+    ):
+        self.loaded = loaded
+        self.base_config = config or TrainConfig()
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.force = force
+        self.answers = answers
+        self.refresh_every = max(1, int(refresh_every))  # loss-curve refresh interval in steps
+        self.min_refresh_seconds = min_refresh_seconds  # ... but never more often than this
+        self.result: DualRewardResult | None = None
+        c = self.base_config
+        n = loaded.num_layers
+        layer = c.classifier_layer if c.classifier_layer is not None else loaded.default_classifier_layer
+
+        def field(cls: type, value: Any, description: str, width: str = FIELD_WIDTH, **kw: Any) -> w.Widget:
+            return cls(value=value, description=description, style=LABEL_STYLE, layout=w.Layout(width=width), **kw)
+
+        self.steps = field(w.IntText, c.steps, "steps")
+        self.classifier_layer = field(w.IntSlider, min(max(layer, 0), n - 1), "classifier layer", width="27em",
+                                      min=0, max=n - 1)
+        self.cls_weight = field(w.FloatText, c.cls_weight, "cls_weight (0-1)", step=0.05)
+        self.learning_rate = field(w.FloatText, c.learning_rate, "learning rate", step=1e-4)
+        self.lora_rank = field(w.IntText, c.lora_rank, "LoRA rank")
+        self.num_samples = field(w.IntText, c.num_samples, "training samples")
+        self.seed = field(w.IntText, c.seed, "seed")
+        # stop_when_readable: the switch, and the accuracy it waits for (kept when the switch is off)
+        self.stop_when_readable = w.Checkbox(value=c.stop_when_readable is not None, description="stop when readable",
+                                             indent=False, layout=w.Layout(width=FIELD_WIDTH))
+        self.stop_accuracy = field(w.FloatText, c.stop_when_readable or READABLE, "readable top-1", step=0.05)
+        self.button = w.Button(description="Train", button_style="primary", icon="play",
+                               tooltip="Train the dual-reward adapter with these settings")
+        self.progress = w.IntProgress(value=0, min=0, max=max(c.steps, 1), description="progress",
+                                      style=LABEL_STYLE, layout=w.Layout(width="38em"))
+        self.status = w.HTML(value="ready")
+        self.output = w.Output(layout=w.Layout(max_height="24em", overflow="auto"))
+        self.dashboard = training_plots.training_dashboard()
+        self.figure = FigureSlot(self.dashboard.fig)
+        for name in ("steps", "classifier_layer", "cls_weight", "learning_rate", "lora_rank", "num_samples",
+                     "seed", "stop_when_readable", "stop_accuracy", "button", "progress", "status", "output"):
+            getattr(self, name).add_class(f"lazarus-{name.replace('_', '-')}")
+        self.button.on_click(self._on_click)
+
+        fields = [self.steps, self.classifier_layer, self.cls_weight, self.learning_rate, self.lora_rank,
+                  self.num_samples, self.seed, self.stop_when_readable, self.stop_accuracy]
+        where = f"checkpoint: {html.escape(str(self.checkpoint))}" if self.checkpoint else "no checkpoint is written"
+        header = w.HTML(f"<b>Dual-reward training</b> &middot; {html.escape(loaded.name)} "
+                        f"({n} layers) &middot; {where}")
+        self.widget = w.VBox([
+            header,
+            w.HBox([w.VBox(fields[:4]), w.VBox(fields[4:7] + [self.button]), w.VBox(fields[7:])]),
+            w.HBox([self.progress, self.status]),
+            self.figure.widget,
+            self.output,
+        ])
+        self.widget.add_class("lazarus-train-panel")
+        self.history = History(list(range(n)))  # the run so far, as the trainer reports it
+        self._running: TrainConfig | None = None
+        self._last_draw = 0.0
+
+    # ------------------------------------------------------------------------------------------ config
+
+    def config(self) -> TrainConfig:
+        """The TrainConfig in the fields (the constructor's config with the panel's values applied)."""
+        return replace(
+            self.base_config,
+            steps=int(self.steps.value),
+            classifier_layer=int(self.classifier_layer.value),
+            cls_weight=float(self.cls_weight.value),
+            learning_rate=float(self.learning_rate.value),
+            lora_rank=int(self.lora_rank.value),
+            num_samples=int(self.num_samples.value),
+            seed=int(self.seed.value),
+            stop_when_readable=float(self.stop_accuracy.value) if self.stop_when_readable.value else None,
+        )
+
+    # --------------------------------------------------------------------------------------------- run
+
+    def run(self) -> DualRewardResult | None:
+        """Train the current configuration; the result, or None with the error sentence in ``output``."""
+        self.output.outputs = ()
+        try:
+            cfg = self.config()
+            cfg.check(self.loaded.num_layers)  # one sentence per bad value, before the model is touched
+        except LazarusError as exc:
+            return self._fail(str(exc))
+        self._start(cfg)
+        try:
+            result = run_dual_reward(self.loaded, cfg, output=self.checkpoint, force=self.force,
+                                     callback=self._on_event, answers=self.answers)
+        except LazarusError as exc:
+            return self._fail(str(exc))
+        except KeyboardInterrupt:
+            self._fail(f"interrupted after step {len(self.history.steps)}"
+                       + ("; the last completed step was saved" if self.checkpoint else ""))
+            raise
+        finally:
+            self.button.disabled = False
+        self._finish(result)
+        return result
+
+    def _reset_model(self) -> None:
+        remove_adapters(self.loaded.model)
+
+    def _start(self, cfg: TrainConfig) -> None:
+        self._reset_model()
+        self._running = cfg
+        self.history = History(list(range(self.loaded.num_layers)))
+        self.button.disabled = True
+        self.progress.max = cfg.steps
+        self.progress.value = 0
+        self.progress.bar_style = ""
+        self.status.value = "evaluating the base model (baseline)..."
+        self._draw()
+
+    def _on_event(self, event: TrainEvent) -> None:
+        if event.kind == "step" and event.log is not None:
+            log = event.log
+            self.history.steps.append(log)
+            self.progress.value = event.step
+            self.status.value = (f"step {event.step}/{event.total_steps} &middot; loss {log.total:.3f} "
+                                 f"(classification {log.cls_loss:.3f}, answer {log.ans_loss:.3f})")
+            due = event.step % self.refresh_every == 0
+            recent = time.monotonic() - self._last_draw < self.min_refresh_seconds
+            every = self._running.snapshot_every if self._running else 0
+            if due and not recent and not snapshot_due(event.step, event.total_steps, every):
+                self._draw()  # loss refresh (a snapshot right after this step redraws anyway)
+        elif event.kind == "snapshot" and event.snapshot is not None:
+            self.history.snapshots.append(event.snapshot)
+            if event.step == event.total_steps:
+                self.status.value = "final evaluation..."
+            self._draw()
+        elif event.kind == "stop":  # the snapshot just drawn was the run's last
+            self.status.value = f"readable at step {event.step}: stopping early; final evaluation..."
+
+    def _draw(self) -> None:
+        layer = self._running.classifier_layer if self._running else None
+        self.figure.update(figures.update_dashboard(self.dashboard, self.history, layer))
+        self._last_draw = time.monotonic()
+
+    def _finish(self, result: DualRewardResult) -> None:
+        self.result = result
+        hist, seen = result.state.history, self.history
+        self.history = hist
+        if (len(hist.steps), len(hist.snapshots)) != (len(seen.steps), len(seen.snapshots)):
+            self._draw()  # e.g. a resumed history; normally the last snapshot already drew everything
+        self.progress.value = result.state.step  # the configured steps, or where stop_when_readable stopped
+        self.progress.bar_style = "success"
+        b, f = result.baseline, result.final
+        n = len(f.canonical)
+        early = report.stopped(result.state)
+        self.status.value = (f"done: {result.state.step} steps in {result.state.seconds:.1f} s "
+                             f"{'(' + html.escape(early) + ') ' if early else ''}&middot; "
+                             f"canonical {b.canonical_correct}/{n} &rarr; {f.canonical_correct}/{n}")
+        show_note(self.output, "\n".join(report.panel_summary(result)))
+
+    # ----------------------------------------------------------------------------------------- display
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)

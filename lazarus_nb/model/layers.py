@@ -1,0 +1,24 @@
+"""The layer-range rules every step shares: which block ids a model has, and the default classifier layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from lazarus_nb.errors import LazarusError
+
+if TYPE_CHECKING:
+    pass
+
+
+def check_layers(layers: Sequence[int], num_layers: int, name: str) -> None:
+    """The one layer-range rule: every id in 0..num_layers-1 (``name`` says which setting, in the message)."""
+    bad = [v for v in layers if not 0 <= v < num_layers]
+    if bad:
+        raise LazarusError(f"{name}: layer {bad[-1]} is outside this model's layers 0..{num_layers - 1}")
+
+
+def default_classifier_layer(num_layers: int) -> int:
+    """SPEC: the classifier layer defaults to int(0.55 * num_layers) (22 -> 12, 30 -> 16)."""
+    return int(0.55 * num_layers)

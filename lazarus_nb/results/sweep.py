@@ -1,0 +1,41 @@
+"""A sweep's result: the grid's rows and what this process ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lazarus_nb.train import grid as sweeps
+
+if TYPE_CHECKING:
+
+    pass
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did and found (``to_dict()`` is ``sweep --json``): the grid's rows, in the grid's order."""
+
+    output: Path
+    grid: sweeps.Grid
+    rows: list[dict[str, Any]]  # the rows of the grid's runs in sweep.jsonl (all of them once every rank is done)
+    ran: list[str]  # the runs whose rows this process wrote (trained, resumed, or a diverged checkpoint recorded)
+    skipped: list[str]  # this process's runs that already had a row
+    files: dict[str, str]  # file name -> path
+    rank: int
+    size: int  # ranks (processes) that shared the grid
+    seconds: float
+
+    @property
+    def missing(self) -> list[str]:
+        """The grid's runs without a row (after an error on another rank, say)."""
+        done = {r["run"] for r in self.rows}
+        return [run.name for run in self.grid.runs() if run.name not in done]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": str(self.output), "grid": {k: list(v) for k, v in self.grid.axes.items()},
+                "runs": [run.name for run in self.grid.runs()], "rows": self.rows, "missing": self.missing,
+                "ran": self.ran, "skipped": self.skipped, "files": self.files, "ranks": self.size,
+                "seconds": self.seconds}

@@ -1,0 +1,232 @@
+"""Figures from results: one call per figure the demo, the notebooks and the widgets draw.
+
+:mod:`lazarus_nb.plots` draws plain arrays; this module knows the workflow's result objects
+(:class:`~lazarus_nb.probe.ProbeResult`, :class:`~lazarus_nb.train.History`,
+:class:`~lazarus_nb.evaluate.Evaluation`, :class:`~lazarus_nb.workflow.LensReport`) and unpacks them, so a
+caller writes ``figures.loss_figure(history)`` instead of four list comprehensions, and a figure drawn by the
+demo is the figure a notebook draws for the same result.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from lazarus_nb.errors import LazarusError
+from lazarus_nb.show.plots import emergence as emergence_plots
+from lazarus_nb.show.plots import lens as lens_plots
+from lazarus_nb.show.plots import probe as probe_plots
+from lazarus_nb.show.plots import training as training_plots
+from lazarus_nb.show.plots.emergence import ScrubFigure
+from lazarus_nb.show.plots.grid import GridPanel, logit_lens_grid
+
+if TYPE_CHECKING:  # the result types only: importing workflow here would load mlx for a figure
+    from lazarus_nb.measure.evaluate import Evaluation
+    from lazarus_nb.measure.lens_grid import LensGrid
+    from lazarus_nb.measure.probe import ProbeResult
+    from lazarus_nb.results.lens import LensReport
+    from lazarus_nb.train.loop import History
+
+
+def probe_figure(results: Mapping[str, ProbeResult], classifier_layer: int | None = None) -> Figure:
+    """Probe accuracy by layer, one curve (with its shuffled-label control) per prompt family, overlaid.
+
+    ``results`` maps a family name to its result, e.g. ``{"symbolic": ..., "words": ...}``; each curve is
+    labelled "<family> prompts". Chance and the classifier-layer marker are drawn once.
+    """
+    if not results:
+        raise ValueError("no probe results to plot")
+    fig: Figure | None = None
+    for family, res in results.items():
+        ps = res.layers
+        control = [p.control for p in ps]
+        has_control = bool(np.isfinite(control).any())  # all nan when the probe ran without its control
+        fig = probe_plots.probe_accuracy(
+            [p.layer for p in ps], [p.accuracy for p in ps], [p.std for p in ps],
+            control if has_control else None, [p.control_std for p in ps] if has_control else None,
+            label=f"{family} prompts", chance=res.chance, classifier_layer=classifier_layer,
+            ax=fig.axes[0] if fig is not None else None,
+        )
+    return fig
+
+
+def _losses(history: History) -> tuple[list[int], list[float], list[float], list[float]]:
+    log = history.steps
+    return [s.step for s in log], [s.total for s in log], [s.cls_loss for s in log], [s.ans_loss for s in log]
+
+
+def loss_figure(history: History) -> Figure:
+    """Total, classification and answer loss of every training step."""
+    return training_plots.loss_curves(*_losses(history))
+
+
+def emergence_figures(history: History, classifier_layer: int | None = None) -> tuple[Figure, Figure]:
+    """(heatmap, curves) of the snapshots' mean P(correct class token) by layer and training step."""
+    steps, layers, values = history.emergence("prob")
+    return (emergence_plots.emergence_heatmap(steps, layers, values, classifier_layer=classifier_layer),
+            emergence_plots.emergence_curves(steps, layers, values, classifier_layer=classifier_layer))
+
+
+def update_dashboard(dashboard: training_plots.Dashboard, history: History,
+                     classifier_layer: int | None = None) -> Figure:
+    """Redraw the live training dashboard in place from ``history`` (so far); returns its (same) figure."""
+    steps, layers, values = history.emergence("prob")
+    dashboard.update(*_losses(history), steps, layers, values, classifier_layer=classifier_layer)
+    return dashboard.fig
+
+
+def lens_figure(evaluation: Evaluation, title: str | None = None) -> Figure:
+    """Held-out logit lens of one evaluation: per class, the mean P(own class token) at every layer, with its
+    classifier layer marked."""
+    kw = {"title": title} if title is not None else {}
+    return lens_plots.lens_probability(evaluation.lens.layers, evaluation.lens.class_prob,
+                                  classifier_layer=evaluation.layer, **kw)
+
+
+def lens_before_after_figure(base: Evaluation, adapted: Evaluation) -> Figure:
+    """The held-out lens of the base model next to the adapted one's (same layers), at the adapted
+    evaluation's classifier layer."""
+    return lens_plots.lens_before_after(base.lens.layers, base.lens.class_prob, adapted.lens.class_prob,
+                                   classifier_layer=adapted.layer)
+
+
+def prompt_lens_figure(report: LensReport, classifier_layer: int | None = None, prompt: int = 0,
+                       title: str | None = None) -> Figure:
+    """One prompt of a lens report: P(target token) at the last prompt token, per target, at every layer read."""
+    entry = report.prompts[prompt]
+    probs = {w: [row["targets"][w]["prob"] for row in entry["layers"]] for w in report.targets}
+    fig = lens_plots.lens_probability(report.layers, probs, classifier_layer=classifier_layer,
+                                 title=title or f"Logit lens on {entry['prompt']!r}")
+    fig.axes[0].set_ylabel("P(class token) at the last prompt token")  # one prompt, not a class mean
+    return fig
+
+
+def top_tokens_figure(report: LensReport, layer: int, title: str | None = None) -> Figure:
+    """A table of each prompt's top tokens under the lens at ``layer`` (one of the report's layers)."""
+    if layer not in report.layers:
+        raise ValueError(f"layer {layer} was not read; the report has layers {report.layers}")
+    rows = [(p["prompt"], next(r["top"] for r in p["layers"] if r["layer"] == layer)) for p in report.prompts]
+    k = max(len(top) for _, top in rows) if rows else 0
+    return lens_plots.top_tokens_table(rows, title=title or f"Logit lens at layer {layer}: top-{k} tokens")
+
+
+MEAN_LABEL = "all classes (mean)"
+"""The scrubber's one line for a history recorded before snapshots kept per-class values."""
+
+
+def scrub_figure(history: History, classifier_layer: int | None = None) -> ScrubFigure:
+    """The emergence scrubber's figure of ``history``'s snapshots (``ScrubFigure.show(i)`` selects one): per
+    class, P(own class token) by layer at the selected snapshot, next to the emergence heatmap. A history whose
+    snapshots predate per-class values (an older checkpoint) gets one line, the mean over classes; in a history
+    that is partly older (a resumed run), the older snapshots' lines are empty (NaN)."""
+    if not history.snapshots:
+        raise ValueError("the history has no snapshots yet")
+    steps, layers, values = history.emergence("prob")
+    names = list(dict.fromkeys(c for s in history.snapshots for c in s.class_prob))
+    if names:
+        missing = [np.nan] * len(layers)
+        per_class = {c: np.array([s.class_prob.get(c, missing) for s in history.snapshots]) for c in names}
+    else:
+        per_class = {MEAN_LABEL: values.T}
+    return ScrubFigure(steps, layers, values, per_class, classifier_layer=classifier_layer)
+
+
+def lens_grid_figure(grids: Sequence[Sequence[LensGrid]]) -> Figure:
+    """Logit-lens grids (``lens_grid.compare`` per prompt): one row per prompt, its models (base, adapted)
+    side by side."""
+    def panel(g: LensGrid) -> GridPanel:
+        cut = f", last {len(g.positions)} of {g.n_tokens} tokens" if len(g.positions) < g.n_tokens else ""
+        return GridPanel(f"{g.prompt!r}: {g.label}{cut}", g.layers, g.tokens, g.next_tokens, g.top_tokens,
+                         g.top_probs)
+
+    return logit_lens_grid([[panel(g) for g in row] for row in grids])
+
+
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def check_figure_path(path: str | Path, force: bool = False, option: str = "--figure") -> None:
+    """Before anything runs: one sentence if ``plot_output.save`` could not (or must not) write a figure to ``path``:
+    not .png/.svg/.pdf, a directory, in a directory that does not exist or is not writable, or an existing file
+    without ``force``."""
+    p = Path(path)
+    parent = p.parent
+    if p.suffix.lower() not in FIGURE_SUFFIXES:
+        raise LazarusError(f"{option} '{path}' must end in {', '.join(FIGURE_SUFFIXES[:-1])} or "
+                           f"{FIGURE_SUFFIXES[-1]} (the figure's format)")
+    if p.is_dir():
+        raise LazarusError(f"{option} '{path}' is a directory; give a file name such as grid.png")
+    if not parent.is_dir():
+        raise LazarusError(f"{option} '{path}' cannot be written: the directory '{parent}' does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise LazarusError(f"{option} '{path}' cannot be written: the directory '{parent}' is not writable")
+    if p.exists() and not force:
+        raise LazarusError(f"{option} '{path}' already exists; use --force to overwrite it")
+
+
+TRADE_OFF_X: dict[str, str] = {
+    "answer_accuracy": "exact answer accuracy (held-out, greedy)",
+    "answer_nll": "answer NLL per token (held-out, teacher-forced)",
+    "kl_general": "KL(base || adapted) on general text, nats/token",
+}
+"""The trade-off figure's panels: a ``final`` key of the sweep rows -> its axis label."""
+
+
+def _spreads(groups: Sequence[Sequence[Mapping[str, Any]]], value: Callable[[Mapping[str, Any]], Any]) -> np.ndarray:
+    """(3, n): mean, min and max over each group's rows (its seeds) of ``value(row)``; NaN where none measured."""
+    from lazarus_nb.train.grid import spread
+
+    out = np.full((3, len(groups)), np.nan)
+    for j, rows in enumerate(groups):
+        s = spread(value(r) for r in rows)
+        if s is not None:
+            out[:, j] = (s.mean, s.lo, s.hi)
+    return out
+
+
+def trade_off_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Lens top-1 at the classifier layer (held-out, full vocabulary) against exact answer accuracy, answer NLL
+    and KL on general text: one point per cls_weight at the mean over seeds, bars from the seeds' min to max;
+    one series per setting of the other grid fields (classifier layer, label map, rank, learning rate)."""
+    from lazarus_nb.show.plots import sweep as sweep_plots
+    from lazarus_nb.train.grid import final, series
+
+    data = {}
+    for label, points in series(rows, ("cls_weight",)).items():
+        groups = list(points.values())
+        data[label] = {"cls_weight": [k[0] for k in points],
+                       "y": _spreads(groups, lambda r: final(r, "heldout_top1_accuracy")),
+                       **{key: _spreads(groups, lambda r, key=key: final(r, key)) for key in TRADE_OFF_X}}
+    layers = sorted({r["config"]["classifier_layer"] for r in rows})
+    at = f"L{layers[0]}" if len(layers) == 1 else "the classifier layer"
+    return sweep_plots.trade_off(data, TRADE_OFF_X, f"held-out lens top-1 at {at}", fractions=("answer_accuracy",))
+
+
+def steps_to_readable_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """Steps to readable by classifier layer x cls_weight (mean over the seeds that became readable; "not
+    readable" where none did), one heatmap per setting of the other grid fields."""
+    from lazarus_nb.show.plots import sweep as sweep_plots
+    from lazarus_nb.train.grid import series, spread
+
+    panels = {}
+    for label, cells in series(rows, ("classifier_layer", "cls_weight")).items():
+        layers, weights = sorted({k[0] for k in cells}), sorted({k[1] for k in cells})
+        steps = np.full((len(layers), len(weights)), np.nan)
+        readable, runs = np.zeros(steps.shape, int), np.zeros(steps.shape, int)
+        for (layer, weight), group in cells.items():
+            i, j = layers.index(layer), weights.index(weight)
+            s = spread(r.get("steps_to_readable") for r in group)
+            runs[i, j], readable[i, j] = len(group), s.n if s else 0
+            steps[i, j] = s.mean if s else np.nan
+        panels[label] = {"cls_weight": weights, "layers": layers, "steps": steps, "readable": readable, "runs": runs}
+    return sweep_plots.readable_heatmap(panels)
+
+
+def sweep_figures(rows: Sequence[Mapping[str, Any]]) -> dict[str, Figure]:
+    """The sweep's figures by file name: ``trade_off.png`` and ``steps_to_readable.png``."""
+    return {"trade_off.png": trade_off_figure(rows), "steps_to_readable.png": steps_to_readable_figure(rows)}

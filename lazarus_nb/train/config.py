@@ -1,0 +1,176 @@
+"""A run's settings and its saved record, as typed dataclasses (no mlx import: the CLI builds its options from
+them and checks them before any model is loaded).
+
+* :class:`TrainConfig`: the training settings. Every field carries its help text in ``metadata["help"]``, as
+  mlx-lm's ``TrainingArgs`` does, so the defaults and their explanations live here and nowhere else;
+  ``lazarus-nb ... --help`` reads them. :meth:`TrainConfig.check` holds every range rule.
+* :class:`RunRecord`: a checkpoint's ``config.json`` (the run as trained, its progress and results), read and
+  written here; ``checkpoint`` decides where it lives in a checkpoint directory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from lazarus_nb.data.prompts import LABEL_MAPS, PERMUTED, TERMINATORS, train_heldout_split
+from lazarus_nb.errors import LazarusError
+from lazarus_nb.model.layers import check_layers, default_classifier_layer
+
+if TYPE_CHECKING:
+    from lazarus_nb.model.lora import LoraConfig
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+READABLE = 0.9
+"""Full-vocab top-1 accuracy at which the classifier counts as readable (``train.History.steps_to_readable``), and
+the ``--stop-when-readable`` threshold when the flag is given alone."""
+
+
+STOP_STREAK = 2
+"""Consecutive readable snapshots after which ``stop_when_readable`` stops a run: one alone could be a lucky draw
+of the small snapshot set."""
+
+
+COMPILE_CHOICES: tuple[str, ...] = ("auto", "always", "never")
+"""When ``train`` compiles its step (``TrainConfig.compiles``)."""
+
+
+COMPILE_MIN_STEPS = 300
+"""``compile_step="auto"`` compiles a run with at least this many steps to go. The compiled step is 7-10% faster
+(0.49 s against 0.55 s per step in ``make bench``, quiet), but the first compiled run on a machine spends ~15 s in g++
+(quiet; mlx then keeps the kernels on disk, and later runs pay ~0.5 s): 300 steps repay most of that cold build
+and all of a warm one. A run that stops when readable is not counted as long: here it ends after ~50 steps."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = _opt(500, "optimizer steps")  # the original tool's default
+    classifier_layer: int | None = _opt(
+        None, "layer whose logit lens must emit the class word (default: int(0.55 * layers))")
+    cls_weight: float = _opt(0.4, "weight of the classification loss, in [0, 1]: "
+                                  "total = w * classification + (1 - w) * answer")
+    learning_rate: float = _opt(5e-4, "Adam learning rate")
+    num_samples: int = _opt(800, "training problems, balanced over the 4 operations")
+    heldout_samples: int = _opt(100, "held-out evaluation problems, disjoint from training")
+    lora_rank: int = _opt(16, "LoRA rank r")
+    # mlx-lm's default scale 20 stalled at chance with lr 5e-4 (docs/results.md)
+    lora_scale: float = _opt(2.0, "LoRA output multiplier")
+    lora_layers: list[int] | None = _opt(None, "blocks whose V/O projections get adapters (default: all)")
+    batch_size: int = _opt(8, "problems per step")
+    seed: int = _opt(0, "data split, batch order and adapter init")
+    snapshot_every: int = _opt(25, "logit-lens snapshot interval in steps, 0 = first and last only")
+    # small: snapshots are overhead
+    snapshot_size: int = _opt(32, "fixed class-balanced held-out problems scored at every snapshot (a multiple "
+                                  "of 4; fewer when the held-out set is smaller)")
+    checkpoint_every: int = _opt(100, "checkpoint interval in steps when a checkpoint is written, 0 = at the end only")
+    answer_terminator: str = field(default="eos", metadata={
+        "help": "what ends the answer target: eos (the tokenizer's end-of-sequence token, scored by the answer "
+                "loss; greedy answers stop there) or none", "choices": TERMINATORS})
+    # Textbook Adam (Kingma & Ba): mlx's Adam defaults to no bias correction, which makes the first steps
+    # ~3x larger than the learning rate says (docs/science.md)
+    adam_bias_correction: bool = _opt(True, "Adam with bias correction (textbook Adam; mlx's default is off)")
+    compile_step: str = field(default="auto", metadata={
+        "help": "compile the training step with mx.compile (the same losses, 7-10 percent faster per step; the "
+                "first compiled run on a machine spends ~15 s in g++): always, never, or auto (runs of at least "
+                f"{COMPILE_MIN_STEPS} steps that do not stop when readable)", "choices": COMPILE_CHOICES})
+    # the permuted-label control (data.PERMUTED): can an arbitrary lookup be made readable as fast as the truth?
+    label_map: str = field(default="true", metadata={
+        "help": "what the lens at the classifier layer must read for each class: true (its own word) or permuted "
+                f"(a fixed derangement of the class words: {', '.join(f'{c}->{w}' for c, w in PERMUTED.items())}; "
+                "the control run)", "choices": LABEL_MAPS})
+    # Off by default, so a run does all its steps (the original's semantics). "const": the value of the option
+    # given without one (cli_args makes such a field an optional-value option).
+    stop_when_readable: float | None = field(default=None, metadata={
+        "help": "stop once two consecutive lens snapshots (see --snapshot-every) read full-vocab top-1 >= ACC at the "
+                "classifier layer on the snapshot set", "const": READABLE, "metavar": "ACC"})
+
+    def check(self, num_layers: int | None = None, name: Callable[[str], str] = str) -> None:
+        """Every rule on the settings, one sentence per problem (LazarusError). Layer ranges are checked when
+        ``num_layers`` is known; ``name`` turns a field name into the name the user typed (e.g. ``--steps``)."""
+        def positive(v: float) -> bool:
+            return math.isfinite(v) and v > 0  # also rejects nan and inf
+
+        checks = [
+            (self.steps > 0, f"{name('steps')} must be a positive integer, got {self.steps}"),
+            (0.0 <= self.cls_weight <= 1.0, f"{name('cls_weight')} must be in [0, 1], got {self.cls_weight}"),
+            (positive(self.learning_rate), f"{name('learning_rate')} must be a positive number, got "
+                                            f"{self.learning_rate}"),
+            (self.num_samples >= 4, f"{name('num_samples')} must be at least 4 (one per class), got "
+                                    f"{self.num_samples}"),
+            (self.heldout_samples >= 4, f"{name('heldout_samples')} must be at least 4 (one per class), got "
+                                        f"{self.heldout_samples}"),
+            (self.lora_rank > 0, f"{name('lora_rank')} must be a positive integer, got {self.lora_rank}"),
+            (positive(self.lora_scale), f"{name('lora_scale')} must be a positive number, got {self.lora_scale}"),
+            (self.lora_layers is None or len(self.lora_layers) > 0, f"{name('lora_layers')} must name at least "
+                                                                    "one layer"),
+            (self.batch_size > 0, f"{name('batch_size')} must be a positive integer, got {self.batch_size}"),
+            (self.seed >= 0, f"{name('seed')} must be >= 0, got {self.seed}"),
+            (self.snapshot_every >= 0, f"{name('snapshot_every')} must be >= 0, got {self.snapshot_every}"),
+            (self.snapshot_size >= 4 and self.snapshot_size % 4 == 0,
+             f"{name('snapshot_size')} must be a multiple of 4 (the snapshot set is class-balanced), got "
+             f"{self.snapshot_size}"),
+            (self.answer_terminator in TERMINATORS, f"{name('answer_terminator')} must be one of "
+             f"{', '.join(TERMINATORS)}, got {self.answer_terminator!r}"),
+            (self.compile_step in COMPILE_CHOICES, f"{name('compile_step')} must be one of "
+             f"{', '.join(COMPILE_CHOICES)}, got {self.compile_step!r}"),
+            (self.label_map in LABEL_MAPS, f"{name('label_map')} must be one of {', '.join(LABEL_MAPS)}, got "
+             f"{self.label_map!r}"),
+            (self.checkpoint_every >= 0, f"{name('checkpoint_every')} must be >= 0, got {self.checkpoint_every}"),
+            (self.stop_when_readable is None or 0 < self.stop_when_readable <= 1,  # also rejects nan
+             f"{name('stop_when_readable')} must be an accuracy in (0, 1], got {self.stop_when_readable}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise LazarusError(message)
+        try:  # can the data be drawn? (pure Python, ~10 ms)
+            train_heldout_split(self.num_samples, self.heldout_samples, self.seed)
+        except ValueError as exc:
+            msg = str(exc).strip().splitlines()[0].rstrip(".")
+            raise LazarusError(f"{name('heldout_samples')} {self.heldout_samples} is too large: "
+                               f"{msg[0].lower() + msg[1:]}") from None
+        if num_layers is not None:
+            if self.classifier_layer is not None:
+                check_layers([self.classifier_layer], num_layers, name("classifier_layer"))
+            check_layers(self.lora_layers or [], num_layers, name("lora_layers"))
+
+    def check_ranks(self, ranks: int, name: Callable[[str], str] = str) -> None:
+        """The data-parallel rule: each of ``ranks`` processes takes an equal share of every global batch, so
+        ``batch_size`` and the shorter batch that ends an epoch (``num_samples % batch_size`` problems,
+        ``data.balanced_batches``) must both split evenly (one sentence otherwise)."""
+        rest = self.num_samples % self.batch_size
+        if self.batch_size % ranks:
+            raise LazarusError(f"{name('batch_size')} {self.batch_size} does not split over {ranks} ranks: "
+                               f"data-parallel training needs a global batch that is a multiple of {ranks}")
+        if rest % ranks:
+            raise LazarusError(f"{name('num_samples')} {self.num_samples} leaves a last batch of {rest} problems "
+                               f"each epoch, which does not split over {ranks} ranks; use a multiple of {ranks}")
+
+    def compiles(self, steps_left: int) -> bool:
+        """Whether ``train`` compiles its step for a run with ``steps_left`` steps to go (``compile_step``)."""
+        if self.compile_step != "auto":
+            return self.compile_step == "always"
+        return steps_left >= COMPILE_MIN_STEPS and self.stop_when_readable is None
+
+    def for_model(self, num_layers: int) -> TrainConfig:
+        """A checked copy for a model with ``num_layers`` blocks, the classifier layer default filled in."""
+        self.check(num_layers)
+        layer = default_classifier_layer(num_layers) if self.classifier_layer is None else self.classifier_layer
+        return replace(self, classifier_layer=layer, lora_layers=None if self.lora_layers is None
+                       else list(self.lora_layers))
+
+    def lora(self) -> LoraConfig:
+        from lazarus_nb.model.lora import LoraConfig
+
+        return LoraConfig(rank=self.lora_rank, scale=self.lora_scale, layers=self.lora_layers)
+
+
+DEMO_TRAIN = TrainConfig(stop_when_readable=READABLE, snapshot_every=10)
+"""The demo's training: the default run, stopped at the second consecutive snapshot (every 10 steps) with the
+classifier readable. The classifier is readable by step ~40 of 500 (docs/results.md), so the other ~450 steps only
+polish it; ``lazarus-nb demo --full`` runs the default 500 steps instead."""

@@ -1,6 +1,10 @@
 """lazarus_nb: watch an internal classifier become readable inside a language model.
 
-Import this package before ``mlx``: it first loads an optimized BLAS (see ``lazarus_nb.blas``).
+Import this package before ``mlx``: it first loads an optimized BLAS (see ``lazarus_nb.model.blas``).
+
+The surface a notebook needs: ``import lazarus_nb as L``; ``L.load_model(name)``; the sub-packages along the data
+flow, imported on first use: ``L.model``, ``L.data``, ``L.measure``, ``L.train``, ``L.results``, ``L.show``,
+``L.run`` (the steps), ``L.app`` (the panels), and ``L.files`` (strict JSON results on disk).
 """
 
 import os as _os
@@ -16,5 +20,14 @@ _blas.preload()
 from lazarus_nb.errors import LazarusError  # noqa: E402
 from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED, LoadedModel, load_model  # noqa: E402
 
-__all__ = ["DEFAULT_MODEL", "EMBEDDED", "LazarusError", "LoadedModel", "load_model"]
+_SUBPACKAGES = ("model", "data", "measure", "train", "results", "show", "run", "app", "files")
+__all__ = ["DEFAULT_MODEL", "EMBEDDED", "LazarusError", "LoadedModel", "load_model", *_SUBPACKAGES]
+
+
+def __getattr__(name: str):
+    if name not in _SUBPACKAGES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # why here: sub-packages load on first use, so `import lazarus_nb` stays quick
+
+    return importlib.import_module(f"{__name__}.{name}")
 __version__ = "0.1.0"

@@ -48,8 +48,8 @@ def test_notebook_structure(path):
     code = [c for c in nb.cells if c.cell_type == "code"]
     first = code[0]
     assert "parameters" in first.metadata.get("tags", []), "first code cell must be tagged 'parameters'"
-    assert "P = profile()" in first.source
-    assert "import" not in first.source.replace("from lazarus_nb.app.profiles import profile", "")
+    assert "P = L.app.profile()" in first.source
+    assert "import" not in first.source.replace("import lazarus_nb as L", "")
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     assert "assert " in code[-1].source, "a notebook ends with a cell of checks on real results"
 

@@ -1,5 +1,6 @@
 """The steps as the CLI, the notebooks and the widgets run them: ``run.probe_family``, ``run.baseline_lens``,
-``run.run_dual_reward``, ``run.verify``, ``run.run_demo``, ``run.sweep``.
+``run.run_dual_reward``, ``run.verify``, ``run.run_demo``; a sweep is ``run.sweep.sweep`` (its module shares the
+name).
 
 Names resolve on first use (PEP 562), so importing the sub-package stays free: the CLI checks a request before
 it loads mlx.
@@ -17,7 +18,6 @@ _EXPORTS = {
     "resume_state": "lazarus_nb.run.steps:resume_state",
     "verify": "lazarus_nb.run.steps:verify",
     "run_demo": "lazarus_nb.run.demo:run_demo",
-    "sweep": "lazarus_nb.run.sweep:sweep",
 }
 __all__ = sorted(_EXPORTS)
 

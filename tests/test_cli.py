@@ -150,7 +150,7 @@ def test_demo_runs_the_demo_settings_unless_full(monkeypatch, tmp_path):
         assert seen.pop() == expected
     assert DEMO_TRAIN.stop_when_readable and DEMO_TRAIN.steps == TrainConfig().steps  # an early stop, same run
     lines = "\n".join(report.demo_settings(DEMO_TRAIN, DEMO_PROBE_PROMPTS, True))
-    assert f"{DEMO_PROBE_PROMPTS} prompts per family" in lines and "top-1 >= 0.9" in lines and "--full" in lines
+    assert f"{DEMO_PROBE_PROMPTS} prompts per family" in lines and "top-1 >= 90.0%" in lines and "--full" in lines
 
 
 # ---------------------------------------------------------------- info / fetch
@@ -475,7 +475,7 @@ def test_json_stays_strict_when_the_lens_reads_non_finite_numbers(step0_checkpoi
     loaded = load_model(str(tiny))
     checkpoint.load_adapter(loaded, huge)
     lens = run_lens(loaded, ["7 * 8 = "], ["add"], [2, 3])
-    assert np.isnan(lens.prompts[0]["layers"][1]["targets"]["add"]["prob"])  # the overflow shows
+    assert np.isnan(lens.prompts[0].layers[1].targets["add"].prob)  # the overflow shows
     d = strict_json(files.dumps(lens))
     assert "prompts[0].layers[1].targets.add.prob" in d["non_finite"]
     for path in d["non_finite"]:  # every listed path is a null in the result

@@ -16,7 +16,7 @@ from matplotlib.collections import PolyCollection, QuadMesh  # noqa: E402
 
 from lazarus_nb.measure.evaluate import Evaluation, LensStats  # noqa: E402
 from lazarus_nb.measure.probe import ProbeConfig, probe_layers  # noqa: E402
-from lazarus_nb.results.lens import LensReport  # noqa: E402
+from lazarus_nb.results.lens import LayerRead, LensReport, PromptRead, TargetRead  # noqa: E402
 from lazarus_nb.show import figures  # noqa: E402
 from lazarus_nb.show.plots import training as training_plots
 from lazarus_nb.train.loop import History, Snapshot, StepLog  # noqa: E402
@@ -72,11 +72,10 @@ def _report() -> LensReport:
     for b, prompt in enumerate(["7 * 8 = ", "9 - 4 = "]):
         rows = []
         for layer in layers:
-            targets = {w: {"id": 100 + k, "prob": 0.01 * (k + 1) + 0.1 * layer + 0.001 * b, "rank": 10 + k}
+            targets = {w: TargetRead(100 + k, 0.01 * (k + 1) + 0.1 * layer + 0.001 * b, 10 + k)
                        for k, w in enumerate(CLASSES)}
-            rows.append({"layer": layer, "targets": targets,
-                         "top": [[f" tok{layer}{b}{j}", 0.5 / (j + 1)] for j in range(3)]})
-        prompts.append({"prompt": prompt, "layers": rows})
+            rows.append(LayerRead(layer, targets, [(f" tok{layer}{b}{j}", 0.5 / (j + 1)) for j in range(3)]))
+        prompts.append(PromptRead(prompt, rows))
     return LensReport(layers, {w: 100 + k for k, w in enumerate(CLASSES)}, prompts, {})
 
 
@@ -197,7 +196,7 @@ def test_prompt_lens_figure_reads_one_prompt_of_a_report():
     assert list(lines) == CLASSES
     for w, ln in lines.items():
         np.testing.assert_array_equal(ln.get_xdata(), [1, 3])
-        np.testing.assert_allclose(ln.get_ydata(), [row["targets"][w]["prob"] for row in report.prompts[1]["layers"]])
+        np.testing.assert_allclose(ln.get_ydata(), [row.targets[w].prob for row in report.prompts[1].layers])
     assert _classifier_x(ax) == [3]
     assert ax.get_title() == "Logit lens on '9 - 4 = '"
     assert ax.get_ylabel() == "P(class token) at the last prompt token"
@@ -209,6 +208,6 @@ def test_top_tokens_figure_lists_each_prompt_top_tokens_at_the_layer():
     assert ax.get_title(loc="left") == "Logit lens at layer 3: top-3 tokens"
     cells = {rc: cell.get_text().get_text() for rc, cell in ax.tables[0].get_celld().items()}
     assert cells[(1, 0)] == repr("7 * 8 = ") and cells[(2, 0)] == repr("9 - 4 = ")
-    assert cells[(1, 1)] == f"{' tok300'!r}  50.0%" and cells[(2, 3)] == f"{' tok312'!r}  16.7%"
+    assert cells[(1, 1)] == "␣tok300  50.0%" and cells[(2, 3)] == "␣tok312  16.7%"
     with pytest.raises(ValueError, match="layer 2 was not read"):
         figures.top_tokens_figure(report, 2)

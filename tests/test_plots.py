@@ -342,17 +342,18 @@ def test_loss_curves_rejects_mismatch_and_empty():
 def test_top_tokens_table_shows_visible_whitespace():
     rows = [
         ("7 * 8 = ", [(" multiply", 0.41), ("\n", 0.03), ("56", 0.0004)]),
-        ("23 + 45 = ", [(" add", 0.55)]),
+        ("23 + 45 = ", [(" add", 0.55), ("\xa0", 3.37e-11), ("x" * 30, float("nan"))]),
     ]
     fig = lens_plots.top_tokens_table(rows, title="Top tokens at layer 12")
     ax = fig.axes[0]
     assert ax.get_title(loc="left") == "Top tokens at layer 12"
     (table,) = ax.tables
     texts = [cell.get_text().get_text() for cell in table.get_celld().values()]
-    assert "' multiply'  41.0%" in texts
-    assert "'\\n'  3.0%" in texts  # a newline token is shown escaped, not as a line break
-    assert "'56'  4.0e-04" in texts
-    assert "'7 * 8 = '" in texts  # trailing space visible
+    assert "␣multiply  41.0%" in texts  # format.token and format.prob, as the CLI's tables write them
+    assert "↵  3.0%" in texts  # a newline token is a visible mark, not a line break
+    assert "56  0.040%" in texts
+    assert "\\xa0  3.4e-11" in texts and "xxxxxxxxxxxxx…  n/a" in texts
+    assert "'7 * 8 = '" in texts  # prompts keep their repr: trailing space visible
     cells = table.get_celld()
     assert max(r for r, _ in cells) == 2 and max(c for _, c in cells) == 3  # header + 2 rows, prompt + 3
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import re
 
 import matplotlib
@@ -23,6 +24,7 @@ from lazarus_nb.model import lora  # noqa: E402
 from lazarus_nb.model.lens import LogitLens, readout  # noqa: E402
 from lazarus_nb.model.load import load_model  # noqa: E402
 from lazarus_nb.run.steps import run_lens  # noqa: E402
+from lazarus_nb.show.format import prob, token  # noqa: E402
 from lazarus_nb.show.plots import output as plot_output
 from lazarus_nb.show.plots import training as training_plots
 from lazarus_nb.train import checkpoint  # noqa: E402
@@ -169,13 +171,13 @@ def test_lens_explorer(tiny):
     # the explorer's numbers are workflow.run_lens's, read with the explorer's class-token ids
     report = run_lens(tiny, ["81 / 9 = "], list(CLASSES), None, explorer.top_k,
                       class_tokens=explorer.class_tokens)
-    rows = report.prompts[0]["layers"]
+    rows = report.prompts[0].layers
     assert report.layers == list(range(tiny.num_layers))
     for ln in lines:
         np.testing.assert_array_equal(ln.get_xdata(), report.layers)
-        np.testing.assert_array_equal(ln.get_ydata(), [r["targets"][ln.get_label()]["prob"] for r in rows])
+        np.testing.assert_array_equal(ln.get_ydata(), [r.targets[ln.get_label()].prob for r in rows])
     at = rows[explorer.layer]
-    assert explorer.top == [tuple(t) for t in at["top"]]
+    assert explorer.top == at.top
     # ... and those are the lens's own numbers for the class-token ids (read here without run_lens)
     tokens, last = prompt_batch(tiny.tokenizer, ["81 / 9 = "], tiny.context_length)
     r = readout(LogitLens(tiny.model), tokens, last, explorer.class_tokens.ids, None, explorer.top_k)
@@ -183,8 +185,11 @@ def test_lens_explorer(tiny):
     for k, c in enumerate(explorer.class_tokens.words):
         np.testing.assert_allclose(by_word[c], np.array(r.probs)[:, 0, k], rtol=1e-6)
     np.testing.assert_allclose([p for _, p in explorer.top], np.array(r.top_probs)[explorer.layer, 0], rtol=1e-6)
-    for c in CLASSES:
-        assert f"<td>{c}</td><td style='text-align:right'>{at['targets'][c]['prob']:.2e}</td>" in explorer.table.value
+    for c in CLASSES:  # probabilities and tokens as format.prob and format.token write them
+        assert f"<td>{c}</td><td style='text-align:right'>{prob(at.targets[c].prob)}</td>" in explorer.table.value
+    for tok, p in at.top:
+        assert f"<code>{html.escape(token(tok, None))}</code>" in explorer.table.value
+        assert f"<td style='text-align:right'>{prob(p)}</td>" in explorer.table.value
 
     explorer.text.value = "What is 7 times 8? "  # a free prompt through the widget
     assert "7 times 8" in explorer.fig.axes[0].get_title()

@@ -20,10 +20,13 @@ import lazarus_nb  # noqa: F401  (before anything imports mlx: loads the optimiz
 from lazarus_nb import LazarusError, files
 from lazarus_nb.model.load import load_model
 from lazarus_nb.results import demo as demo_result
+from lazarus_nb.results.lens import LayerRead, LensReport, PromptRead, TargetRead
+from lazarus_nb.results.verify import TrainedMetrics
 from lazarus_nb.run import demo as run_demo_mod
 from lazarus_nb.run import steps as workflow
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train.config import TrainConfig
+from lazarus_nb.train.record import RunRecord
 
 DEMO = TrainConfig(steps=2, num_samples=8, heldout_samples=4, snapshot_every=1, snapshot_size=4)
 
@@ -103,10 +106,48 @@ def test_demo_files_have_the_steps_schemas(demo, base):
 def test_baseline_lens_reads_canonical_prompts_with_the_class_tokens(demo):
     b = demo.baseline
     assert b.classifier_layer == 2 and b.canonical.targets == b.class_tokens.as_dict()
-    assert [p["prompt"] for p in b.canonical.prompts] == [row.prompt for row in b.heldout.canonical]
-    at_layer = [next(r for r in p["layers"] if r["layer"] == 2) for p in b.canonical.prompts]
-    top_is_class = [p["targets"][row.expected]["rank"] == 0 for p, row in zip(at_layer, b.heldout.canonical)]
+    assert [p.prompt for p in b.canonical.prompts] == [row.prompt for row in b.heldout.canonical]
+    at_layer = [p.at(2) for p in b.canonical.prompts]
+    top_is_class = [r.targets[row.expected].rank == 0 for r, row in zip(at_layer, b.heldout.canonical)]
     assert top_is_class == [row.ok for row in b.heldout.canonical]  # the two readouts agree prompt by prompt
+
+
+def test_lens_report_to_dict_is_the_json_schema():
+    """The typed report writes the JSON of ``logit-lens --json`` and ``canonical_lens``: nested plain dicts, each
+    top token a [token, probability] list."""
+    report = LensReport(
+        layers=[1, 3], targets={"add": 7},
+        prompts=[PromptRead("2 + 2 = ", [
+            LayerRead(1, {"add": TargetRead(7, 0.25, 2)}, [(" 4", 0.5), ("\n", 0.125)]),
+            LayerRead(3, {"add": TargetRead(7, float("nan"), 0)}, [(" add", 0.75)]),
+        ])],
+        summary={"add": {"top_count": 1, "n": 1}})
+    d = report.to_dict()
+    assert json.dumps(d, allow_nan=True) == json.dumps({
+        "layers": [1, 3], "targets": {"add": 7},
+        "prompts": [{"prompt": "2 + 2 = ", "layers": [
+            {"layer": 1, "targets": {"add": {"id": 7, "prob": 0.25, "rank": 2}}, "top": [[" 4", 0.5], ["\n", 0.125]]},
+            {"layer": 3, "targets": {"add": {"id": 7, "prob": float("nan"), "rank": 0}}, "top": [[" add", 0.75]]},
+        ]}],
+        "summary": {"add": {"top_count": 1, "n": 1}},
+    }, allow_nan=True)
+    assert type(d["prompts"][0]["layers"][0]["top"][0]) is list  # a list, as the dicts were, not a tuple
+    assert as_json(report)["non_finite"] == ["prompts[0].layers[1].targets.add.prob"]
+    assert report.prompts[0].at(3).top == [(" add", 0.75)]
+    with pytest.raises(ValueError, match="layer 2 was not read"):
+        report.prompts[0].at(2)
+
+
+def test_trained_metrics_round_trip_through_the_run_record():
+    """What verify compares is what training saves: config.json's final_* keys read back as the same metrics."""
+    m = TrainedMetrics(0.625, 0.5, 0.75)
+    assert m.record_values() == {"final_accuracy": 0.625, "final_heldout_top1_accuracy": 0.5,
+                                 "final_heldout_restricted_accuracy": 0.75}
+    record = RunRecord(model="tiny", train=TrainConfig())
+    assert TrainedMetrics.saved(record) is None  # nothing saved yet (e.g. an interrupted run)
+    saved = RunRecord.from_dict(record.updated(**m.record_values()).to_dict())
+    assert TrainedMetrics.saved(saved) == m and saved.final_accuracy == 0.625
+    assert m.matches(TrainedMetrics(0.625, 0.5 + 1e-9, 0.75)) and not m.matches(TrainedMetrics(0.625, 0.5, 0.625))
 
 
 def test_demo_refuses_a_busy_directory_before_loading_anything(demo, tmp_path):

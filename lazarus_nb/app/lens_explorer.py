@@ -19,9 +19,10 @@ from lazarus_nb.measure.lens_grid import LensGrid
 from lazarus_nb.measure.lens_grid import compare as lens_grids
 from lazarus_nb.model.load import LoadedModel
 from lazarus_nb.model.lora import adapters
-from lazarus_nb.results.lens import LensReport
+from lazarus_nb.results.lens import LayerRead, LensReport
 from lazarus_nb.run.steps import run_lens
 from lazarus_nb.show import figures
+from lazarus_nb.show.format import prob, token
 
 GRID_TAB = 1  # LensExplorer's tab index of the logit-lens grid
 
@@ -39,7 +40,7 @@ class LensExplorer:
 
     Two tabs. The first shows the probability of each class token per layer (``figures.prompt_lens_figure``,
     one line per class) and the top tokens of the lens at the classifier layer, both from one
-    ``workflow.run_lens`` report (:attr:`report`). The second is the classic logit-lens grid of the prompt
+    ``run.steps.run_lens`` report (:attr:`report`). The second is the classic logit-lens grid of the prompt
     (``lens_grid.compare``: layers x prompt positions, each cell the lens's top-1 token coloured by its
     probability; on an adapted model the base model's grid beside the adapted one's), computed when that tab is
     open (:meth:`show_grid`; :attr:`grids`, :attr:`grid_fig`). Works on any loaded model, base or adapted.
@@ -128,12 +129,12 @@ class LensExplorer:
         except LazarusError as exc:
             show_note(self.output, f"Error: {exc}", error=True)
             return None
-        at = self.report.prompts[0]["layers"][self.report.layers.index(self.layer)]
+        at = self.report.prompts[0].at(self.layer)
         expected = next((s.label for s in CANONICAL if s.prompt == prompt), None)
         note = f" (expected: {expected})" if expected else ""
         self.fig = figures.prompt_lens_figure(self.report, self.layer,
                                               title=f"Logit lens on {prompt!r}{note}, {self.title}")
-        self.top = [(tok, p) for tok, p in at["top"]]
+        self.top = list(at.top)
         self.slot.update(self.fig)
         self.table.value = self._table_html(at)
         self.prompt = prompt
@@ -159,18 +160,18 @@ class LensExplorer:
         self.grid_slot.update(self.grid_fig)
         return self.grid_fig
 
-    def _table_html(self, at: dict[str, Any]) -> str:
+    def _table_html(self, at: LayerRead) -> str:
         """The top tokens (a class token starred: its rank is its place in the list) and P(class token), at
-        the classifier layer; ``at`` is that layer's entry of the lens report."""
-        starred = {t["rank"]: w for w, t in at["targets"].items()}
+        the classifier layer; ``at`` is that layer's reading in the lens report."""
+        starred = {t.rank: w for w, t in at.targets.items()}
         rows = "".join(
-            f"<tr><td>{i}</td><td><code>{html.escape(repr(tok))}</code>"
+            f"<tr><td>{i}</td><td><code>{html.escape(token(tok, None))}</code>"
             f"{' &#9733; ' + html.escape(starred[i - 1]) if i - 1 in starred else ''}</td>"
-            f"<td style='text-align:right'>{p:.2%}</td></tr>"
-            for i, (tok, p) in enumerate(at["top"], 1)
+            f"<td style='text-align:right'>{prob(p)}</td></tr>"
+            for i, (tok, p) in enumerate(at.top, 1)
         )
-        cls = "".join(f"<tr><td>{html.escape(c)}</td><td style='text-align:right'>{t['prob']:.2e}</td></tr>"
-                      for c, t in at["targets"].items())
+        cls = "".join(f"<tr><td>{html.escape(c)}</td><td style='text-align:right'>{prob(t.prob)}</td></tr>"
+                      for c, t in at.targets.items())
         return (f"<div style='font-size:90%;padding-left:1em'><b>Top tokens at layer {self.layer}</b>"
                 f"<table><tr><th>#</th><th>token</th><th>P</th></tr>{rows}</table>"
                 f"<b>P(class token) at layer {self.layer}</b><table>{cls}</table></div>")

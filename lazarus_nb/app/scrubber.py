@@ -20,13 +20,13 @@ class EmergenceScrubber:
 
     At the selected snapshot the figure shows, per class, P(own class token) at every layer (the classifier
     layer marked), next to the emergence heatmap with that step marked (``figures.scrub_figure``): which
-    operation becomes readable first, and where. ``source`` is a :class:`~lazarus_nb.train.History` (e.g.
+    operation becomes readable first, and where. ``source`` is a :class:`~lazarus_nb.train.loop.History` (e.g.
     ``result.state.history`` after training) or a checkpoint directory (its ``history.json``; the classifier
     layer then defaults to the checkpoint's). ``show(i)`` selects snapshot ``i`` (the slider calls it), moving
     the figure's artists in place and updating :attr:`slot` (whose hidden counter the browser test reads).
 
     Attributes: ``slider`` (IntSlider over snapshot indices), ``play`` (Play, linked to the slider in the
-    browser), ``label`` (the selected step), ``figure`` (:class:`~lazarus_nb.emergence_plots.ScrubFigure`),
+    browser), ``label`` (the selected step), ``figure`` (:class:`~lazarus_nb.show.plots.emergence.ScrubFigure`),
     ``slot`` (:class:`FigureSlot`), ``history``.
     """
 

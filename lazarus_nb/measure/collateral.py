@@ -73,6 +73,7 @@ def general_text_metrics(model: nn.Module, tokenizer: Any, text: str | None = No
     The base distribution is the same model inside ``lora.disabled``; when no adapter changes the model (the base
     model, an evaluation already inside ``disabled``, or fresh adapters, whose B matrices are zero) the two are the
     same model and KL is 0 without a second pass."""
+    # model.lora imports mlx-lm: here, not at the top, so importing evaluate (and run.steps) stays light
     from lazarus_nb.model.lora import adapters, disabled
 
     active = any(m.scale != 0 and mx.any(m.lora_b != 0).item() for m in adapters(model).values())

@@ -41,8 +41,8 @@ class DualRewardResult:
 
     @property
     def steps_to_readable(self) -> int | None:
-        """First snapshot step with full-vocab top-1 >= 0.9 at the classifier layer, on the snapshot set
-        (``train.History.steps_to_readable``)."""
+        """First snapshot step with full-vocab top-1 >= ``train.config.READABLE`` at the classifier layer, on the
+        snapshot set (``train.History.steps_to_readable``)."""
         return self.state.history.steps_to_readable(self.classifier_layer)
 
     def to_dict(self) -> dict[str, Any]:

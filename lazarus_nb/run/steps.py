@@ -12,7 +12,6 @@ stays cheap and the CLI can run the checks here before it loads anything heavy.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,10 +46,10 @@ from lazarus_nb.measure.evaluate import Evaluation, evaluate
 from lazarus_nb.measure.probe import ProbeConfig, ProbeResult, probe_layers
 from lazarus_nb.model.lens import LogitLens, forward_hidden, readout
 from lazarus_nb.model.load import LoadedModel, load_model
-from lazarus_nb.results.lens import BaselineLens, LensReport
+from lazarus_nb.results.lens import BaselineLens, LayerRead, LensReport, PromptRead, TargetRead
 from lazarus_nb.results.probe import ProbeReport
 from lazarus_nb.results.training import DualRewardResult
-from lazarus_nb.results.verify import VerifyResult
+from lazarus_nb.results.verify import TrainedMetrics, VerifyResult
 from lazarus_nb.show import text as report
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train.config import TrainConfig
@@ -174,17 +173,15 @@ def run_lens(
     probs, ranks = np.array(r.probs), np.array(r.ranks)
     top_ids, top_probs = np.array(r.top_ids), np.array(r.top_probs)
     decode = loaded.tokenizer.decode
-    rows = []
-    for b, p in enumerate(prompts):
-        per_layer = []
-        for li, layer in enumerate(r.layers):
-            per_layer.append({
-                "layer": layer,
-                "targets": {w: {"id": i, "prob": float(probs[li, b, k]), "rank": int(ranks[li, b, k])}
-                            for k, (w, i) in enumerate(ids.items())},
-                "top": [[decode([int(t)]), float(q)] for t, q in zip(top_ids[li, b], top_probs[li, b])],
-            })
-        rows.append({"prompt": p, "layers": per_layer})
+
+    def read(li: int, b: int) -> LayerRead:
+        """Layer ``r.layers[li]`` of prompt ``b``."""
+        targets = {w: TargetRead(i, float(probs[li, b, k]), int(ranks[li, b, k]))
+                   for k, (w, i) in enumerate(ids.items())}
+        top = [(decode([int(t)]), float(q)) for t, q in zip(top_ids[li, b], top_probs[li, b])]
+        return LayerRead(r.layers[li], targets, top)
+
+    rows = [PromptRead(p, [read(li, b) for li in range(len(r.layers))]) for b, p in enumerate(prompts)]
     summary = {w: {"top_count": int((ranks[-1, :, k] == 0).sum()), "n": len(prompts)} for k, w in enumerate(ids)}
     return LensReport(list(r.layers), ids, rows, summary)
 
@@ -304,9 +301,7 @@ def run_dual_reward(
     if output is not None:
         checkpoint.save(output, loaded, state, {
             **baseline_results,
-            "final_accuracy": final.canonical_correct / len(final.canonical),
-            "final_heldout_restricted_accuracy": final.heldout_restricted_accuracy,
-            "final_heldout_top1_accuracy": final.heldout_top1_accuracy,
+            **TrainedMetrics.of(final).record_values(),
             "final_answer_accuracy": final.answer_accuracy,
             "steps_to_readable": state.history.steps_to_readable(state.classifier_layer),
         })
@@ -314,16 +309,6 @@ def run_dual_reward(
     return DualRewardResult(loaded.name, loaded.num_layers, state.classifier_layer, state.class_tokens,
                             state.trainable_params, state, baseline, final,
                             str(output) if output is not None else None, tokens, ranks=size)
-
-
-def trained_metrics(ev: Evaluation) -> tuple[float, float, float]:
-    """What "the adapter reproduces training" compares: canonical accuracy, held-out top-1 and restricted."""
-    return ev.canonical_correct / len(ev.canonical), ev.heldout_top1_accuracy, ev.heldout_restricted_accuracy
-
-
-def saved_metrics(record: RunRecord) -> tuple[float, float, float] | None:
-    saved = (record.final_accuracy, record.final_heldout_top1_accuracy, record.final_heldout_restricted_accuracy)
-    return None if any(v is None for v in saved) else saved  # type: ignore[return-value]
 
 
 def verify(path: str | Path, model: str | None = None, answers: bool = True,
@@ -338,16 +323,15 @@ def verify(path: str | Path, model: str | None = None, answers: bool = True,
     record = checkpoint.read_record(path)
     loaded = load_model(model or record.model)
     tokens = class_tokens_from_ids(loaded.tokenizer, record.class_tokens)
-    expected = trained_metrics(trained) if trained is not None else None
+    expected = TrainedMetrics.of(trained) if trained is not None else None
     if heldout is None:
         _, heldout = train_heldout_split(record.train.num_samples, record.train.heldout_samples, record.train.seed)
         check_heldout(record, heldout, path)
-        expected = expected or saved_metrics(record)
+        expected = expected or TrainedMetrics.saved(record)
     terminator = record.train.answer_terminator
     if base is None:
         base = evaluate_model(loaded, tokens, heldout, record.classifier_layer, answers, terminator)
     checkpoint.load_adapter(loaded, path)
     adapted = evaluate_model(loaded, tokens, heldout, record.classifier_layer, answers, terminator)
-    matches = None if expected is None else all(
-        math.isclose(a, b, abs_tol=1e-6) for a, b in zip(trained_metrics(adapted), expected))
+    matches = None if expected is None else TrainedMetrics.of(adapted).matches(expected)
     return VerifyResult(str(path), record, base, adapted, matches)

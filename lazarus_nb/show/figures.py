@@ -1,8 +1,8 @@
 """Figures from results: one call per figure the demo, the notebooks and the widgets draw.
 
-:mod:`lazarus_nb.plots` draws plain arrays; this module knows the workflow's result objects
-(:class:`~lazarus_nb.probe.ProbeResult`, :class:`~lazarus_nb.train.History`,
-:class:`~lazarus_nb.evaluate.Evaluation`, :class:`~lazarus_nb.workflow.LensReport`) and unpacks them, so a
+:mod:`lazarus_nb.show.plots` draws plain arrays; this module knows the result objects
+(:class:`~lazarus_nb.measure.probe.ProbeResult`, :class:`~lazarus_nb.train.loop.History`,
+:class:`~lazarus_nb.measure.evaluate.Evaluation`, :class:`~lazarus_nb.results.lens.LensReport`) and unpacks them, so a
 caller writes ``figures.loss_figure(history)`` instead of four list comprehensions, and a figure drawn by the
 demo is the figure a notebook draws for the same result.
 """
@@ -21,11 +21,13 @@ from lazarus_nb.errors import LazarusError
 from lazarus_nb.show.plots import emergence as emergence_plots
 from lazarus_nb.show.plots import lens as lens_plots
 from lazarus_nb.show.plots import probe as probe_plots
+from lazarus_nb.show.plots import sweep as sweep_plots
 from lazarus_nb.show.plots import training as training_plots
 from lazarus_nb.show.plots.emergence import ScrubFigure
 from lazarus_nb.show.plots.grid import GridPanel, logit_lens_grid
+from lazarus_nb.train.grid import final, series, spread
 
-if TYPE_CHECKING:  # the result types only: importing workflow here would load mlx for a figure
+if TYPE_CHECKING:  # the result types only: their modules load mlx-lm, which drawing a figure does not need
     from lazarus_nb.measure.evaluate import Evaluation
     from lazarus_nb.measure.lens_grid import LensGrid
     from lazarus_nb.measure.probe import ProbeResult
@@ -99,9 +101,9 @@ def prompt_lens_figure(report: LensReport, classifier_layer: int | None = None, 
                        title: str | None = None) -> Figure:
     """One prompt of a lens report: P(target token) at the last prompt token, per target, at every layer read."""
     entry = report.prompts[prompt]
-    probs = {w: [row["targets"][w]["prob"] for row in entry["layers"]] for w in report.targets}
+    probs = {w: [row.targets[w].prob for row in entry.layers] for w in report.targets}
     fig = lens_plots.lens_probability(report.layers, probs, classifier_layer=classifier_layer,
-                                 title=title or f"Logit lens on {entry['prompt']!r}")
+                                 title=title or f"Logit lens on {entry.prompt!r}")
     fig.axes[0].set_ylabel("P(class token) at the last prompt token")  # one prompt, not a class mean
     return fig
 
@@ -110,7 +112,7 @@ def top_tokens_figure(report: LensReport, layer: int, title: str | None = None) 
     """A table of each prompt's top tokens under the lens at ``layer`` (one of the report's layers)."""
     if layer not in report.layers:
         raise ValueError(f"layer {layer} was not read; the report has layers {report.layers}")
-    rows = [(p["prompt"], next(r["top"] for r in p["layers"] if r["layer"] == layer)) for p in report.prompts]
+    rows = [(p.prompt, p.at(layer).top) for p in report.prompts]
     k = max(len(top) for _, top in rows) if rows else 0
     return lens_plots.top_tokens_table(rows, title=title or f"Logit lens at layer {layer}: top-{k} tokens")
 
@@ -179,8 +181,6 @@ TRADE_OFF_X: dict[str, str] = {
 
 def _spreads(groups: Sequence[Sequence[Mapping[str, Any]]], value: Callable[[Mapping[str, Any]], Any]) -> np.ndarray:
     """(3, n): mean, min and max over each group's rows (its seeds) of ``value(row)``; NaN where none measured."""
-    from lazarus_nb.train.grid import spread
-
     out = np.full((3, len(groups)), np.nan)
     for j, rows in enumerate(groups):
         s = spread(value(r) for r in rows)
@@ -193,9 +193,6 @@ def trade_off_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
     """Lens top-1 at the classifier layer (held-out, full vocabulary) against exact answer accuracy, answer NLL
     and KL on general text: one point per cls_weight at the mean over seeds, bars from the seeds' min to max;
     one series per setting of the other grid fields (classifier layer, label map, rank, learning rate)."""
-    from lazarus_nb.show.plots import sweep as sweep_plots
-    from lazarus_nb.train.grid import final, series
-
     data = {}
     for label, points in series(rows, ("cls_weight",)).items():
         groups = list(points.values())
@@ -210,9 +207,6 @@ def trade_off_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
 def steps_to_readable_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
     """Steps to readable by classifier layer x cls_weight (mean over the seeds that became readable; "not
     readable" where none did), one heatmap per setting of the other grid fields."""
-    from lazarus_nb.show.plots import sweep as sweep_plots
-    from lazarus_nb.train.grid import series, spread
-
     panels = {}
     for label, cells in series(rows, ("classifier_layer", "cls_weight")).items():
         layers, weights = sorted({k[0] for k in cells}), sorted({k[1] for k in cells})

@@ -1,9 +1,8 @@
 """Results as text: every table and summary the CLI prints, as functions that return lines, so notebooks and
-widgets can show exactly the same text (``print(*report.training_summary(result), sep="\n")``); and results
-as strict JSON files.
+widgets can show exactly the same text (``print(*report.training_summary(result), sep="\n")``).
 
-Nothing here computes a metric or imports mlx: each function reads a result object of :mod:`workflow`,
-:mod:`evaluate` or :mod:`probe` and formats it.
+Nothing here computes a metric: each function reads a result object (``results``, ``measure``) and writes it
+with the rules of :mod:`lazarus_nb.show.format`.
 """
 
 from __future__ import annotations
@@ -13,8 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lazarus_nb.data.prompts import CANONICAL, CLASSES, LABEL_MAPS, PERMUTED, PROBE_PROMPTS
-from lazarus_nb.show.format import depth, format_layers, pct, prob_str, short_token
-from lazarus_nb.train.config import STOP_STREAK
+from lazarus_nb.results.verify import TrainedMetrics, VerifyResult
+from lazarus_nb.show.format import depth, format_layers, pct, prob, token
+from lazarus_nb.train.config import READABLE, STOP_STREAK
+from lazarus_nb.train.grid import DIVERGED, DONE, NEW, RESUME, Grid, Planned
 
 if TYPE_CHECKING:
     from lazarus_nb.measure.evaluate import CanonicalRow, Evaluation
@@ -24,9 +25,7 @@ if TYPE_CHECKING:
     from lazarus_nb.results.probe import ProbeReport
     from lazarus_nb.results.sweep import SweepResult
     from lazarus_nb.results.training import DualRewardResult
-    from lazarus_nb.results.verify import VerifyResult
     from lazarus_nb.train.config import TrainConfig
-    from lazarus_nb.train.grid import Grid, Planned
     from lazarus_nb.train.loop import StepLog, TrainState
 
 
@@ -79,10 +78,6 @@ def probe_table(rep: ProbeReport) -> list[str]:
     """Accuracy, spread, control and selectivity per layer, the best layer marked."""
     d = rep.result.to_dict()
     best = d["best_layer"]
-
-    def num(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.3f}"
-
     lines = [f"Linear probe accuracy by layer ({len(rep.classes)} classes, {d['n_samples']} prompts, "
              f"{d['n_folds']}-fold cross-validation; chance {pct(d['chance'])})",
              "  control = the same probe on shuffled labels; selectivity = accuracy - control (Hewitt & Liang 2019)",
@@ -90,11 +85,11 @@ def probe_table(rep: ProbeReport) -> list[str]:
     for row in d["layers"]:
         bar = "#" * round(20 * (row["accuracy"] or 0))
         mark = "  <- BEST" if row["layer"] == best else ""
-        lines.append(f"  L{row['layer']:<5} {num(row['accuracy']):>8} {num(row['std']):>11} {num(row['control']):>8} "
-                     f"{num(row['selectivity']):>11}  {bar:<20}{mark}".rstrip())
+        lines.append(f"  L{row['layer']:<5} {_num(row['accuracy'], 3):>8} {_num(row['std'], 3):>11} "
+                     f"{_num(row['control'], 3):>8} {_num(row['selectivity'], 3):>11}  {bar:<20}{mark}".rstrip())
     sel = next(r["selectivity"] for r in d["layers"] if r["layer"] == best)
     lines += ["", f"Best layer: L{best} (accuracy {pct(d['best_accuracy'])}, selectivity "
-                  f"{'n/a' if sel is None else f'{sel:.2f}'})"]
+                  f"{_num(sel, 2)})"]
     return lines
 
 
@@ -110,16 +105,16 @@ def probe_family_line(rep: ProbeReport, classifier_layer: int) -> str:
 def lens_tables(rep: LensReport, top_k: int, decode: Callable[[list[int]], str]) -> list[str]:
     """Per prompt: each target's probability and rank at every layer shown, and the top tokens."""
     width = 18
-    lines = ["", "Target tokens: " + ", ".join(f"{w} -> {i} ({decode([i])!r})" for w, i in rep.targets.items()),
+    lines = ["", "Target tokens: " + ", ".join(f"{w} -> {i} ({token(decode([i]), None)})"
+                                               for w, i in rep.targets.items()),
              "  (probability over the full vocabulary; #rank in the vocabulary, #1 = top token)"]
     for p in rep.prompts:
-        lines += ["", f"Prompt {p['prompt']!r}",
+        lines += ["", f"Prompt {p.prompt!r}",
                   f"  {'Layer':<6}" + "".join(f"{w[:width - 1]:<{width}}" for w in rep.targets) + f"Top {top_k} tokens"]
-        for row in p["layers"]:
-            cells = "".join(f"{prob_str(t['prob']) + ' #' + str(t['rank'] + 1):<{width}}"
-                            for t in row["targets"].values())
-            top = ", ".join(f"{short_token(tok)} {prob_str(q)}" for tok, q in row["top"])
-            lines.append(f"  L{row['layer']:<5}{cells}{top}".rstrip())
+        for row in p.layers:
+            cells = "".join(f"{prob(t.prob) + ' #' + str(t.rank + 1):<{width}}" for t in row.targets.values())
+            top = ", ".join(f"{token(tok)} {prob(q)}" for tok, q in row.top)
+            lines.append(f"  L{row.layer:<5}{cells}{top}".rstrip())
     lines += ["", f"SUMMARY at L{rep.layers[-1]} (the last layer shown): prompts whose full-vocab top token is the "
                   "target"]
     lines += [f"  {w}: {s['top_count']}/{s['n']} prompts have this as top token" for w, s in rep.summary.items()]
@@ -131,11 +126,10 @@ def canonical_lens_table(baseline: BaselineLens) -> list[str]:
     layer = baseline.classifier_layer
     lines = [f"  {'Prompt':<14}{'Top token at L' + str(layer):<24}{'P(expected)':<14}Rank of expected"]
     for s, p in zip(CANONICAL, baseline.canonical.prompts):
-        row = next(r for r in p["layers"] if r["layer"] == layer)
-        t = row["targets"][baseline.class_tokens.words[s.label_index]]  # the word the class is read as
-        tok, q = row["top"][0]
-        lines.append(f"  {s.prompt!r:<14}{short_token(tok, 14) + ' ' + prob_str(q):<24}{prob_str(t['prob']):<14}"
-                     f"#{t['rank'] + 1}")
+        row = p.at(layer)
+        t = row.targets[baseline.class_tokens.words[s.label_index]]  # the word the class is read as
+        tok, q = row.top[0]
+        lines.append(f"  {s.prompt!r:<14}{token(tok) + ' ' + prob(q):<24}{prob(t.prob):<14}#{t.rank + 1}")
     ev = baseline.heldout
     lines.append(f"  The expected class word is the lens's top token for {ev.canonical_correct}/{len(ev.canonical)} "
                  f"prompts at L{layer}.")
@@ -146,9 +140,9 @@ def format_canonical(rows: Sequence[CanonicalRow]) -> str:
     """``Prompt  Predicted  Expected  Status`` then ``Accuracy: k/8 (p%)`` (full-vocab top-1)."""
     lines = [f"{'Prompt':<14}{'Predicted':<16}{'Expected':<12}Status"]
     for r in rows:
-        lines.append(f"{r.prompt!r:<14}{r.predicted!r:<16}{r.expected:<12}{'[OK]' if r.ok else '[FAIL]'}")
+        lines.append(f"{r.prompt!r:<14}{token(r.predicted):<16}{r.expected:<12}{'[OK]' if r.ok else '[FAIL]'}")
     k = sum(r.ok for r in rows)
-    lines.append(f"Accuracy: {k}/{len(rows)} ({100 * k / max(len(rows), 1):.0f}%)  [full-vocab top-1 at the lens]")
+    lines.append(f"Accuracy: {k}/{len(rows)} ({pct(k / max(len(rows), 1), 0)})  [full-vocab top-1 at the lens]")
     return "\n".join(lines)
 
 
@@ -163,7 +157,7 @@ def evaluation(title: str, ev: Evaluation, n_heldout: int, answers_note: str | N
              f"{pct(1 / k, 0)})",
              f"    full-vocab top-1 accuracy {pct(ev.heldout_top1_accuracy)} {interval(ci['heldout_top1_accuracy_ci'])}"
              "  (the class word is the lens's top token)",
-             f"    mean P(class token)       {prob_str(ev.heldout_prob)}"]
+             f"    mean P(class token)       {prob(ev.heldout_prob)}"]
     if ev.words is not None:
         w = ev.words
         lines.append(f"  Cross-format transfer: the same problems as word prompts (never trained on), lens at "
@@ -186,7 +180,7 @@ def evaluation(title: str, ev: Evaluation, n_heldout: int, answers_note: str | N
 
 def interval(ci: tuple[float, float]) -> str:
     """A 95% interval as ``[lo%, hi%]``."""
-    return f"[{100 * ci[0]:.0f}%, {100 * ci[1]:.0f}%]"
+    return f"[{pct(ci[0], 0)}, {pct(ci[1], 0)}]"
 
 
 def _every(n: int, never: str) -> str:
@@ -264,14 +258,22 @@ def training_summary(result: DualRewardResult) -> list[str]:
         f"({'; '.join(filter(None, [state.status, stopped(state)]))})",
         *evaluation(f"Classifier before training (base model, logit lens at L{layer}):", b, n_heldout),
         *evaluation(f"Classifier after training (logit lens at L{layer}):", f, n_heldout),
-        "", f"Summary at L{layer}: canonical {b.canonical_correct}/{len(b.canonical)} -> "
-            f"{f.canonical_correct}/{len(f.canonical)}; held-out full-vocab top-1 {pct(b.heldout_top1_accuracy)} "
-            f"-> {pct(f.heldout_top1_accuracy)}; class-restricted {pct(b.heldout_restricted_accuracy)} -> "
-            f"{pct(f.heldout_restricted_accuracy)}",
+        "", f"Summary at L{layer}: {metrics_change(b, f)}",
         "", *halves(b, f), readable_line(result),
         "", f"Checkpoint saved to: {result.checkpoint}" if result.checkpoint else
             "Nothing was saved (no -o DIR given).",
     ]
+
+
+def metrics_change(before: Evaluation, after: Evaluation) -> str:
+    """What "the adapter reproduces training" compares (``results.verify.TrainedMetrics``), ``before`` ->
+    ``after``: canonical prompts right (full-vocab top-1), held-out full-vocab top-1 and class-restricted
+    accuracy at the classifier layer."""
+    b, a = TrainedMetrics.of(before), TrainedMetrics.of(after)
+    return (f"canonical {before.canonical_correct}/{len(before.canonical)} -> {after.canonical_correct}/"
+            f"{len(after.canonical)}; held-out full-vocab top-1 {pct(b.heldout_top1_accuracy)} -> "
+            f"{pct(a.heldout_top1_accuracy)}; class-restricted {pct(b.heldout_restricted_accuracy)} -> "
+            f"{pct(a.heldout_restricted_accuracy)}")
 
 
 def _acc(p: float | None, ci: list[float] | None) -> str:
@@ -318,25 +320,23 @@ def readable_line(result: DualRewardResult) -> str:
     """When the classifier became readable (the snapshot step, measured on the snapshot set)."""
     cfg, step = result.state.config, result.steps_to_readable
     when = f"step {step}" if step is not None else "never (no snapshot reached it)"
-    return (f"Steps to readable: {when}  (first snapshot with full-vocab top-1 >= 90% at L{result.classifier_layer} "
-            f"on the snapshot set: the fixed class-balanced subset of the held-out set, snapshot_size "
-            f"{cfg.snapshot_size}; snapshots {_every(cfg.snapshot_every, 'at the first and last step only')})")
+    return (f"Steps to readable: {when}  (first snapshot with full-vocab top-1 >= {pct(READABLE, 0)} at "
+            f"L{result.classifier_layer} on the snapshot set: the fixed class-balanced subset of the held-out set, "
+            f"snapshot_size {cfg.snapshot_size}; snapshots "
+            f"{_every(cfg.snapshot_every, 'at the first and last step only')})")
 
 
 def panel_summary(result: DualRewardResult) -> list[str]:
     """The training panel's compact summary under its dashboard (the CLI prints the full tables instead)."""
     b, f = result.baseline, result.final
-    n = len(f.canonical)
     lines = [
         f"Trainable parameters: {result.trainable_params:,} (LoRA on V/O)",
         f"Class tokens: {result.class_tokens.describe()}",
-        f"Classifier layer {result.classifier_layer}: canonical prompts {b.canonical_correct}/{n} -> "
-        f"{f.canonical_correct}/{n} (full-vocab top-1); held-out class-restricted accuracy "
-        f"{b.heldout_restricted_accuracy:.0%} -> {f.heldout_restricted_accuracy:.0%}",
+        f"Classifier layer {result.classifier_layer}: {metrics_change(b, f)}",
     ]
     if b.answers and f.answers:
-        lines.append(f"Answer accuracy (greedy, exact, held-out): {b.answers.accuracy:.0%} "
-                     f"{interval(b.answers.interval())} -> {f.answers.accuracy:.0%} {interval(f.answers.interval())}")
+        lines.append(f"Answer accuracy (greedy, exact, held-out): {pct(b.answers.accuracy)} "
+                     f"{interval(b.answers.interval())} -> {pct(f.answers.accuracy)} {interval(f.answers.interval())}")
     lines.append(readable_line(result))
     lines.append(f"Checkpoint: {result.checkpoint}" if result.checkpoint else "No checkpoint written.")
     return lines
@@ -347,9 +347,7 @@ def verification(ver: VerifyResult) -> list[str]:
     a, b = ver.adapted, ver.base
     return [
         *evaluation(f"Adapter loaded from disk (logit lens at L{a.layer}):", a, ver.record.train.heldout_samples),
-        "", f"  Base model: canonical {b.canonical_correct}/{len(b.canonical)}, held-out full-vocab "
-            f"top-1 {pct(b.heldout_top1_accuracy)}; adapter from disk: canonical {a.canonical_correct}/"
-            f"{len(a.canonical)}, full-vocab top-1 {pct(a.heldout_top1_accuracy)}",
+        "", f"  Base model -> adapter from disk: {metrics_change(b, a)}",
         "  " + verdict(ver),
     ]
 
@@ -365,7 +363,7 @@ def verdict(ver: VerifyResult) -> str:
 
 def demo_settings(config: TrainConfig, num_prompts: int, answers: bool) -> list[str]:
     """What the demo chose to run, before it runs (the settings that differ from the default run say why)."""
-    stop = (f"stop after {STOP_STREAK} consecutive snapshots with full-vocab top-1 >= {config.stop_when_readable:g} "
+    stop = (f"stop after {STOP_STREAK} consecutive snapshots with full-vocab top-1 >= {pct(config.stop_when_readable)} "
             f"at the classifier layer (snapshots every {config.snapshot_every} steps), at most {config.steps} steps"
             if config.stop_when_readable else f"{config.steps} steps, no early stop")
     return ["", "Demo settings:",
@@ -389,8 +387,6 @@ def _rank(rank: int, size: int) -> str:
 def sweep_plan(grid: Grid, root: Path, planned: Sequence[Planned], mine: Sequence[Planned], rank: int,
                size: int) -> list[str]:
     """Before a sweep: the grid, and what this process does with its runs."""
-    from lazarus_nb.train.grid import DIVERGED, DONE, NEW, RESUME
-
     runs = f"{len(planned)} run{'s' if len(planned) != 1 else ''}"
     head = f"{_rank(rank, size)}Sweep in {root}: {runs} ({grid.describe()})"
     if size > 1:
@@ -403,8 +399,6 @@ def sweep_plan(grid: Grid, root: Path, planned: Sequence[Planned], mine: Sequenc
 
 
 def sweep_run_start(planned: Planned, total: int, rank: int, size: int) -> str:
-    from lazarus_nb.train.grid import DIVERGED, RESUME
-
     note = {RESUME: f" (resuming its checkpoint at step {planned.steps_completed})",
             DIVERGED: " (its checkpoint diverged: recording it)"}.get(planned.action, "")
     return f"\n{_rank(rank, size)}Run {planned.run.index + 1}/{total}: {planned.run.name}{note}"

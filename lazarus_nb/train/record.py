@@ -46,7 +46,8 @@ class RunRecord:
     architecture: dict[str, Any] = field(default_factory=dict)  # model_type, num_layers, hidden_size, ...
     versions: dict[str, str] = field(default_factory=dict)  # lazarus-nb, mlx, mlx-lm, numpy
     # results (None until measured): canonical accuracy at the classifier layer after training (SPEC), and
-    # the held-out metrics before/after that the verify step compares with
+    # the held-out metrics before/after; final_accuracy and the two final_heldout_* are what the verify step
+    # compares with (results.verify.TrainedMetrics reads and writes them)
     final_accuracy: float | None = None
     baseline_answer_accuracy: float | None = None
     final_heldout_restricted_accuracy: float | None = None

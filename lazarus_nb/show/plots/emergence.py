@@ -2,7 +2,7 @@
 
 Two panels on one figure: left, one line per class, the lens probability of that class's own token at every
 layer at *one* snapshot (the classifier layer marked); right, the layer x step emergence heatmap
-(``plots.emergence_heatmap``) with that snapshot's step marked by a vertical line. :meth:`ScrubFigure.show`
+(:func:`emergence_heatmap`) with that snapshot's step marked by a vertical line. :meth:`ScrubFigure.show`
 moves both to another snapshot by updating the existing artists (line data, marker position, titles): no new
 figure, no new axes, so a slider can call it on every move. The left panel's log y-limits span every snapshot,
 so the axis stays put while the lines move.
@@ -19,16 +19,21 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator
 
 from lazarus_nb.show.plots import inputs as check
-from lazarus_nb.show.plots.style import GID_CLS, GREY, new_axes, step_locator
-from lazarus_nb.show.plots.style import INK as INK
-from lazarus_nb.show.plots.style import add_legend as add_legend
-from lazarus_nb.show.plots.style import class_styles as class_styles
-from lazarus_nb.show.plots.style import figure_style as figure_style
-from lazarus_nb.show.plots.style import log_ylim as log_ylim
-from lazarus_nb.show.plots.style import mark_classifier_layer as mark_classifier_layer
-from lazarus_nb.show.plots.style import new_figure as new_figure
-from lazarus_nb.show.plots.style import ordered_classes as ordered_classes
-from lazarus_nb.show.plots.style import set_layer_axis as set_layer_axis
+from lazarus_nb.show.plots.style import (
+    GID_CLS,
+    GREY,
+    INK,
+    add_legend,
+    class_styles,
+    figure_style,
+    log_ylim,
+    mark_classifier_layer,
+    new_axes,
+    new_figure,
+    ordered_classes,
+    set_layer_axis,
+    step_locator,
+)
 
 
 def _edges(c: np.ndarray) -> np.ndarray:

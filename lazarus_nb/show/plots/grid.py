@@ -1,12 +1,13 @@
-"""The logit-lens grid figure, from plain arrays (:mod:`lazarus_nb.lens_grid` computes them and
+"""The logit-lens grid figure, from plain arrays (:mod:`lazarus_nb.measure.lens_grid` computes them and
 ``figures.lens_grid_figure`` unpacks its results into :class:`GridPanel` rows).
 
 Each panel: layers on y (layer 0 at the bottom, as in the emergence heatmap), prompt positions on x (the
 prompt's own tokens below, the token that follows each position above: what a perfect prediction would be),
 each cell the lens's top-1 token as text, coloured by its probability (viridis, 0 to 1; one colour bar for
 the whole figure, so panels compare). Rows of panels are prompts; panels in a row are models (base, adapted).
-Spaces in tokens show as ``␣`` and newlines as ``↵``, so ``" 56"`` and ``"56"`` differ on the page; a
-character the font cannot draw shows as ``�`` instead of an empty box and a warning.
+Tokens are written as ``format.token`` writes them (``␣`` for a space, ``↵`` for a newline, escapes for other
+invisible characters), so ``" 56"`` and ``"56"`` differ on the page; a character the font cannot draw shows as
+``�`` instead of an empty box and a warning.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from matplotlib import font_manager
 from matplotlib.figure import Figure
 from matplotlib.ft2font import FT2Font
 
-from lazarus_nb.show.plots.style import INK as INK
-from lazarus_nb.show.plots.style import figure_style as figure_style
-from lazarus_nb.show.plots.style import new_figure as new_figure
+from lazarus_nb.show.format import token
+from lazarus_nb.show.plots.style import INK, figure_style, new_figure
 
 _FONT = "DejaVu Sans"  # matplotlib's bundled default: always present, so the glyph check below is exact
 
@@ -61,12 +61,10 @@ def _drawable() -> frozenset[int]:
     return frozenset(FT2Font(font_manager.findfont(_FONT)).get_charmap())
 
 
-def cell_text(token: str, limit: int = _MAX_CHARS) -> str:
-    """A token as the grid prints it: spaces ``␣``, newlines ``↵``, tabs ``⇥``, undrawable characters ``�``,
-    cut to ``limit`` characters with ``…``."""
-    s = token.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
-    s = "".join(c if ord(c) in _drawable() else "\ufffd" for c in s)
-    return s if len(s) <= limit else s[: limit - 1] + "…"
+def cell_text(tok: str, limit: int = _MAX_CHARS) -> str:
+    """A token as the grid prints it: ``format.token`` cut to ``limit`` characters, with ``�`` for a character
+    the font cannot draw."""
+    return "".join(c if ord(c) in _drawable() else "\ufffd" for c in token(tok, limit))
 
 
 def _check(i: int, j: int, p: GridPanel) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Input checks for :mod:`lazarus_nb.plots`: every plotting function validates its arrays here first, so a
+"""Input checks for :mod:`lazarus_nb.show.plots`: every plotting function validates its arrays here first, so a
 wrong shape or a non-probability fails with one sentence naming the argument instead of a matplotlib
 traceback (or, worse, a silently wrong picture).
 """

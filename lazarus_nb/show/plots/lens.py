@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from lazarus_nb.show.format import clip, prob, token
 from lazarus_nb.show.plots import inputs as check
 from lazarus_nb.show.plots.style import (
     INK,
@@ -105,15 +106,8 @@ def lens_before_after(
     return fig
 
 
-def _token_repr(tok, limit: int = 18) -> str:
-    s = repr(tok) if isinstance(tok, str) else str(tok)
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
-def _prob_text(p: float) -> str:
-    if not np.isfinite(p):
-        return "nan"
-    return f"{p:.1%}" if p >= 0.001 else f"{p:.1e}"
+PROMPT_LIMIT = 24
+"""Characters of a prompt's ``repr`` the table shows."""
 
 
 def top_tokens_table(
@@ -122,7 +116,8 @@ def top_tokens_table(
 ) -> Figure:
     """A compact table figure: one row per prompt, its top-k logit-lens tokens with probabilities.
 
-    Prompts and tokens are shown with ``repr`` so leading spaces and newlines are visible.
+    Prompts are shown with ``repr`` and tokens with ``format.token`` (``␣`` for a space, ``↵`` for a newline), so
+    leading spaces and newlines are visible; probabilities as ``format.prob`` writes them.
     """
     rows = list(rows) if rows is not None else []
     if not rows:
@@ -140,7 +135,7 @@ def top_tokens_table(
     k = max(len(t) for _, t in parsed)
     header = ["prompt"] + [f"#{j + 1}" for j in range(k)]
     cells = [
-        [_token_repr(prompt, 24)] + [f"{_token_repr(t)}  {_prob_text(p)}" for t, p in toks]
+        [clip(repr(prompt), PROMPT_LIMIT)] + [f"{token(t)}  {prob(p)}" for t, p in toks]
         + [""] * (k - len(toks))
         for prompt, toks in parsed
     ]

@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from lazarus_nb.show.format import pct
 from lazarus_nb.show.plots import inputs as check
 from lazarus_nb.show.plots.style import (
     GID_CHANCE,
@@ -90,7 +91,7 @@ def probe_accuracy(
             )
             cl.set_gid(GID_CONTROL)
         if chance is not None and not any(c.get_ydata()[0] == chance for c in existing_artists(ax, GID_CHANCE)):
-            ch = ax.axhline(chance, color=GREY, linestyle=":", linewidth=1.3, label=f"chance ({chance:.0%})")
+            ch = ax.axhline(chance, color=GREY, linestyle=":", linewidth=1.3, label=f"chance ({pct(chance, 0)})")
             ch.set_gid(GID_CHANCE)
         mark_classifier_layer(ax, cls)
 

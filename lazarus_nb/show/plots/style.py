@@ -1,17 +1,31 @@
-"""Figures for the classifier-emergence workbench.
+"""The figures' style: the public API every module of :mod:`lazarus_nb.show.plots` draws with (a notebook can
+use it too, to match them).
 
-Every function takes plain arrays / lists (not the package's dataclasses; :mod:`lazarus_nb.figures` turns
-results into these calls) and returns a :class:`matplotlib.figure.Figure`. Nothing here touches ``pyplot``:
-figures are built with the ``Figure`` class directly, so no global figure registry grows, nothing pops up in a
-window, and a script under the Agg backend behaves exactly like a notebook.
+* **Colours and markers**: :data:`CLASS_COLORS` and :data:`CLASS_MARKERS` (one fixed pair per operation
+  class), :data:`OTHER_COLORS` and :data:`EXTRA_MARKERS` (other series), :data:`PROBE_MARKERS`, :data:`INK`
+  (text), :data:`GREY` (secondary marks); :func:`class_styles` (a colour and marker per series name) and
+  :func:`ordered_classes` (the classes in their fixed order first).
+* **Figures**: :func:`figure_style` (the rc context every figure is drawn in), :func:`new_figure` and
+  :func:`new_axes` (a white card; an existing axes is kept), :class:`NotebookFigure`, :func:`placeholder`
+  (an axes with a message instead of data).
+* **Axes**: :func:`set_layer_axis` (integer layer ticks), :func:`step_locator` (training-step ticks),
+  :func:`mark_classifier_layer`, :func:`add_legend`, :func:`log_ylim`.
+* **Artist ids** (``Artist.get_gid()``), by which redraws and tests find what a figure drew:
+  :data:`GID_CLS`, :data:`GID_CHANCE`, :data:`GID_PROBE`, :data:`GID_CONTROL`; :func:`existing_artists`.
+
+Every plotting function of :mod:`lazarus_nb.show.plots` takes plain arrays / lists (not the package's
+dataclasses; :mod:`lazarus_nb.show.figures` turns results into these calls) and returns a
+:class:`matplotlib.figure.Figure`. Nothing touches ``pyplot``: figures are built with the ``Figure`` class
+directly, so no global figure registry grows, nothing pops up in a window, and a script under the Agg backend
+behaves exactly like a notebook.
 
 Displaying in Jupyter
 ---------------------
 A bare ``Figure`` shows as ``<Figure size ...>`` text in a kernel without the inline backend (no
-``%matplotlib inline``, no pyplot call; checked in ipykernel 7 / matplotlib 3.11). The figures returned here
-are :class:`NotebookFigure` instances, whose ``_repr_png_`` is :func:`png_bytes`, so ``fig`` as the last
-expression of a cell and ``display(fig)`` work either way. :func:`png_bytes` is the one figure-to-PNG
-rendering for display (the widgets' live figure slots use it too); :func:`save` writes files.
+``%matplotlib inline``, no pyplot call). The figures made here are :class:`NotebookFigure` instances, whose
+``_repr_png_`` is :func:`~lazarus_nb.show.plots.output.png_bytes`, so ``fig`` as the last expression of a cell
+and ``display(fig)`` work either way. ``png_bytes`` is the one figure-to-PNG rendering for display (the
+widgets' live figure slots use it too); :func:`~lazarus_nb.show.plots.output.save` writes files.
 
 Themes
 ------
@@ -55,45 +69,54 @@ CLASS_MARKERS: dict[str, str] = {"multiply": "o", "add": "s", "subtract": "^", "
 """Fixed marker per operation class (second cue besides colour)."""
 
 
-# Colours for things that are not classes (probe families, highlighted layers, loss terms).
 OTHER_COLORS = ("#E69F00", "#56B4E9", "#000000", "#F0E442")
+"""Colours for series that are not classes (probe families, highlighted layers, loss terms), in turn."""
 
 
 EXTRA_MARKERS = ("v", "P", "X", "*", "h")
+"""Markers for series that are not classes, in turn with :data:`OTHER_COLORS`."""
 
 
 PROBE_MARKERS = ("o", "s", "^", "D", "v")
+"""Markers of the probe figure's families, in turn."""
 
 
 INK = "#1a1a1a"
+"""Text and line colour on the white card."""
 
 
 GREY = "#7f7f7f"
+"""Secondary marks: chance lines, placeholder text, controls."""
 
 
-CLS_LINE = dict(color=INK, linestyle="--", linewidth=1.3)
+_CLS_LINE = dict(color=INK, linestyle="--", linewidth=1.3)
 
 
 GID_CLS = "lazarus:classifier_layer"
+"""The classifier-layer marker (:func:`mark_classifier_layer`)."""
 
 
 GID_CHANCE = "lazarus:chance"
+"""The probe figure's chance line."""
 
 
 GID_PROBE = "lazarus:probe"
+"""A probe accuracy curve."""
 
 
 GID_CONTROL = "lazarus:control"
+"""A probe's shuffled-label control curve."""
 
 
-MAX_LAYER_TICKS = 16
+_MAX_LAYER_TICKS = 16
 
 
 def step_locator() -> MaxNLocator:
+    """Ticks for a training-step axis: integers, at most about 10, on round numbers."""
     return MaxNLocator(nbins=10, steps=[1, 2, 2.5, 5, 10], integer=True)
 
 
-RC = {
+_RC = {
     "figure.facecolor": "white",
     "figure.edgecolor": "white",
     "axes.facecolor": "white",
@@ -127,7 +150,8 @@ RC = {
 
 
 def figure_style():
-    return matplotlib.rc_context(RC)
+    """The rc context every figure is built and drawn in (see "Themes" above)."""
+    return matplotlib.rc_context(_RC)
 
 
 class NotebookFigure(Figure):
@@ -138,13 +162,14 @@ class NotebookFigure(Figure):
 
 
 def new_figure(figsize: tuple[float, float]) -> NotebookFigure:
+    """An empty white figure (constrained layout) that shows in Jupyter without the inline backend."""
     with figure_style():
         fig = NotebookFigure(figsize=figsize, layout="constrained")
     fig.set_facecolor("white")
     return fig
 
 
-def root_figure(ax: Axes) -> Figure:
+def _root_figure(ax: Axes) -> Figure:
     try:
         return ax.get_figure(root=True)
     except TypeError:  # matplotlib < 3.10
@@ -152,29 +177,30 @@ def root_figure(ax: Axes) -> Figure:
 
 
 def new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    """``ax`` and its figure, or, when ``ax`` is None, a new figure of ``figsize`` with one axes."""
     if ax is None:
         fig = new_figure(figsize)
         with figure_style():
             ax = fig.add_subplot()
     else:
-        fig = root_figure(ax)
+        fig = _root_figure(ax)
     # Opaque white even on caller-provided axes: see "Themes" in the module docstring.
     fig.set_facecolor("white")
     ax.set_facecolor("white")
     return fig, ax
 
 
-def nice_step(n: int) -> int:
+def _nice_step(n: int) -> int:
     for step in (1, 2, 4, 5, 10, 20, 25, 50, 100):
-        if math.ceil(n / step) <= MAX_LAYER_TICKS:
+        if math.ceil(n / step) <= _MAX_LAYER_TICKS:
             return step
-    return math.ceil(n / MAX_LAYER_TICKS)
+    return math.ceil(n / _MAX_LAYER_TICKS)
 
 
-def layer_ticks(layers: Sequence[int]) -> list[int]:
+def _layer_ticks(layers: Sequence[int]) -> list[int]:
     """Readable integer layer ticks: all of them up to 16, otherwise every 2nd / 4th / 5th ... layer."""
     u = sorted({int(v) for v in layers})
-    step = nice_step(len(u))
+    step = _nice_step(len(u))
     if step == 1:
         return u
     contiguous = u == list(range(u[0], u[-1] + 1))
@@ -183,9 +209,10 @@ def layer_ticks(layers: Sequence[int]) -> list[int]:
 
 
 def set_layer_axis(ax: Axes, layers: Sequence[int], axis: str = "x") -> None:
+    """Make ``axis`` ("x" or "y") a layer axis: readable integer ticks, a minor tick at every layer, its label."""
     u = sorted({int(v) for v in layers})
     target = ax.xaxis if axis == "x" else ax.yaxis
-    target.set_major_locator(FixedLocator(layer_ticks(u)))
+    target.set_major_locator(FixedLocator(_layer_ticks(u)))
     target.set_minor_locator(FixedLocator(u))  # a small tick at every layer
     label = "layer (transformer block output)"
     if axis == "x":
@@ -195,23 +222,27 @@ def set_layer_axis(ax: Axes, layers: Sequence[int], axis: str = "x") -> None:
 
 
 def existing_artists(ax: Axes, gid: str) -> list:
+    """The lines of ``ax`` with artist id ``gid``."""
     return [ln for ln in ax.get_lines() if ln.get_gid() == gid]
 
 
 def mark_classifier_layer(ax: Axes, layer: int | None) -> None:
+    """A dashed vertical line at ``layer`` (once per axes; nothing for None)."""
     if layer is None or any(ln.get_xdata()[0] == layer for ln in existing_artists(ax, GID_CLS)):
         return
-    ln = ax.axvline(layer, label=f"classifier layer {layer}", zorder=1.5, **CLS_LINE)
+    ln = ax.axvline(layer, label=f"classifier layer {layer}", zorder=1.5, **_CLS_LINE)
     ln.set_gid(GID_CLS)
 
 
 def add_legend(ax: Axes, **kw) -> None:
+    """A legend of ``ax``'s labelled artists (``kw`` as for ``Axes.legend``); none when nothing is labelled."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(handles, labels, **kw)
 
 
 def class_styles(names: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """(colour, marker) per name: a class's own pair, other names the next of :data:`OTHER_COLORS`."""
     out: dict[str, tuple[str, str]] = {}
     extra = 0
     for name in names:
@@ -239,6 +270,7 @@ def log_ylim(ax: Axes, series) -> None:
 
 
 def placeholder(ax: Axes, title: str, text: str) -> None:
+    """``ax`` as an empty framed panel with ``title`` and a centred message (e.g. "no data yet")."""
     ax.set_facecolor("white")
     ax.set_title(title)
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color=GREY, fontsize=11)

@@ -1,5 +1,5 @@
 """The sweep's two figures from plain arrays (``figures.sweep_figures`` turns sweep rows into these calls), in
-the style of :mod:`lazarus_nb.plots` (its white card, its figure class, its placeholder):
+the style of :mod:`lazarus_nb.show.plots.style` (its white card, its figure class, its placeholder):
 
 * :func:`trade_off`: lens top-1 at the classifier layer against each answer-half metric, one point per
   cls_weight, error bars in both directions;
@@ -13,14 +13,13 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lazarus_nb.show.plots import inputs as check
-from lazarus_nb.show.plots.style import figure_style as figure_style
-from lazarus_nb.show.plots.style import new_figure as new_figure
-from lazarus_nb.show.plots.style import placeholder as placeholder
+from lazarus_nb.show.plots.style import INK, figure_style, new_figure, placeholder
 
 SERIES_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 """Okabe-Ito colours (colourblind-safe) for the series of a sweep (one per setting of the other grid fields)."""
@@ -149,8 +148,6 @@ def readable_heatmap(
 
 def _heatmap_panel(ax: Axes, weights: np.ndarray, layers: np.ndarray, steps: np.ndarray, readable: np.ndarray,
                    runs: np.ndarray, vmin: float, vmax: float) -> Any:
-    import matplotlib
-
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad=_NOT_READABLE)
     edges_x, edges_y = np.arange(weights.size + 1) - 0.5, np.arange(layers.size + 1) - 0.5
     mesh = ax.pcolormesh(edges_x, edges_y, np.ma.masked_invalid(steps), cmap=cmap, vmin=vmin, vmax=vmax,
@@ -165,7 +162,7 @@ def _heatmap_panel(ax: Axes, weights: np.ndarray, layers: np.ndarray, steps: np.
             else:
                 text = f"{steps[i, j]:.0f}" + (f"\n{k}/{n} seeds" if k < n else "")
                 dark = (steps[i, j] - vmin) / (vmax - vmin) < 0.6  # viridis is dark at its low end
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "#1a1a1a")
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else INK)
     ax.set_xticks(range(weights.size), [_weight_text(w) for w in weights])
     ax.set_yticks(range(layers.size), [str(v) for v in layers])
     ax.set_xlabel("cls_weight")

@@ -1,5 +1,6 @@
-"""Atomic file writes: write a temp file beside the target, then ``os.replace`` it into place, so a crash
-or Ctrl-C leaves either the old file or the new one, never half of one.
+"""Files the package writes: atomic writes (a temp file beside the target, then ``os.replace``, so a crash or
+Ctrl-C leaves either the old file or the new one, never half of one), strict JSON, and the one check of an output
+path before anything runs (:func:`check_output`).
 """
 
 from __future__ import annotations
@@ -8,12 +9,12 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from lazarus_nb.errors import LazarusError
+from lazarus_nb.errors import SettingError
 
 
 @contextmanager
@@ -77,21 +78,41 @@ def dumps(obj: Any) -> str:
     return json.dumps(json_clean(obj), allow_nan=False, indent=2, ensure_ascii=False)
 
 
-def check_output_file(path: str | Path | None, force: bool) -> None:
-    """Before anything runs: refuse (one sentence) an ``--output FILE`` for ``write_json`` that is a directory,
-    or exists without ``--force``."""
-    if path is None:
-        return
+def check_output(path: str | Path, kind: str = "file", force: bool | None = False, *, field: str = "output",
+                 may_hold: Callable[[Path], bool] | None = None, holds: str = "files", advice: str | None = None,
+                 new_parents: bool = True) -> Path:
+    """The one rule for a path a command will write, checked before anything runs; one sentence
+    (:class:`SettingError` on ``field``) for a path that must not be written:
+
+    * ``kind="file"``: a directory, or an existing file without ``force``;
+    * ``kind="dir"``: a file, or a directory that already holds files without ``force``, unless
+      ``may_hold(path)`` says they are what the caller continues (a sweep's runs);
+    * either: a parent that cannot hold it: a file, not writable, or (``new_parents`` False) missing. Missing
+      parents are otherwise fine: the atomic writes create them.
+
+    ``force`` None: the caller cannot overwrite (the refusal says to choose another path). ``holds`` names what a
+    refused directory holds and ``advice`` replaces the refusal's advice (a checkpoint: ``--resume``)."""
     p = Path(path)
-    if p.is_dir():
-        raise LazarusError(f"--output '{path}' is a directory; give a file name such as results.json")
-    if p.exists() and not force:
-        raise LazarusError(f"--output '{path}' already exists; use --force to overwrite it")
+    if kind == "file" and p.is_dir():
+        raise SettingError(field, f"{{field}} '{path}' is a directory; give a file name")
+    if kind == "dir" and p.exists() and not p.is_dir():
+        raise SettingError(field, f"{{field}} '{path}' is a file; give a directory")
+    taken = p.exists() if kind == "file" else p.is_dir() and any(p.iterdir())
+    if taken and not force and not (may_hold is not None and may_hold(p)):
+        what = "already exists" if kind == "file" else f"already holds {holds}"
+        default = ("choose another path" if force is None
+                   else f"use --force to overwrite {'it' if kind == 'file' else 'them'}")
+        raise SettingError(field, f"{{field}} '{path}' {what}; {advice or default}")
     parent = p.parent
+    if not new_parents and not parent.is_dir():
+        raise SettingError(field, f"{{field}} '{path}' cannot be written: the directory '{parent}' does not exist")
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    if parent.exists() and not parent.is_dir():
-        raise LazarusError(f"--output '{path}' cannot be created: '{parent}' is a file")
+    if not parent.is_dir():
+        raise SettingError(field, f"{{field}} '{path}' cannot be created: '{parent}' is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SettingError(field, f"{{field}} '{path}' cannot be written: the directory '{parent}' is not writable")
+    return p
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

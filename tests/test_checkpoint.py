@@ -184,7 +184,7 @@ def test_check_writable(trained, tmp_path):
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    with pytest.raises(LazarusError, match="non-empty"):
+    with pytest.raises(LazarusError, match="already holds files"):
         checkpoint.check_writable(busy)
     (tmp_path / "empty").mkdir()
     assert checkpoint.check_writable(tmp_path / "empty") == tmp_path / "empty"

@@ -22,7 +22,8 @@ import pytest
 
 import lazarus_nb  # noqa: F401  (before anything imports mlx: loads the optimized BLAS first)
 from lazarus_nb import files
-from lazarus_nb.app import cli, cli_args
+from lazarus_nb.app import cli, cli_args, commands, preflight
+from lazarus_nb.errors import SettingError
 from lazarus_nb.show import format as fmt
 from lazarus_nb.show import text as report
 from lazarus_nb.train.config import TrainConfig
@@ -142,8 +143,8 @@ def test_demo_runs_the_demo_settings_unless_full(monkeypatch, tmp_path):
     seen = []
     monkeypatch.setattr(workflow, "run_demo", lambda out, model, config, num_prompts, **kw: seen.append(
         (config, num_prompts)) or (_ for _ in ()).throw(KeyboardInterrupt))
-    monkeypatch.setattr(cli, "interrupted", lambda *a: 130)
-    monkeypatch.setattr(cli, "peek_config", lambda model: {"num_hidden_layers": 30})
+    monkeypatch.setattr(commands, "interrupted", lambda *a: 130)
+    monkeypatch.setattr(preflight, "peek_config", lambda model: {"num_hidden_layers": 30})
     for extra, expected in [((), (DEMO_TRAIN, DEMO_PROBE_PROMPTS)), (("--full",), (TrainConfig(), PROBE_PROMPTS)),
                             (("--full", "--steps", "9", "--num-prompts", "12"), (TrainConfig(steps=9), 12))]:
         assert cli.main(["demo", "-o", str(tmp_path / "d"), *extra]) == 130
@@ -151,6 +152,104 @@ def test_demo_runs_the_demo_settings_unless_full(monkeypatch, tmp_path):
     assert DEMO_TRAIN.stop_when_readable and DEMO_TRAIN.steps == TrainConfig().steps  # an early stop, same run
     lines = "\n".join(report.demo_settings(DEMO_TRAIN, DEMO_PROBE_PROMPTS, True))
     assert f"{DEMO_PROBE_PROMPTS} prompts per family" in lines and "top-1 >= 90.0%" in lines and "--full" in lines
+
+
+# ---------------------------------------------------------------- a setting's error names the option
+
+
+def _commands(parser) -> dict[str, object]:
+    """Every (sub)command's parser by its path, e.g. "introspect dual-reward"."""
+    out = {}
+    for action in parser._subparsers._group_actions:
+        for name, sub in action.choices.items():
+            out[name] = sub
+            if sub._subparsers is not None:
+                out.update({f"{name} {k}": v for k, v in _commands(sub).items()})
+    return out
+
+
+def test_every_option_is_spelled_from_its_dest():
+    """The rule the error rendering relies on: the long option of every dest is ``cli_args.option(dest)``."""
+    for name, sub in _commands(cli.build_parser()).items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert cli_args.option(action.dest) in action.option_strings, (name, action.option_strings)
+
+
+def test_a_setting_error_names_the_option_on_the_command_line_and_the_field_elsewhere(tiny, tmp_path, capsys):
+    from dataclasses import replace
+
+    with pytest.raises(SettingError) as info:
+        replace(TrainConfig(), cls_weight=1.5).check()
+    assert info.value.field == "cls_weight" and str(info.value) == "cls_weight must be in [0, 1], got 1.5"
+    args = cli.build_parser().parse_args(["introspect", "dual-reward"])
+    assert cli.message(info.value, args) == "--cls-weight must be in [0, 1], got 1.5"
+    # a field the command has no option for is named as it is
+    assert cli.message(SettingError("LoRA layers", "{field}: layer 9 is out"), args) == "LoRA layers: layer 9 is out"
+    # several fields: each named as its option
+    grid = SettingError(("cls_weight", "seed"), "give values for one of {field}")
+    assert cli.message(grid, args) == "give values for one of --cls-weight, --seed"
+    # end to end: one sentence, exit 2, nothing written
+    out = tmp_path / "run"
+    assert cli.main(["introspect", "dual-reward", "-m", str(tiny), "--num-samples", "2", "-o", str(out)]) == 2
+    assert capsys.readouterr().err == "error: --num-samples must be at least 4 (one per class), got 2\n"
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- a request is checked once
+
+
+class Reads:
+    """Counts the real reads of the ``config.json`` files under ``root`` (wraps ``Path.read_text``)."""
+
+    def __init__(self, monkeypatch, root: Path):
+        self.count = 0
+        real = Path.read_text
+
+        def read_text(path: Path, *args, **kwargs):
+            if path.name == "config.json" and Path(root) in path.parents:
+                self.count += 1
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "read_text", read_text)
+
+
+def count_calls(monkeypatch, owner: type, name: str) -> list[int]:
+    """Counts the calls of a method that still runs (a counting wrapper around the real one)."""
+    calls = [0]
+    real = getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+SHORT = ["--steps", "1", "--num-samples", "8", "--heldout-samples", "4", "--snapshot-every", "0", "--no-answers"]
+
+
+def test_dual_reward_checks_the_settings_once(tiny, tmp_path, monkeypatch):
+    """The preflight checks the settings; the trainer only resolves them for the loaded model (its
+    ``for_model``, the one guard of its own) and nothing else checks them again."""
+    checks = count_calls(monkeypatch, TrainConfig, "check")
+    resolves = count_calls(monkeypatch, TrainConfig, "for_model")
+    assert cli.main(["introspect", "dual-reward", "-m", str(tiny), *SHORT, "-o", str(tmp_path / "run")]) == 0
+    assert resolves == [1] and checks == [2]  # the preflight's, and the one inside for_model
+
+
+def test_resume_reads_the_checkpoint_record_once(step0_checkpoint, tiny, tmp_path, monkeypatch, capsys):
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(step0_checkpoint, ckpt)
+    reads = Reads(monkeypatch, ckpt)
+    checks = count_calls(monkeypatch, TrainConfig, "check")
+    assert cli.main(["introspect", "dual-reward", "-m", str(tiny), "--resume", "-o", str(ckpt), "--no-answers",
+                     "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["status"] == "complete" and payload["resumed_from_step"] == 0
+    assert reads.count == 1  # the preflight's read; the adapter check, the restore and the held-out check reuse it
+    assert checks == [1]  # a resumed run's settings are its record's: only the trainer's for_model checks them
 
 
 # ---------------------------------------------------------------- info / fetch

@@ -128,8 +128,9 @@ def test_rank_pieces_average_to_the_global_loss(tiny):
 ])
 def test_check_ranks_is_one_sentence(change, ranks, words):
     with pytest.raises(LazarusError) as info:
-        replace(TrainConfig(), **change).check_ranks(ranks, name=lambda f: "--" + f.replace("_", "-"))
-    assert words in str(info.value) and "\n" not in str(info.value)
+        replace(TrainConfig(), **change).check_ranks(ranks)
+    text = info.value.render(lambda f: "--" + f.replace("_", "-"))
+    assert words in text and "\n" not in text
     TrainConfig().check_ranks(8)  # 800 problems in batches of 8: fine on 1, 2, 4, 8 ranks
     replace(TrainConfig(), num_samples=802, batch_size=8).check_ranks(2)  # a last batch of 2 splits over 2
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 
 from lazarus_nb import LazarusError
-from lazarus_nb.app import cli, cli_args
+from lazarus_nb.app import cli, cli_args, commands
 from lazarus_nb.run import steps as workflow
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train import loop as train_mod
@@ -182,7 +182,7 @@ def test_config_check_range(value):
 def test_step_table_ends_with_the_stop_step_row(capsys):
     from lazarus_nb.train.loop import StepLog, TrainEvent
 
-    progress = cli.Progress(cli.Out(False), log_every=2, start_step=0, total_steps=8)
+    progress = commands.Progress(commands.Out(False), log_every=2, start_step=0, total_steps=8)
     for step in (1, 2, 3):
         progress(TrainEvent("step", step, 8, log=StepLog(step, 1.0, 1.0, 1.0, 0.1)))
     progress(TrainEvent("stop", 3, 8))

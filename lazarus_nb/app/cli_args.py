@@ -1,6 +1,7 @@
 """Command-line argument parsing: the one-line-error parser, the value parsers (integers, layer specs, prompt
 lists, ``--classes``) and the training options built from :class:`~lazarus_nb.config.TrainConfig`'s fields.
-Only syntax is parsed here; ranges and meaning are checked by their owners (``config``, ``data``).
+Only syntax is parsed here; ranges and meaning are checked by their owners (``config``, ``data``) and the
+preflight (:mod:`lazarus_nb.app.preflight`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-from lazarus_nb.errors import LazarusError
+from lazarus_nb.errors import LazarusError, SettingError
 from lazarus_nb.model.layers import check_layers
 from lazarus_nb.train.config import TrainConfig
 
@@ -65,11 +66,11 @@ class LayerSpec:
     text: str
     layers: tuple[int, ...] | None
 
-    def ids(self, num_layers: int, option: str = "--layers") -> list[int]:
-        """The layer ids, checked against a model with ``num_layers`` blocks."""
+    def ids(self, num_layers: int, field: str = "layers") -> list[int]:
+        """The layer ids, checked against a model with ``num_layers`` blocks (``field``: the option's dest)."""
         if self.layers is None:
             return list(range(num_layers))
-        check_layers(self.layers, num_layers, option)
+        check_layers(self.layers, num_layers, field)
         return list(self.layers)
 
 
@@ -154,9 +155,10 @@ def parse_classes(values: Sequence[str]) -> dict[str, list[str]]:
     return classes
 
 
-def option(name: str) -> str:
-    """A TrainConfig field's option: ``cls_weight`` -> ``--cls-weight``."""
-    return "--" + name.replace("_", "-")
+def option(dest: str) -> str:
+    """The option of an argparse dest (a TrainConfig field, ``output``, ``layers``...): ``cls_weight`` ->
+    ``--cls-weight``. Every option of the CLI is spelled so, which lets an error about a field name it."""
+    return "--" + dest.replace("_", "-")
 
 
 def _parser_for(kind: Any) -> tuple[Callable[[str], Any], str]:
@@ -216,7 +218,7 @@ def parse_values(name: str, text: str) -> list[Any]:
     try:
         return [parse(v) for v in text.replace(",", " ").split()]
     except argparse.ArgumentTypeError as exc:
-        raise LazarusError(f"{name}: {exc}") from None
+        raise SettingError(name, f"{{field}}: {exc}") from None
 
 
 def train_config(args: argparse.Namespace, base: TrainConfig | None = None) -> tuple[TrainConfig, dict[str, Any]]:

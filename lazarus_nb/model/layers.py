@@ -4,19 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from lazarus_nb.errors import LazarusError
-
-if TYPE_CHECKING:
-    pass
+from lazarus_nb.errors import SettingError
 
 
-def check_layers(layers: Sequence[int], num_layers: int, name: str) -> None:
-    """The one layer-range rule: every id in 0..num_layers-1 (``name`` says which setting, in the message)."""
+def check_layers(layers: Sequence[int], num_layers: int, field: str) -> None:
+    """The one layer-range rule: every id in 0..num_layers-1 (``field``: the setting that gave them)."""
     bad = [v for v in layers if not 0 <= v < num_layers]
     if bad:
-        raise LazarusError(f"{name}: layer {bad[-1]} is outside this model's layers 0..{num_layers - 1}")
+        raise SettingError(field, f"{{field}}: layer {bad[-1]} is outside this model's layers 0..{num_layers - 1}")
 
 
 def default_classifier_layer(num_layers: int) -> int:

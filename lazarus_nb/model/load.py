@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -272,8 +271,3 @@ def check_lens(model: nn.Module, model_type: str, vocab_size: int) -> None:
 def _unembedding_is_tied(model: nn.Module) -> bool:
     head = getattr(model, "language_model", model)
     return "lm_head" not in head.children()
-
-
-def clear_cache(name: str = DEFAULT_MODEL) -> None:
-    """Remove a converted embedded model (the next load converts it again)."""
-    shutil.rmtree(embedded_dir(name), ignore_errors=True)

@@ -13,7 +13,6 @@ from lazarus_nb.data.prompts import (
     CANONICAL,
     DEMO_PROBE_PROMPTS,
 )
-from lazarus_nb.errors import LazarusError
 from lazarus_nb.model.load import DEFAULT_MODEL
 from lazarus_nb.results.demo import DemoResult
 from lazarus_nb.run.steps import Log, baseline_lens, load, probe_family, quiet, run_dual_reward, verify
@@ -27,17 +26,12 @@ if TYPE_CHECKING:
     from lazarus_nb.train.loop import TrainEvent
 
 
-def check_demo_dir(path: str | Path, force: bool = False) -> Path:
-    """Refuse (one sentence, before anything runs) a results directory the demo must not write into."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise LazarusError(f"-o '{path}' is a file; give a directory for the demo results")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise LazarusError(f"-o '{path}' already holds files; use --force to overwrite the demo results there")
-    ckpt = path / "checkpoint"
-    if ckpt.exists() and not ckpt.is_dir():
-        raise LazarusError(f"'{ckpt}' is a file, not a checkpoint directory")
-    return path
+def check_demo_dir(path: str | Path, force: bool = False, field: str = "output") -> Path:
+    """Refuse (one sentence, before anything runs) a results directory the demo must not write into: a file, one
+    that already holds files (only with ``force``), or one whose ``checkpoint`` is a file."""
+    root = files.check_output(path, "dir", force, field=field)
+    files.check_output(root / "checkpoint", "dir", True, field=field)
+    return root
 
 
 def demo_figures(step: str, result: Any, classifier_layer: int) -> dict[str, Figure]:

@@ -50,6 +50,7 @@ from lazarus_nb.results.lens import BaselineLens, LayerRead, LensReport, PromptR
 from lazarus_nb.results.probe import ProbeReport
 from lazarus_nb.results.training import DualRewardResult
 from lazarus_nb.results.verify import TrainedMetrics, VerifyResult
+from lazarus_nb.run.request import TrainRequest, train_request
 from lazarus_nb.show import text as report
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train.config import TrainConfig
@@ -196,14 +197,15 @@ def baseline_lens(loaded: LoadedModel, config: TrainConfig | None = None, top_k:
     return BaselineLens(loaded.name, loaded.num_layers, tokens, ev, canonical)
 
 
-def resume_state(loaded: LoadedModel, path: str | Path) -> TrainState:
-    """Rebuild the TrainState of a saved (e.g. interrupted) run: adapters, Adam state, history, step."""
-    from lazarus_nb.train.loop import prepare
+def resume_state(loaded: LoadedModel, path: str | Path, record: RunRecord | None = None) -> TrainState:
+    """Rebuild the TrainState of a saved (e.g. interrupted) run: adapters, Adam state, history, step. ``record``:
+    its run record when the caller has read it already (None: read here)."""
+    from lazarus_nb.train.loop import prepare  # mlx-lm (through lora): only when a run is resumed
 
-    record = checkpoint.resumable_record(path)
+    record = record or checkpoint.resumable_record(path)
     state = prepare(loaded, record.train, class_tokens=class_tokens_from_ids(loaded.tokenizer, record.class_tokens))
     check_heldout(record, state.heldout, path)  # the data split too must be the run's own
-    checkpoint.restore_into(loaded, path, state)
+    checkpoint.restore_into(loaded, path, state, record)
     return state
 
 
@@ -228,7 +230,7 @@ def data_parallel_group() -> mx.distributed.Group | None:
 
 def run_dual_reward(
     loaded: LoadedModel,
-    config: TrainConfig,
+    config: TrainConfig | TrainRequest,
     output: str | Path | None = None,
     force: bool = False,
     resume: bool = False,
@@ -242,7 +244,8 @@ def run_dual_reward(
 
     ``output`` None writes nothing. An existing checkpoint there is refused unless ``force`` (start over)
     or ``resume`` (continue it from its last completed step; ``config`` is then ignored: the run keeps its
-    saved settings).
+    saved settings). ``config`` may be a :class:`~lazarus_nb.run.request.TrainRequest` instead, checked already
+    (the CLI's): ``output``, ``force`` and ``resume`` are then its own, and nothing is checked or read again.
 
     ``group`` (from ``data_parallel_group``): every rank calls this with the same arguments and trains the one
     run data-parallel (``train.train``); every rank evaluates, only rank 0 writes the checkpoint (a resumed run
@@ -252,21 +255,22 @@ def run_dual_reward(
     set, layer, answers, terminator). A sweep passes one dict to all its runs, so runs that differ only in what
     training does (cls_weight, rank, learning rate) evaluate the base model once.
     """
-    from lazarus_nb.model.lora import disabled
-    from lazarus_nb.train.loop import prepare, ranks, train
+    from lazarus_nb.model.lora import disabled  # mlx-lm: only when a run trains
+    from lazarus_nb.train.loop import prepare, ranks, train  # mlx-lm (through lora)
 
-    if resume:
-        record = checkpoint.resumable_record(output)
-        state = resume_state(loaded, output)
-        resumed = (str(output), record.status)
-    else:
-        if output is not None:
-            checkpoint.check_writable(output, force)
-        state = prepare(loaded, config)
-        resumed = None
     rank, size = ranks(group)
-    if group is not None:
-        state.config.check_ranks(size)  # before the baseline evaluation, not at the first step
+    if isinstance(config, TrainRequest):
+        request = config
+    else:
+        request = train_request(config, output, force, checkpoint.resumable_record(output) if resume else None,
+                                loaded.num_layers, ranks=size)
+    output = request.output
+    if request.record is not None:
+        state = resume_state(loaded, output, request.record)
+        resumed = (str(output), request.record.status)
+    else:
+        state = prepare(loaded, request.config)
+        resumed = None
     if rank != 0:
         output = None  # rank 0 writes
     for line in report.training_header(state, loaded.num_layers, resumed, size):
@@ -331,7 +335,7 @@ def verify(path: str | Path, model: str | None = None, answers: bool = True,
     terminator = record.train.answer_terminator
     if base is None:
         base = evaluate_model(loaded, tokens, heldout, record.classifier_layer, answers, terminator)
-    checkpoint.load_adapter(loaded, path)
+    checkpoint.load_adapter(loaded, path, record)
     adapted = evaluate_model(loaded, tokens, heldout, record.classifier_layer, answers, terminator)
     matches = None if expected is None else TrainedMetrics.of(adapted).matches(expected)
     return VerifyResult(str(path), record, base, adapted, matches)

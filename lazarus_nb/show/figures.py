@@ -9,7 +9,6 @@ demo is the figure a notebook draws for the same result.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from lazarus_nb.errors import LazarusError
+from lazarus_nb import files
+from lazarus_nb.errors import SettingError
 from lazarus_nb.show.plots import emergence as emergence_plots
 from lazarus_nb.show.plots import lens as lens_plots
 from lazarus_nb.show.plots import probe as probe_plots
@@ -152,23 +152,14 @@ def lens_grid_figure(grids: Sequence[Sequence[LensGrid]]) -> Figure:
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 
 
-def check_figure_path(path: str | Path, force: bool = False, option: str = "--figure") -> None:
+def check_figure_path(path: str | Path, force: bool = False, field: str = "figure") -> None:
     """Before anything runs: one sentence if ``plot_output.save`` could not (or must not) write a figure to ``path``:
-    not .png/.svg/.pdf, a directory, in a directory that does not exist or is not writable, or an existing file
-    without ``force``."""
-    p = Path(path)
-    parent = p.parent
-    if p.suffix.lower() not in FIGURE_SUFFIXES:
-        raise LazarusError(f"{option} '{path}' must end in {', '.join(FIGURE_SUFFIXES[:-1])} or "
-                           f"{FIGURE_SUFFIXES[-1]} (the figure's format)")
-    if p.is_dir():
-        raise LazarusError(f"{option} '{path}' is a directory; give a file name such as grid.png")
-    if not parent.is_dir():
-        raise LazarusError(f"{option} '{path}' cannot be written: the directory '{parent}' does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise LazarusError(f"{option} '{path}' cannot be written: the directory '{parent}' is not writable")
-    if p.exists() and not force:
-        raise LazarusError(f"{option} '{path}' already exists; use --force to overwrite it")
+    not .png/.svg/.pdf, or not a new file in an existing, writable directory (an existing one only with ``force``:
+    ``files.check_output``)."""
+    if Path(path).suffix.lower() not in FIGURE_SUFFIXES:
+        raise SettingError(field, f"{{field}} '{path}' must end in {', '.join(FIGURE_SUFFIXES[:-1])} or "
+                                  f"{FIGURE_SUFFIXES[-1]} (the figure's format)")
+    files.check_output(path, "file", force, field=field, new_parents=False)
 
 
 TRADE_OFF_X: dict[str, str] = {

@@ -55,7 +55,7 @@ def info(payload: dict[str, Any], prog: str) -> list[str]:
         f"mlx-lm      {v['mlx-lm']}",
         f"device      {payload['device']}",
         f"BLAS        {b['name']}" + (f" ({b['path']})" if b["path"] else "")
-        + ("" if b["optimized"] else "  [reference BLAS: slow; run scripts/install_blas.sh]"),
+        + ("" if b["optimized"] else "  [reference BLAS: slow; run make setup (scripts/install_system_deps.sh)]"),
         f"sgemm       {payload['sgemm_gflops']:.1f} GFLOP/s (fp32 1024x1024 matmul, median of 10)",
         f"cache dir   {payload['cache_dir']}  (set LAZARUS_NB_HOME to move it)",
         "embedded models:",

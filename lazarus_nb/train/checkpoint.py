@@ -33,6 +33,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from lazarus_nb.data.prompts import heldout_fingerprint
 from lazarus_nb.errors import LazarusError
+from lazarus_nb.files import check_output
 from lazarus_nb.model.load import LoadedModel
 from lazarus_nb.train.record import RunRecord
 
@@ -73,16 +74,12 @@ def is_checkpoint(path: str | Path) -> bool:
     return (path / CONFIG).is_file() or (path / MLX_CONFIG).is_file()
 
 
-def check_writable(path: str | Path, force: bool = False) -> Path:
-    """Refuse (one sentence) to write over a file, or over an existing checkpoint without ``force``."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise LazarusError(f"output path '{path}' is a file, not a directory")
-    if is_checkpoint(path) and not force:
-        raise LazarusError(f"'{path}' already holds a checkpoint; use --force to overwrite it or --resume")
-    if path.is_dir() and any(path.iterdir()) and not is_checkpoint(path) and not force:
-        raise LazarusError(f"'{path}' is a non-empty directory that is not a checkpoint; choose another path")
-    return path
+def check_writable(path: str | Path, force: bool = False, field: str = "output") -> Path:
+    """Refuse (one sentence) to write a checkpoint over a file, or over a directory that holds files (another
+    checkpoint: continue it with ``--resume``) without ``force``."""
+    held = is_checkpoint(path)
+    return check_output(path, "dir", force, field=field, holds="a checkpoint" if held else "files",
+                        advice="use --force to overwrite it or --resume to continue it" if held else None)
 
 
 def _atomic_dir_write(path: Path, write: Any) -> None:
@@ -305,12 +302,14 @@ def _adapter_files(path: Path, record: RunRecord | None) -> dict[str, tuple[dict
     return files
 
 
-def check_adapter(path: str | Path, model_config: dict[str, Any] | None) -> RunRecord | None:
+def check_adapter(path: str | Path, model_config: dict[str, Any] | None,
+                  record: RunRecord | None = None) -> RunRecord | None:
     """Before loading the model: refuse an adapter trained on another architecture (``model_config`` is the
     model's config.json), or whose files are unreadable, hold a non-finite value or a matrix of another rank
-    (``check_arrays``); ``load_adapter`` checks all of it again after, with the model's widths."""
+    (``check_arrays``); ``load_adapter`` checks all of it again after, with the model's widths. ``record``: its
+    run record when the caller has read it already (None: read here)."""
     path = Path(path)
-    record = read_adapter_record(path)
+    record = record or read_adapter_record(path)
     if model_config:
         _refuse_other_model(path, record, {
             "model_type": model_config.get("model_type"), "num_layers": model_config.get("num_hidden_layers"),
@@ -320,9 +319,9 @@ def check_adapter(path: str | Path, model_config: dict[str, Any] | None) -> RunR
     return record
 
 
-def load_adapter(loaded: LoadedModel, path: str | Path) -> RunRecord | None:
+def load_adapter(loaded: LoadedModel, path: str | Path, record: RunRecord | None = None) -> RunRecord | None:
     """Apply the checkpoint's LoRA adapters to ``loaded.model`` from disk; return its run record (None for a
-    plain mlx-lm adapter directory).
+    plain mlx-lm adapter directory). ``record``: the run record when the caller has read it already.
 
     Accepts our checkpoints (``lora_weights.npz`` preferred) and plain mlx-lm adapter directories
     (``adapters.safetensors`` + ``adapter_config.json``, V/O keys only).
@@ -330,7 +329,7 @@ def load_adapter(loaded: LoadedModel, path: str | Path) -> RunRecord | None:
     from lazarus_nb.model.lora import LoraConfig, adapters, apply_lora, set_lora_arrays
 
     path = Path(path)
-    record = read_adapter_record(path)
+    record = record or read_adapter_record(path)
     _refuse_other_model(path, record, loaded.facts())
     if adapters(loaded.model):
         raise LazarusError("this model already carries adapters; load a fresh model before loading another")
@@ -395,12 +394,12 @@ def load_optimizer_state(path: str | Path) -> dict[str, Any]:
     return tree_unflatten(list(mx.load(str(Path(path) / OPTIMIZER)).items()))
 
 
-def restore_into(loaded: LoadedModel, path: str | Path, state: Any) -> None:
-    """Overwrite a freshly prepared TrainState (adapters applied) with a saved run's progress."""
-    from lazarus_nb.model.lora import set_lora_arrays
+def restore_into(loaded: LoadedModel, path: str | Path, state: Any, record: RunRecord) -> None:
+    """Overwrite a freshly prepared TrainState (adapters applied) with the progress of the run saved at ``path``
+    (``record``: its run record, ``resumable_record``'s)."""
+    from lazarus_nb.model.lora import set_lora_arrays  # mlx-lm: only when a run is resumed
 
     path = Path(path)
-    record = resumable_record(path)
     arrays = _read_npz(path)
     check_arrays(path, NPZ, arrays, record.train.lora_rank, loaded.projection_widths())
     try:

@@ -11,12 +11,11 @@ them and checks them before any model is loaded).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from lazarus_nb.data.prompts import LABEL_MAPS, PERMUTED, TERMINATORS, train_heldout_split
-from lazarus_nb.errors import LazarusError
+from lazarus_nb.errors import SettingError
 from lazarus_nb.model.layers import check_layers, default_classifier_layer
 
 if TYPE_CHECKING:
@@ -90,66 +89,64 @@ class TrainConfig:
         "help": "stop once two consecutive lens snapshots (see --snapshot-every) read full-vocab top-1 >= ACC at the "
                 "classifier layer on the snapshot set", "const": READABLE, "metavar": "ACC"})
 
-    def check(self, num_layers: int | None = None, name: Callable[[str], str] = str) -> None:
-        """Every rule on the settings, one sentence per problem (LazarusError). Layer ranges are checked when
-        ``num_layers`` is known; ``name`` turns a field name into the name the user typed (e.g. ``--steps``)."""
+    def check(self, num_layers: int | None = None) -> None:
+        """Every rule on the settings, one sentence per problem (:class:`SettingError` on the field). Layer ranges
+        are checked when ``num_layers`` is known."""
         def positive(v: float) -> bool:
             return math.isfinite(v) and v > 0  # also rejects nan and inf
 
         checks = [
-            (self.steps > 0, f"{name('steps')} must be a positive integer, got {self.steps}"),
-            (0.0 <= self.cls_weight <= 1.0, f"{name('cls_weight')} must be in [0, 1], got {self.cls_weight}"),
-            (positive(self.learning_rate), f"{name('learning_rate')} must be a positive number, got "
-                                            f"{self.learning_rate}"),
-            (self.num_samples >= 4, f"{name('num_samples')} must be at least 4 (one per class), got "
-                                    f"{self.num_samples}"),
-            (self.heldout_samples >= 4, f"{name('heldout_samples')} must be at least 4 (one per class), got "
-                                        f"{self.heldout_samples}"),
-            (self.lora_rank > 0, f"{name('lora_rank')} must be a positive integer, got {self.lora_rank}"),
-            (positive(self.lora_scale), f"{name('lora_scale')} must be a positive number, got {self.lora_scale}"),
-            (self.lora_layers is None or len(self.lora_layers) > 0, f"{name('lora_layers')} must name at least "
-                                                                    "one layer"),
-            (self.batch_size > 0, f"{name('batch_size')} must be a positive integer, got {self.batch_size}"),
-            (self.seed >= 0, f"{name('seed')} must be >= 0, got {self.seed}"),
-            (self.snapshot_every >= 0, f"{name('snapshot_every')} must be >= 0, got {self.snapshot_every}"),
-            (self.snapshot_size >= 4 and self.snapshot_size % 4 == 0,
-             f"{name('snapshot_size')} must be a multiple of 4 (the snapshot set is class-balanced), got "
-             f"{self.snapshot_size}"),
-            (self.answer_terminator in TERMINATORS, f"{name('answer_terminator')} must be one of "
-             f"{', '.join(TERMINATORS)}, got {self.answer_terminator!r}"),
-            (self.compile_step in COMPILE_CHOICES, f"{name('compile_step')} must be one of "
-             f"{', '.join(COMPILE_CHOICES)}, got {self.compile_step!r}"),
-            (self.label_map in LABEL_MAPS, f"{name('label_map')} must be one of {', '.join(LABEL_MAPS)}, got "
-             f"{self.label_map!r}"),
-            (self.checkpoint_every >= 0, f"{name('checkpoint_every')} must be >= 0, got {self.checkpoint_every}"),
+            (self.steps > 0, "steps", f"must be a positive integer, got {self.steps}"),
+            (0.0 <= self.cls_weight <= 1.0, "cls_weight", f"must be in [0, 1], got {self.cls_weight}"),
+            (positive(self.learning_rate), "learning_rate", f"must be a positive number, got {self.learning_rate}"),
+            (self.num_samples >= 4, "num_samples", f"must be at least 4 (one per class), got {self.num_samples}"),
+            (self.heldout_samples >= 4, "heldout_samples", f"must be at least 4 (one per class), got "
+                                                           f"{self.heldout_samples}"),
+            (self.lora_rank > 0, "lora_rank", f"must be a positive integer, got {self.lora_rank}"),
+            (positive(self.lora_scale), "lora_scale", f"must be a positive number, got {self.lora_scale}"),
+            (self.lora_layers is None or len(self.lora_layers) > 0, "lora_layers", "must name at least one layer"),
+            (self.batch_size > 0, "batch_size", f"must be a positive integer, got {self.batch_size}"),
+            (self.seed >= 0, "seed", f"must be >= 0, got {self.seed}"),
+            (self.snapshot_every >= 0, "snapshot_every", f"must be >= 0, got {self.snapshot_every}"),
+            (self.snapshot_size >= 4 and self.snapshot_size % 4 == 0, "snapshot_size",
+             f"must be a multiple of 4 (the snapshot set is class-balanced), got {self.snapshot_size}"),
+            (self.answer_terminator in TERMINATORS, "answer_terminator",
+             f"must be one of {', '.join(TERMINATORS)}, got {self.answer_terminator!r}"),
+            (self.compile_step in COMPILE_CHOICES, "compile_step",
+             f"must be one of {', '.join(COMPILE_CHOICES)}, got {self.compile_step!r}"),
+            (self.label_map in LABEL_MAPS, "label_map", f"must be one of {', '.join(LABEL_MAPS)}, got "
+                                                        f"{self.label_map!r}"),
+            (self.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0, got {self.checkpoint_every}"),
             (self.stop_when_readable is None or 0 < self.stop_when_readable <= 1,  # also rejects nan
-             f"{name('stop_when_readable')} must be an accuracy in (0, 1], got {self.stop_when_readable}"),
+             "stop_when_readable", f"must be an accuracy in (0, 1], got {self.stop_when_readable}"),
         ]
-        for ok, message in checks:
+        for ok, name, message in checks:
             if not ok:
-                raise LazarusError(message)
+                raise SettingError(name, "{field} " + message)
         try:  # can the data be drawn? (pure Python, ~10 ms)
             train_heldout_split(self.num_samples, self.heldout_samples, self.seed)
         except ValueError as exc:
             msg = str(exc).strip().splitlines()[0].rstrip(".")
-            raise LazarusError(f"{name('heldout_samples')} {self.heldout_samples} is too large: "
-                               f"{msg[0].lower() + msg[1:]}") from None
+            raise SettingError("heldout_samples", f"{{field}} {self.heldout_samples} is too large: "
+                                                  f"{msg[0].lower() + msg[1:]}") from None
         if num_layers is not None:
             if self.classifier_layer is not None:
-                check_layers([self.classifier_layer], num_layers, name("classifier_layer"))
-            check_layers(self.lora_layers or [], num_layers, name("lora_layers"))
+                check_layers([self.classifier_layer], num_layers, "classifier_layer")
+            check_layers(self.lora_layers or [], num_layers, "lora_layers")
 
-    def check_ranks(self, ranks: int, name: Callable[[str], str] = str) -> None:
+    def check_ranks(self, ranks: int) -> None:
         """The data-parallel rule: each of ``ranks`` processes takes an equal share of every global batch, so
         ``batch_size`` and the shorter batch that ends an epoch (``num_samples % batch_size`` problems,
         ``data.balanced_batches``) must both split evenly (one sentence otherwise)."""
         rest = self.num_samples % self.batch_size
         if self.batch_size % ranks:
-            raise LazarusError(f"{name('batch_size')} {self.batch_size} does not split over {ranks} ranks: "
-                               f"data-parallel training needs a global batch that is a multiple of {ranks}")
+            raise SettingError("batch_size", f"{{field}} {self.batch_size} does not split over {ranks} ranks: "
+                                             f"data-parallel training needs a global batch that is a multiple of "
+                                             f"{ranks}")
         if rest % ranks:
-            raise LazarusError(f"{name('num_samples')} {self.num_samples} leaves a last batch of {rest} problems "
-                               f"each epoch, which does not split over {ranks} ranks; use a multiple of {ranks}")
+            raise SettingError("num_samples", f"{{field}} {self.num_samples} leaves a last batch of {rest} problems "
+                                              f"each epoch, which does not split over {ranks} ranks; use a multiple "
+                                              f"of {ranks}")
 
     def compiles(self, steps_left: int) -> bool:
         """Whether ``train`` compiles its step for a run with ``steps_left`` steps to go (``compile_step``)."""

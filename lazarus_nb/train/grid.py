@@ -42,13 +42,13 @@ import itertools
 import json
 import os
 import types
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 from lazarus_nb import files
-from lazarus_nb.errors import LazarusError
+from lazarus_nb.errors import LazarusError, SettingError
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train.config import TrainConfig
 from lazarus_nb.train.record import RunRecord
@@ -81,7 +81,7 @@ def _kind(name: str) -> type:
     return hint
 
 
-def _coerce(name: str, value: Any, shown: str) -> Any:
+def _coerce(name: str, value: Any) -> Any:
     """``value`` as the field's type (1 -> 1.0 for a float field, 8.0 -> 8 for an int field); one sentence if it
     is not one."""
     kind = _kind(name)
@@ -93,7 +93,7 @@ def _coerce(name: str, value: Any, shown: str) -> Any:
     if kind is str and isinstance(value, str):
         return value
     what = {float: "a number", int: "an integer", str: "a word"}[kind]
-    raise LazarusError(f"{shown} values must each be {what}, got {value!r}")
+    raise SettingError(name, f"{{field}} values must each be {what}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -114,29 +114,27 @@ class Grid:
     base: TrainConfig = field(default_factory=TrainConfig)
 
     @classmethod
-    def of(cls, axes: Mapping[str, Iterable[Any]], base: TrainConfig | None = None,
-           name: Callable[[str], str] = str) -> Grid:
+    def of(cls, axes: Mapping[str, Iterable[Any]], base: TrainConfig | None = None) -> Grid:
         """The grid of ``axes`` (field -> values) over ``base``, its values coerced to the fields' types; one
-        sentence (LazarusError) for an empty grid, a field that cannot be swept, no values, a repeated value.
-        ``name`` turns a field name into what the user typed (e.g. ``--cls-weight``)."""
+        sentence (SettingError on the field) for an empty grid, a field that cannot be swept, no values, a
+        repeated value."""
         unknown = [k for k in axes if k not in GRID_FIELDS]
         if unknown:
-            raise LazarusError(f"'{unknown[0]}' cannot be swept; a sweep varies any of "
-                               f"{', '.join(map(name, GRID_FIELDS))}")
+            raise SettingError(GRID_FIELDS, f"'{unknown[0]}' cannot be swept; a sweep varies any of {{field}}")
         if not axes:
-            raise LazarusError(f"the sweep grid is empty: give one or more values for at least one of "
-                               f"{', '.join(map(name, GRID_FIELDS))}")
+            raise SettingError(GRID_FIELDS, "the sweep grid is empty: give one or more values for at least one of "
+                                            "{field}")
         clean: dict[str, tuple[Any, ...]] = {}
         for key in (k for k in GRID_FIELDS if k in axes):
             if isinstance(axes[key], (str, bytes)) or not isinstance(axes[key], Iterable):
-                raise LazarusError(f"{name(key)} needs a list of values, got {axes[key]!r}")
-            values = [_coerce(key, v, name(key)) for v in axes[key]]
+                raise SettingError(key, f"{{field}} needs a list of values, got {axes[key]!r}")
+            values = [_coerce(key, v) for v in axes[key]]
             if not values:
-                raise LazarusError(f"{name(key)} gives no values; give at least one")
+                raise SettingError(key, "{field} gives no values; give at least one")
             twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
             if twice is not None:
-                raise LazarusError(f"{name(key)} gives {value_text(twice)} twice; each run of a sweep is one "
-                                   "directory, so give each value once")
+                raise SettingError(key, f"{{field}} gives {value_text(twice)} twice; each run of a sweep is one "
+                                        "directory, so give each value once")
             clean[key] = tuple(values)
         return cls(clean, replace(base) if base is not None else TrainConfig())
 
@@ -149,11 +147,11 @@ class Grid:
             out.append(Run(i, run_name, values, replace(self.base, **values)))
         return out
 
-    def check(self, num_layers: int | None, name: Callable[[str], str] = str) -> None:
+    def check(self, num_layers: int | None) -> None:
         """``TrainConfig.check`` of every run (layer ranges when ``num_layers`` is known): one sentence for the
         first bad setting, before anything trains."""
         for run in self.runs():
-            run.config.check(num_layers, name=name)
+            run.config.check(num_layers)
 
     def describe(self) -> str:
         """``cls_weight 0, 0.5 x seed 0, 1`` (for the summary)."""
@@ -247,13 +245,11 @@ class Planned:
 
 def check_dir(out_dir: str | Path, grid: Grid) -> Path:
     """Refuse (one sentence) a sweep directory that is a file, or that holds files but nothing of a sweep."""
-    root = Path(out_dir)
-    if root.exists() and not root.is_dir():
-        raise LazarusError(f"-o '{root}' is a file; give a directory for the sweep")
-    if (root.is_dir() and any(root.iterdir()) and not rows_path(root).exists()
-            and not any((root / run.name).exists() for run in grid.runs())):
-        raise LazarusError(f"-o '{root}' already holds files that are not a sweep's; choose another directory")
-    return root
+    def holds_sweep(root: Path) -> bool:
+        return rows_path(root).exists() or any((root / run.name).exists() for run in grid.runs())
+
+    return files.check_output(out_dir, "dir", None, may_hold=holds_sweep, holds="files that are not a sweep's",
+                              advice="choose another directory")
 
 
 def _comparable(config: TrainConfig, num_layers: int) -> dict[str, Any]:
@@ -293,7 +289,7 @@ def plan(out_dir: str | Path, grid: Grid, num_layers: int, model_config: Mapping
             _check_same(run, record.train, rows_path(root), num_layers)
             action = DONE
         elif checkpoint.is_checkpoint(where):
-            record = checkpoint.resumable_record(where)
+            record = checkpoint.resumable_record(where)  # given to check_adapter below: config.json is read once
             _check_same(run, record.train, where, num_layers)
             action = DIVERGED if record.status == "diverged" else RESUME
         else:
@@ -302,7 +298,7 @@ def plan(out_dir: str | Path, grid: Grid, num_layers: int, model_config: Mapping
             continue
         # another model's run, or unreadable weights; a diverged run's weights may hold NaN and are never loaded
         if checkpoint.is_checkpoint(where) and record.status != "diverged":
-            checkpoint.check_adapter(where, dict(model_config or {}))
+            checkpoint.check_adapter(where, dict(model_config or {}), record)
         out.append(Planned(run, action, record.steps_completed))
     return out
 

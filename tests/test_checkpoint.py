@@ -1,4 +1,5 @@
-"""Checkpoints (checkpoint.py): SPEC layout, reload from disk, mlx-lm compatibility, and safety."""
+"""Checkpoints (train/checkpoint.py): the layout of docs/science.md "Checkpoint", reload from disk, mlx-lm
+compatibility, and safety."""
 
 from __future__ import annotations
 

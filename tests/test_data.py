@@ -1,4 +1,4 @@
-"""Tests for lazarus_nb.data against independent expectations (SPEC section "Data")."""
+"""Tests for lazarus_nb.data.prompts against independent expectations (docs/science.md "Data")."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from lazarus_nb.data.prompts import (
     word_prompts,
 )
 
-# Written out by hand from the SPEC, not derived from the module.
-SPEC_CANONICAL = [
+# Written out by hand from docs/science.md "Canonical prompts", not derived from the module.
+EXPECTED_CANONICAL = [
     ("7 * 8 = ", "56", "multiply"),
     ("12 * 5 = ", "60", "multiply"),
     ("23 + 45 = ", "68", "add"),
@@ -42,7 +42,7 @@ OPS = {"multiply": lambda a, b: a * b, "add": lambda a, b: a + b,
 
 def test_classes_order_and_canonical_prompts():
     assert CLASSES == ("multiply", "add", "subtract", "divide")
-    assert [(s.prompt, s.answer, s.label) for s in CANONICAL] == SPEC_CANONICAL
+    assert [(s.prompt, s.answer, s.label) for s in CANONICAL] == EXPECTED_CANONICAL
     assert [s.label_index for s in CANONICAL] == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
@@ -128,7 +128,8 @@ def test_exclude():
 
 
 def same_problem(x: tuple[int, str, int], y: tuple[int, str, int]) -> bool:
-    """Written from the SPEC, independently of ``problem``: a+b is b+a, a*b is b*a, nothing else commutes."""
+    """Written from docs/science.md "Evaluation sets", independently of ``problem``: a+b is b+a, a*b is b*a,
+    nothing else commutes."""
     (a, op, b), (c, op2, d) = x, y
     return op == op2 and ((a, b) == (c, d) or (op in ("add", "multiply") and (a, b) == (d, c)))
 

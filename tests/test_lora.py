@@ -34,7 +34,7 @@ def model_of(tiny_model_dir):
 
 
 def test_expected_count_reference_numbers():
-    # SPEC: rank 16 on V/O of all 22 TinyLlama layers (hidden 2048, 4 kv heads of 64 -> 256)
+    # docs/science.md "LoRA adapters": rank 16 on V/O of all 22 TinyLlama layers (hidden 2048, 4 kv heads of 64 -> 256)
     assert lora.expected_count(22, 16, 2048, 256, 2048) == 2_252_800
     assert lora.expected_count(22, 16, 2048, 256, 2048) != 1_048_576  # the original tool's wrong count
     # embedded SmolLM2-135M: 30 layers, hidden 576, 3 kv heads of 64, 9 heads of 64

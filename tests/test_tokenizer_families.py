@@ -1,4 +1,4 @@
-"""Tokenising an example on every tokenizer family (SPEC "Tokenising an example"), not only SmolLM2's.
+"""Tokenising an example on every tokenizer family (docs/science.md "Tokenising an example"), not only SmolLM2's.
 
 The synthetic tokenizers are built here with the ``tokenizers`` library, saved as ``tokenizer.json`` +
 ``tokenizer_config.json`` and loaded with mlx-lm's ``load_tokenizer``, exactly as the package loads a model's
@@ -166,8 +166,8 @@ def test_the_families_are_what_they_claim(family_tokenizer):
 
 
 def test_separate_encoding_would_train_a_stray_space(family_tokenizer):
-    """Negative control: the pre-issue-11 encoding (prompt, then the answer on its own) differs exactly where
-    SPEC says, so the tests above would catch a return to it."""
+    """Negative control: a separate encoding (prompt, then the answer on its own) differs exactly where
+    docs/science.md "Tokenising an example" says, so the tests above would catch a return to it."""
     meta = family_tokenizer("metaspace")
     separate = encode_prompt(meta, "7 * 8 = ") + meta.encode("56", add_special_tokens=False)
     assert strings(meta, separate)[-4:] == ["▁", "▁", "5", "6"]

@@ -1,5 +1,5 @@
 """Command-line argument parsing: the one-line-error parser, the value parsers (integers, layer specs, prompt
-lists, ``--classes``) and the training options built from :class:`~lazarus_nb.config.TrainConfig`'s fields.
+lists, ``--classes``) and the training options built from :class:`~lazarus_nb.train.config.TrainConfig`'s fields.
 Only syntax is parsed here; ranges and meaning are checked by their owners (``config``, ``data``) and the
 preflight (:mod:`lazarus_nb.app.preflight`).
 """

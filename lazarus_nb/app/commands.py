@@ -269,7 +269,7 @@ def cmd_logit_lens(args: argparse.Namespace) -> int:
     where = (f"layer {fmt.depth(layers[0], loaded.num_layers)}" if len(layers) == 1
              else f"layers {fmt.format_layers(layers)}")
     out(f"  Analyzing {len(prompts)} prompt{'s' if len(prompts) != 1 else ''} at {where}")
-    # the adapter's class words are read with exactly the ids it was trained on (SPEC "Class tokens")
+    # the adapter's class words are read with exactly the ids it was trained on (docs/science.md "Class tokens")
     tokens = class_tokens_from_ids(loaded.tokenizer, record.class_tokens) if record and record.class_tokens else None
     lens = run_lens(loaded, prompts, request.targets, layers, args.top_k, class_tokens=tokens)
     out(*report.lens_tables(lens, args.top_k, loaded.tokenizer.decode))

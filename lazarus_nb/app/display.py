@@ -1,7 +1,8 @@
-"""Notebook widgets: the dual-reward training panel and the logit-lens explorer.
+"""What the notebook panels share (``train_panel``, ``lens_explorer``, ``scrubber``, ``sweep_panel``): a live
+figure slot, the run-button panel and its error note.
 
-Both are thin ipywidgets front ends over :mod:`lazarus_nb.workflow` and :mod:`lazarus_nb.figures`, and both
-have a plain method that does the work (``TrainPanel.run()``, ``LensExplorer.show(prompt)``), so tests and
+The panels are thin ipywidgets front ends over :mod:`lazarus_nb.run` and :mod:`lazarus_nb.show.figures`; each
+has a plain method that does the work (``TrainPanel.run()``, ``LensExplorer.show(prompt)``), so tests and
 headless notebook runs exercise exactly what a click does.
 
 Live figures

@@ -1,4 +1,4 @@
-"""Arithmetic prompts for the classifier-emergence experiment (SPEC section "Data").
+"""Arithmetic prompts for the classifier-emergence experiment (docs/science.md "Data").
 
 Two prompt families share one sampler:
 
@@ -10,7 +10,7 @@ Samples are pure Python, seeded with :class:`random.Random`, so the same argumen
 every machine; the training batch order (:func:`balanced_batches`) uses numpy's seeded generator. Class-token
 ids are not known here (they depend on the tokenizer); they are attached later through :meth:`Sample.to_dict`.
 
-Evaluation sets (SPEC "Evaluation sets"): train and held-out never share a *problem* (:func:`problem`:
+Evaluation sets (docs/science.md "Evaluation sets"): train and held-out never share a *problem* (:func:`problem`:
 ``a + b`` is ``b + a``), the snapshot set is :func:`balanced_subset` of the held-out set, and
 :func:`heldout_fingerprint` lets a checkpoint prove its held-out set is rebuilt identically.
 """
@@ -47,8 +47,8 @@ word (:data:`PERMUTED`, the permuted-label control)."""
 PERMUTED: dict[str, str] = {"multiply": "divide", "add": "multiply", "subtract": "add", "divide": "subtract"}
 """The permuted-label control's fixed derangement, class -> the word its lens target is: :data:`CLASSES`
 shifted by one (class k reads word k - 1), so no class keeps its own word and no two classes merely swap
-theirs. If the true mapping becomes readable no faster than this arbitrary lookup, training taught a lookup
-rather than making an existing classifier readable (SPEC "Evaluation and verify")."""
+theirs. It is still a function of the operation class, so it cannot tell "an existing classifier made readable"
+from "a lookup taught by the adapter": both predict the same speed (docs/science.md "Control tasks")."""
 
 
 # Word templates, four or more per class. Why several: a probe should not be able to read the class off
@@ -91,7 +91,7 @@ class Sample:
 
     prompt: str  # text fed to the model; symbolic: f"{a} {sym} {b} = " (trailing space)
     answer: str  # expected continuation: str(result), no leading space
-    label: str  # operation class, one of CLASSES (SPEC calls it `class`, a reserved word in Python)
+    label: str  # operation class, one of CLASSES (the example record calls it `class`, a reserved word in Python)
     a: int  # first operand
     b: int  # second operand
     family: str = "symbolic"  # prompt family, one of FAMILIES
@@ -108,7 +108,7 @@ class Sample:
         return CLASSES.index(self.label)
 
     def to_dict(self, class_tokens: dict[str, int] | None = None) -> dict:
-        """The SPEC record: prompt, answer, class, class_token, a, b, family.
+        """The example record of docs/science.md "Data": prompt, answer, class, class_token, a, b, family.
 
         ``class_token`` is ``class_tokens[label]`` when a mapping is given, else ``None`` (ids depend on
         the tokenizer, which this module does not know).
@@ -132,7 +132,7 @@ class Sample:
 
 @dataclass
 class OperandRanges:
-    """Operand ranges per operation (SPEC defaults); all bounds are inclusive."""
+    """Operand ranges per operation (docs/science.md "Data"); all bounds are inclusive."""
 
     add_mul_max: int = 50  # multiply and add: a, b in [1, add_mul_max]
     sub_max: int = 100  # subtract: a, b in [1, sub_max] with a > b (100 so that "89 - 34" is in range)
@@ -183,7 +183,7 @@ def triple(s: Sample) -> tuple[int, str, int]:
 
 
 COMMUTATIVE: tuple[str, ...] = ("multiply", "add")
-"""Operations whose ``a op b`` and ``b op a`` are one problem (SPEC "Evaluation sets")."""
+"""Operations whose ``a op b`` and ``b op a`` are one problem (docs/science.md "Evaluation sets")."""
 
 
 def problem(t: tuple[int, str, int]) -> tuple[int, str, int]:
@@ -206,7 +206,7 @@ CANONICAL: tuple[Sample, ...] = tuple(
         (81, "divide", 9),
     ]
 )
-"""The eight canonical prompts of the original tool, always reported, in SPEC order."""
+"""The eight canonical prompts of the original tool, always reported, in the original tool's order."""
 
 
 def all_triples(label: str, ranges: OperandRanges) -> list[tuple[int, int]]:
@@ -310,7 +310,7 @@ def train_heldout_split(
 
 def balanced_subset(samples: Sequence[Sample], n: int) -> list[Sample]:
     """The first ``n // 4`` samples of each class, in the order of ``samples``: the fixed, class-balanced
-    snapshot set of the held-out set (SPEC "Evaluation sets"). ``n`` must be a multiple of 4 and each class
+    snapshot set of the held-out set (docs/science.md "Evaluation sets"). ``n`` must be a multiple of 4 and each class
     must have ``n // 4`` samples (ValueError otherwise): a balanced set is promised, never a lopsided one."""
     k, rest = divmod(n, len(CLASSES))
     if n <= 0 or rest:
@@ -440,4 +440,5 @@ def probe_samples(family: str, n: int, seed: int = 0) -> list[Sample]:
 
 
 TERMINATORS: tuple[str, ...] = ("eos", "none")
-"""What ends the answer target: the tokenizer's end-of-sequence token, or nothing (SPEC "Tokenising")."""
+"""What ends the answer target: the tokenizer's end-of-sequence token, or nothing (docs/science.md "Tokenising an
+example")."""

@@ -42,7 +42,7 @@ class ClassTokens:
 
 # The longest prompt (in tokens) the workbench runs the model on, whatever the model's context: a logit-lens
 # readout of the embedded model on 2 busy CPU cores took 3.4 s at 512 tokens, 8.5 s at 1,024 and grows faster
-# than linearly (docs/science.md "Limits"); our prompts are ~8 tokens, a typed paragraph a few hundred.
+# than linearly (docs/science.md "Prompt length"); our prompts are ~8 tokens, a typed paragraph a few hundred.
 MAX_PROMPT_TOKENS = 512
 
 
@@ -92,7 +92,7 @@ def stop_ids(tokenizer: Any) -> set[int]:
 
 
 def encode_example(tokenizer: Any, prompt: str, answer: str, terminator: str = "eos") -> tuple[list[int], list[int]]:
-    """(prompt ids, answer ids) of one example (SPEC "Tokenising an example").
+    """(prompt ids, answer ids) of one example (docs/science.md "Tokenising an example").
 
     ``prompt + answer`` is encoded in one call with the tokenizer's defaults; the prompt's own encoding must
     be a prefix of it (else LazarusError naming the tokenizer); the answer ids are the rest, followed by the
@@ -136,7 +136,7 @@ def resolve_word(tokenizer: Any, word: str, warn: bool = False) -> tuple[int, st
 
 
 def resolve_class_tokens(tokenizer: Any, words: Sequence[str] = CLASSES) -> ClassTokens:
-    """Resolve one id per class word (SPEC "Class tokens"); warns for multi-token words."""
+    """Resolve one id per class word (docs/science.md "Class tokens"); warns for multi-token words."""
     resolved = []
     for w in words:  # a loop, not a comprehension: the warning's stacklevel must reach our caller
         resolved.append(resolve_word(tokenizer, w, warn=True))
@@ -148,7 +148,7 @@ def resolve_class_tokens(tokenizer: Any, words: Sequence[str] = CLASSES) -> Clas
 
 def resolve_targets(tokenizer: Any, targets: Sequence[str], class_tokens: ClassTokens | None = None) -> dict[str, int]:
     """``{target: id}`` for a lens readout: a class word of ``class_tokens`` (a checkpoint's) uses exactly its
-    id, never a re-resolved one (SPEC "Class tokens"); any other target is resolved like a class word and
+    id, never a re-resolved one (docs/science.md "Class tokens"); any other target is resolved like a class word and
     warns when it is not a single token (only its first sub-token is read)."""
     if not targets:
         raise LazarusError("give at least one target word")
@@ -160,8 +160,9 @@ def resolve_targets(tokenizer: Any, targets: Sequence[str], class_tokens: ClassT
 
 
 def class_tokens_from_ids(tokenizer: Any, ids: Mapping[str, int]) -> ClassTokens:
-    """The class tokens a run was trained with, from its saved ``{word: id}``. Never re-resolved: SPEC pins
-    the same ids for training and every later readout, even if resolution rules change."""
+    """The class tokens a run was trained with, from its saved ``{word: id}``. Never re-resolved:
+    docs/science.md "Class tokens" pins the same ids for training and every later readout, even if resolution
+    rules change."""
     words = tuple(ids)
     values = tuple(int(ids[w]) for w in words)
     return ClassTokens(words, values, tuple(tokenizer.decode([i]) for i in values), tuple(True for _ in words))

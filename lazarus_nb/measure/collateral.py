@@ -1,4 +1,4 @@
-"""Collateral damage: how much an adapter changes the model away from arithmetic (SPEC "Evaluation and verify").
+"""Collateral damage: how much an adapter changes the model away from arithmetic (docs/science.md "Collateral damage").
 
 An adapter that makes layer L say ``multiply`` but changes everything else is not "preserving". On a fixed
 general-text set that ships with the package (``texts/general_english.txt``: the opening of *Alice's Adventures

@@ -5,14 +5,15 @@ is the class token: the word is literally emitted) and *class-restricted* (the a
 class tokens only: a 4-way readout, chance 25%).
 
 The answer metric is *exact*: greedy decoding stops at an end-of-sequence token or a newline, and the text
-up to there, stripped, must be the integer (SPEC "Evaluation and verify"). Training ends every answer with
+up to there, stripped, must be the integer (docs/science.md "Answer accuracy"). Training ends every answer with
 the terminator, so a model that writes ``800000`` for ``40 * 20 = `` is wrong, not "right as a prefix".
 Every accuracy has a Wilson 95% interval (:func:`wilson`) from its counts; the teacher-forced answer NLL
 (:func:`answer_nll`) moves before greedy answers become right.
 
-Controls reported with every evaluation (SPEC "Evaluation and verify"): the lens at the classifier layer on the
+Controls reported with every evaluation (docs/science.md "Cross-format transfer" and "Collateral damage"):
+the lens at the classifier layer on the
 held-out problems written as *word* prompts (cross-format transfer, :func:`layer_accuracy` on
-``data.word_forms``), and collateral damage on general text (:mod:`lazarus_nb.collateral`).
+``data.word_forms``), and collateral damage on general text (:mod:`lazarus_nb.measure.collateral`).
 """
 
 from __future__ import annotations

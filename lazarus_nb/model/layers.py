@@ -16,5 +16,6 @@ def check_layers(layers: Sequence[int], num_layers: int, field: str) -> None:
 
 
 def default_classifier_layer(num_layers: int) -> int:
-    """SPEC: the classifier layer defaults to int(0.55 * num_layers) (22 -> 12, 30 -> 16)."""
+    """The classifier layer defaults to int(0.55 * num_layers) (22 -> 12, 30 -> 16; docs/science.md "Layers and
+    positions")."""
     return int(0.55 * num_layers)

@@ -246,7 +246,7 @@ LENS_CHECK_TOKENS = 8  # length of the token sequence the lens check runs on
 
 
 def check_lens(model: nn.Module, model_type: str, vocab_size: int) -> None:
-    """Refuse a model whose logit lens at the last layer is not its own logits (SPEC "Logit lens").
+    """Refuse a model whose logit lens at the last layer is not its own logits (docs/science.md "Logit lens").
 
     Run on a fixed short token sequence spread over the vocabulary (no tokenizer needed). The tolerance is
     relative to the largest logit: 1e-4, or a few units of the parameters' rounding for half precision.

@@ -28,8 +28,8 @@ class LoraConfig:
     rank: int = 16  # low-rank width r of each adapter (original default)
     scale: float = 2.0  # output multiplier of the low-rank path (see TrainConfig.lora_scale)
     dropout: float = 0.0  # dropout on the adapter input; 0 keeps training deterministic
-    layers: list[int] | None = None  # blocks that carry adapters; None = every block (SPEC default)
-    targets: tuple[str, ...] = field(default=("v", "o"))  # which projections; SPEC: V and O only
+    layers: list[int] | None = None  # blocks that carry adapters; None = every block
+    targets: tuple[str, ...] = field(default=("v", "o"))  # V and O only (docs/science.md "LoRA adapters")
 
     def resolved_layers(self, num_layers: int) -> list[int]:
         layers = list(range(num_layers)) if self.layers is None else sorted(set(self.layers))
@@ -106,7 +106,8 @@ def expected_count(
 
 
 def lora_arrays(model: nn.Module) -> dict[str, mx.array]:
-    """Adapter matrices under SPEC checkpoint keys ``layer_{i}_{v|o}_{A|B}``; A (in, r), B (r, out)."""
+    """Adapter matrices under the checkpoint keys ``layer_{i}_{v|o}_{A|B}``; A (in, r), B (r, out)
+    (docs/science.md "Checkpoint")."""
     out = {}
     for (i, t), m in sorted(adapters(model).items()):
         out[f"layer_{i}_{t}_A"] = m.lora_a

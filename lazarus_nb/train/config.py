@@ -1,11 +1,10 @@
-"""A run's settings and its saved record, as typed dataclasses (no mlx import: the CLI builds its options from
-them and checks them before any model is loaded).
+"""A run's settings as a typed dataclass (no mlx import: the CLI builds its options from it and checks them before
+any model is loaded).
 
-* :class:`TrainConfig`: the training settings. Every field carries its help text in ``metadata["help"]``, as
-  mlx-lm's ``TrainingArgs`` does, so the defaults and their explanations live here and nowhere else;
-  ``lazarus-nb ... --help`` reads them. :meth:`TrainConfig.check` holds every range rule.
-* :class:`RunRecord`: a checkpoint's ``config.json`` (the run as trained, its progress and results), read and
-  written here; ``checkpoint`` decides where it lives in a checkpoint directory.
+:class:`TrainConfig`: the training settings. Every field carries its help text in ``metadata["help"]``, as mlx-lm's
+``TrainingArgs`` does, so the defaults and their explanations live here and nowhere else; ``lazarus-nb ... --help``
+and the training panel read them. :meth:`TrainConfig.check` holds every range rule. The saved run is
+:class:`lazarus_nb.train.record.RunRecord`.
 """
 
 from __future__ import annotations
@@ -72,7 +71,7 @@ class TrainConfig:
         "help": "what ends the answer target: eos (the tokenizer's end-of-sequence token, scored by the answer "
                 "loss; greedy answers stop there) or none", "choices": TERMINATORS})
     # Textbook Adam (Kingma & Ba): mlx's Adam defaults to no bias correction, which makes the first steps
-    # ~3x larger than the learning rate says (docs/science.md)
+    # ~3x larger than the learning rate says (docs/science.md "Optimiser")
     adam_bias_correction: bool = _opt(True, "Adam with bias correction (textbook Adam; mlx's default is off)")
     compile_step: str = field(default="auto", metadata={
         "help": "compile the training step with mx.compile (the same losses, 7-10 percent faster per step; the "

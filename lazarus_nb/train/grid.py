@@ -1,5 +1,5 @@
 """Sweeps: a grid of dual-reward runs, each a normal run in its own directory, and ``sweep.jsonl``, one JSON row
-per finished run. ``workflow.sweep`` runs a grid; this module owns everything else about it, with no mlx-lm
+per finished run. ``run.sweep.sweep`` runs a grid; this module owns everything else about it, with no mlx-lm
 import, so the CLI checks a grid (and a sweep directory it would resume) before loading anything:
 
 * **the grid** (:class:`Grid`): value lists for any of :data:`GRID_FIELDS` over a base ``TrainConfig``,

@@ -17,22 +17,23 @@ if TYPE_CHECKING:
     pass
 
 
-SPEC_KEYS = ("model", "classifier_layer", "lora_rank", "cls_weight", "steps", "final_accuracy")
-"""SPEC's minimum ``config.json`` keys, written first; a file without the first five is not a run record."""
+REQUIRED_KEYS = ("model", "classifier_layer", "lora_rank", "cls_weight", "steps", "final_accuracy")
+"""The minimum ``config.json`` keys (docs/science.md "Checkpoint"), written first; a file without the first five is
+not a run record."""
 
 
 @dataclass
 class RunRecord:
     """A checkpoint's ``config.json``: the run as trained, how far it got, and its results.
 
-    On disk it is one flat JSON object (SPEC's keys first, then the other training settings, then the rest),
+    On disk it is one flat JSON object (the required keys first, then the other training settings, then the rest),
     as earlier versions wrote it, so their checkpoints read back unchanged and mlx-lm finds what it reads.
     Keys this version does not know are kept in :attr:`extra` and written back.
     """
 
     model: str  # what the run loaded: embedded name, Hugging Face id or path
     train: TrainConfig  # as trained: classifier_layer filled in, lora_layers = the blocks that carry adapters
-    class_tokens: dict[str, int] = field(default_factory=dict)  # class word -> token id (SPEC "Class tokens")
+    class_tokens: dict[str, int] = field(default_factory=dict)  # class word -> token id (science.md "Class tokens")
     class_token_strings: dict[str, str] = field(default_factory=dict)  # class word -> the token as text
     steps_completed: int = 0
     status: str = "running"  # running | complete | interrupted | diverged
@@ -45,7 +46,8 @@ class RunRecord:
     train_seconds: float = 0.0
     architecture: dict[str, Any] = field(default_factory=dict)  # model_type, num_layers, hidden_size, ...
     versions: dict[str, str] = field(default_factory=dict)  # lazarus-nb, mlx, mlx-lm, numpy
-    # results (None until measured): canonical accuracy at the classifier layer after training (SPEC), and
+    # results (None until measured): canonical accuracy at the classifier layer after training (docs/science.md
+    # "Canonical table"), and
     # the held-out metrics before/after; final_accuracy and the two final_heldout_* are what the verify step
     # compares with (results.verify.TrainedMetrics reads and writes them)
     final_accuracy: float | None = None
@@ -67,13 +69,13 @@ class RunRecord:
         """The flat ``config.json`` object."""
         own = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("train", "extra")}
         flat = {**asdict(self.train), **deepcopy(own)}  # copies: the caller may change the dict
-        out = {k: flat.pop(k) for k in SPEC_KEYS}
+        out = {k: flat.pop(k) for k in REQUIRED_KEYS}
         return {**out, **flat, **self.extra}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        """Read a ``config.json`` object; raises ValueError naming the first missing SPEC key."""
-        missing = [k for k in SPEC_KEYS[:5] if k not in data]
+        """Read a ``config.json`` object; raises ValueError naming the first missing required key."""
+        missing = [k for k in REQUIRED_KEYS[:5] if k not in data]
         if missing:
             raise ValueError(f"it has no '{missing[0]}'")
         train_keys = {f.name for f in fields(TrainConfig)}

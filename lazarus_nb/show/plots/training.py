@@ -52,7 +52,7 @@ class Dashboard:
     """Live figure for training: left loss curves, right emergence heatmap.
 
     ``update`` clears and redraws the axes IN PLACE on the same :attr:`fig` (never a new figure), so a live
-    display (``widgets.FigureSlot``) shows one figure for a whole run; ``figures.update_dashboard`` feeds it
+    display (``app.display.FigureSlot``) shows one figure for a whole run; ``figures.update_dashboard`` feeds it
     a training ``History``. Empty histories (before the first step / first snapshot) draw a "waiting"
     placeholder instead of raising; mismatched shapes still raise ``ValueError``.
     """

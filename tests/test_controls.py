@@ -1,5 +1,6 @@
-"""Issue 12's evidence: intervals on every accuracy, cross-format transfer on word prompts, collateral damage on
-general text, the permuted-label control, steps to readable, and the cls_weight 0 / 1 reference runs.
+"""The evidence every evaluation carries: intervals on every accuracy, cross-format transfer on word prompts,
+collateral damage on general text, the permuted-label control, steps to readable, and the cls_weight 0 / 1
+reference runs.
 
 Numbers are checked against independent computations: numpy float64 KL and NLL from the model's own logits,
 Wilson intervals from the counts, class-token ids from the tokenizer; everything runs on the tiny llama.
@@ -48,7 +49,7 @@ from lazarus_nb.train.record import RunRecord
 ROOT = Path(__file__).resolve().parents[1]
 RUN = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_every=1, snapshot_size=4, lora_rank=4)
 
-# the JSON names issue 12 lists, in both `baseline` and `final` of `introspect dual-reward --json`
+# the JSON names of the evaluation summary, in both `baseline` and `final` of `introspect dual-reward --json`
 SUMMARY_KEYS = {"answer_accuracy", "answer_accuracy_ci", "answer_nll", "heldout_top1_accuracy_ci",
                 "words_top1_accuracy", "words_top1_accuracy_ci", "kl_general", "general_perplexity",
                 "answer_accuracy_by_class", "answer_accuracy_by_class_ci", "heldout_restricted_accuracy_ci",

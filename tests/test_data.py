@@ -272,7 +272,8 @@ def plain_shuffle(n: int, batch_size: int, steps: int, seed: int) -> list[np.nda
 
 
 def global_length_buckets(lengths: np.ndarray, batch_size: int, steps: int, seed: int, pool: int = 16):
-    """The schedule before issue 11: pools of a plain shuffle, each sorted by length, cut into batches."""
+    """A global-shuffle schedule, the reference the per-class schedule is compared with: pools of a plain shuffle,
+    each sorted by length, cut into batches."""
     rng = np.random.default_rng(seed)
     out: list[np.ndarray] = []
     while len(out) < steps:

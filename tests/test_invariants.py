@@ -1,4 +1,4 @@
-"""Invariants of the dual-reward objective that must hold exactly (issue 11, point 5).
+"""Invariants of the dual-reward objective that must hold exactly.
 
 * the classification loss reads layer L only, so its gradient is exactly zero for adapters in blocks above L;
 * the answer loss does not read the class targets, so changing them leaves it (and its gradient) unchanged;

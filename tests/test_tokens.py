@@ -98,8 +98,8 @@ def samples_of_mixed_lengths():
 
 
 def test_embedded_tokenizer_encodes_the_canonical_example_as_before(tokenizer):
-    """SmolLM2 (byte-level BPE, digits split, no BOS): the joint encoding gives exactly the tokens the
-    separate encoding gave before issue 11, plus the terminator '<|im_end|>' (this model's EOS)."""
+    """SmolLM2 (byte-level BPE, digits split, no BOS): the joint encoding gives exactly the tokens a
+    separate encoding of the prompt and the answer gives, plus the terminator '<|im_end|>' (this model's EOS)."""
     p, a = encode_example(tokenizer, "7 * 8 = ", "56")
     assert tokenizer.convert_ids_to_tokens(p) == ["7", "Ġ*", "Ġ", "8", "Ġ=", "Ġ"]
     assert tokenizer.convert_ids_to_tokens(a) == ["5", "6", "<|im_end|>"]

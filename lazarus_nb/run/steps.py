@@ -58,7 +58,9 @@ from lazarus_nb.train.record import RunRecord
 
 if TYPE_CHECKING:
 
-    from lazarus_nb.train.loop import TrainEvent, TrainState
+    from lazarus_nb.train.callbacks import TrainingCallback
+    from lazarus_nb.train.loop import Trainer
+    from lazarus_nb.train.state import TrainState
 
 
 Log = Callable[[str], None]
@@ -201,7 +203,7 @@ def baseline_lens(loaded: LoadedModel, config: TrainConfig | None = None, top_k:
 
 def resume_state(loaded: LoadedModel, path: str | Path) -> TrainState:
     """Rebuild the TrainState of a saved (e.g. interrupted) run: adapters, Adam state, history, step."""
-    from lazarus_nb.train.loop import prepare
+    from lazarus_nb.train.loop import prepare  # mlx-lm loads only when a run resumes (see the module doc)
 
     record = checkpoint.resumable_record(path)
     state = prepare(loaded, record.train, class_tokens=class_tokens_from_ids(loaded.tokenizer, record.class_tokens))
@@ -235,11 +237,12 @@ def run_dual_reward(
     output: str | Path | None = None,
     force: bool = False,
     resume: bool = False,
-    callback: Callable[[TrainEvent], None] | None = None,
+    callback: TrainingCallback | None = None,
     answers: bool = True,
     log: Log = quiet,
     group: mx.distributed.Group | None = None,
     baselines: dict[tuple, Evaluation] | None = None,
+    trainer: Trainer | None = None,
 ) -> DualRewardResult:
     """Step 3: baseline evaluation, dual-reward training (checkpointing into ``output``), final evaluation.
 
@@ -254,9 +257,12 @@ def run_dual_reward(
     ``baselines``: a cache of base-model evaluations, keyed by everything they depend on (class tokens, held-out
     set, layer, answers, terminator). A sweep passes one dict to all its runs, so runs that differ only in what
     training does (cls_weight, rank, learning rate) evaluate the base model once.
+
+    ``callback``: hears of every step and snapshot (``train.callbacks``). ``trainer``: what the run computes
+    with (``train.Trainer``: its loss, batches and snapshot), the dual-reward run's by default.
     """
-    from lazarus_nb.model.lora import disabled
-    from lazarus_nb.train.loop import prepare, ranks, train
+    from lazarus_nb.model.lora import disabled  # mlx-lm loads only when a run trains (see the module doc)
+    from lazarus_nb.train.loop import Trainer, prepare, ranks  # mlx-lm too, through lora
 
     if resume:
         record = checkpoint.resumable_record(output)
@@ -299,7 +305,7 @@ def run_dual_reward(
         if output is not None:
             checkpoint.save(output, loaded, st, baseline_results)
 
-    train(loaded, state, callback=callback, save=save, group=group)
+    (trainer or Trainer()).train(loaded, state, callback=callback, save=save, group=group)
     final = evaluation()
     if output is not None:
         checkpoint.save(output, loaded, state, {

@@ -44,7 +44,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not browser" -q
 
 bench: setup
-	$(BIN)/python bench/train_step.py
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) runs

@@ -18,9 +18,9 @@ from pathlib import Path
 import lazarus_nb  # noqa: F401  (before mlx: the optimized BLAS first)
 from lazarus_nb import load_model
 from lazarus_nb.run import steps as workflow
-from lazarus_nb.train import loop as train_mod
 from lazarus_nb.train.config import TrainConfig
-from lazarus_nb.train.loop import Snapshot
+from lazarus_nb.train.history import Snapshot
+from lazarus_nb.train.loop import Trainer
 
 
 def scripted_snapshots(values: list[float]):
@@ -44,11 +44,13 @@ def main() -> None:
     args = p.parse_args()
     group = workflow.data_parallel_group()
     rank, size = (0, 1) if group is None else (group.rank(), group.size())
+    trainer = Trainer()
     if args.top1:
         lists = args.top1.split(";")
-        train_mod.snapshot = scripted_snapshots([float(v) for v in lists[min(rank, len(lists) - 1)].split(",")])
+        trainer = Trainer(snapshot=scripted_snapshots([float(v) for v in lists[min(rank, len(lists) - 1)].split(",")]))
     result = workflow.run_dual_reward(load_model(args.model), TrainConfig(**json.loads(args.config)),
-                                      output=args.out / "ckpt", force=True, answers=False, group=group)
+                                      output=args.out / "ckpt", force=True, answers=False, group=group,
+                                      trainer=trainer)
     d = result.to_dict()
     (args.out / f"rank{rank}.json").write_text(json.dumps({
         "rank": rank, "size": size, "ranks": d["ranks"], "history": d["history"], "snapshots": d["snapshots"],

@@ -43,7 +43,8 @@ from lazarus_nb.run import steps as workflow
 from lazarus_nb.show import text as report
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train.config import TrainConfig
-from lazarus_nb.train.loop import History, Snapshot, prepare
+from lazarus_nb.train.history import History, Snapshot
+from lazarus_nb.train.loop import prepare
 from lazarus_nb.train.record import RunRecord
 
 ROOT = Path(__file__).resolve().parents[1]

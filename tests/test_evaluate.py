@@ -202,6 +202,7 @@ def test_snapshots_match_the_reference_and_leave_training_unchanged(tiny_model_d
     """Every snapshot of a short run equals the per-layer computation at that step's adapters, and taking
     snapshots at every step changes no step of the run (the History of the run without them)."""
     from lazarus_nb.app.profiles import SMOKE_TRAIN
+    from lazarus_nb.train.callbacks import TrainingCallback
     from lazarus_nb.train.loop import prepare, snapshot_set, train
 
     path = str(tiny_model_dir("llama"))
@@ -213,13 +214,14 @@ def test_snapshots_match_the_reference_and_leave_training_unchanged(tiny_model_d
         state = prepare(loaded, replace(SMOKE_TRAIN, snapshot_every=every), ct)
         checked = []
 
-        def callback(event):
-            if check and event.kind == "snapshot":
-                ref = reference_lens_stats(loaded, snapshot_set(state), state.class_tokens)
-                assert_stats_match(event.snapshot, ref)
-                checked.append((event.step, max(ref["top1_acc"])))
+        class Check(TrainingCallback):
+            def on_snapshot(self, snapshot, seconds, state):
+                if check:
+                    ref = reference_lens_stats(loaded, snapshot_set(state), state.class_tokens)
+                    assert_stats_match(snapshot, ref)
+                    checked.append((state.step, max(ref["top1_acc"])))
 
-        train(loaded, state, callback=callback)
+        train(loaded, state, callback=Check())
         return state.history, checked
 
     every, checked = run(1, check=True)

@@ -19,7 +19,7 @@ from lazarus_nb.measure.probe import ProbeConfig, probe_layers  # noqa: E402
 from lazarus_nb.results.lens import LayerRead, LensReport, PromptRead, TargetRead  # noqa: E402
 from lazarus_nb.show import figures  # noqa: E402
 from lazarus_nb.show.plots import training as training_plots
-from lazarus_nb.train.loop import History, Snapshot, StepLog  # noqa: E402
+from lazarus_nb.train.history import History, Snapshot, StepLog  # noqa: E402
 
 CLASSES = ["multiply", "add", "subtract", "divide"]
 CLS = "lazarus:classifier_layer"

@@ -25,7 +25,9 @@ from lazarus_nb.run import steps as workflow  # noqa: E402
 from lazarus_nb.show.figures import MEAN_LABEL  # noqa: E402
 from lazarus_nb.show.plots.emergence import GID_STEP  # noqa: E402
 from lazarus_nb.train import checkpoint  # noqa: E402
-from lazarus_nb.train.loop import History, Snapshot, StepLog, TrainConfig, prepare, snapshot, snapshot_set, train  # noqa: E402
+from lazarus_nb.train.callbacks import TrainingCallback  # noqa: E402
+from lazarus_nb.train.history import History, Snapshot, StepLog  # noqa: E402
+from lazarus_nb.train.loop import TrainConfig, prepare, snapshot, snapshot_set, train  # noqa: E402
 
 TINY = TrainConfig(steps=3, num_samples=16, heldout_samples=12, snapshot_size=8, lora_rank=4, batch_size=4,
                    snapshot_every=1, learning_rate=1e-2, seed=0)
@@ -102,12 +104,13 @@ def test_resume_from_a_checkpoint_whose_history_predates_class_prob(fresh, tmp_p
     ckpt = tmp_path / "run"
     state = prepare(loaded, TINY)
 
-    def stop_at_2(event):
-        if event.kind == "step" and event.step == 2:
-            raise KeyboardInterrupt
+    class StopAt2(TrainingCallback):
+        def on_step(self, log, state):
+            if log.step == 2:
+                raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(loaded, state, callback=stop_at_2, save=lambda st: checkpoint.save(ckpt, loaded, st))
+        train(loaded, state, callback=StopAt2(), save=lambda st: checkpoint.save(ckpt, loaded, st))
     path = ckpt / checkpoint.HISTORY
     path.write_text(json.dumps(_old(json.loads(path.read_text()))))
     assert "class_prob" not in path.read_text()

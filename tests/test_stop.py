@@ -3,8 +3,8 @@ classifier layer reaches the threshold (never after a single one), the stop is r
 disk, the result JSON), a resumed stopped run does not train further, a default run does all its steps; and the
 option's parsing (flag alone, a value, bad values) and range check.
 
-The snapshot accuracies are scripted (``train.snapshot`` monkeypatched), so the stop step is known in advance;
-everything else (steps, schedule, checkpoint) is the real trainer on the tiny llama."""
+The snapshot accuracies are scripted (a ``Trainer`` whose ``snapshot`` is ``Scripted``), so the stop step is known in
+advance; everything else (steps, schedule, checkpoint) is the real trainer on the tiny llama."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from lazarus_nb import LazarusError
 from lazarus_nb.app import cli, cli_args, commands
 from lazarus_nb.run import steps as workflow
 from lazarus_nb.train import checkpoint
-from lazarus_nb.train import loop as train_mod
+from lazarus_nb.train.callbacks import TrainingCallback
 from lazarus_nb.train.config import TrainConfig
-from lazarus_nb.train.loop import History, Snapshot, prepare, train
+from lazarus_nb.train.history import History, Snapshot
+from lazarus_nb.train.loop import Trainer, prepare
 from lazarus_nb.train.record import RunRecord
 
 CONFIG = TrainConfig(steps=8, num_samples=16, heldout_samples=8, snapshot_size=4, lora_rank=4, batch_size=4,
@@ -32,7 +33,7 @@ def tiny(tiny_model_dir):
 
 
 class Scripted:
-    """A ``train.snapshot`` whose full-vocab top-1 at every layer is ``accuracies[i]`` for its i-th call, i.e.
+    """A ``Trainer.snapshot`` whose full-vocab top-1 at every layer is ``accuracies[i]`` for its i-th call, i.e.
     for the snapshot of step ``i`` with snapshot_every 1 (step 0 is the base model)."""
 
     def __init__(self, accuracies):
@@ -46,8 +47,20 @@ class Scripted:
         return Snapshot(state.step, [0.5] * n, [acc] * n, [acc] * n)
 
 
-def events_of(log):
-    return lambda e: log.append((e.kind, e.step))
+class Events(TrainingCallback):
+    """Every report as (kind, step), in order."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, int]] = []
+
+    def on_step(self, log, state):
+        self.log.append(("step", log.step))
+
+    def on_snapshot(self, snapshot, seconds, state):
+        self.log.append(("snapshot", snapshot.step))
+
+    def on_stop(self, state):
+        self.log.append(("stop", state.step))
 
 
 @pytest.mark.parametrize("accuracies, stop", [
@@ -55,53 +68,52 @@ def events_of(log):
     ([0.0, 0.9, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], 2),  # >= the threshold: 0.9 itself counts
     ([0.95, 0.95, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 1),  # the base model's snapshot is the first of the two
 ])
-def test_stops_exactly_at_the_second_consecutive_readable_snapshot(fresh, monkeypatch, accuracies, stop):
+def test_stops_exactly_at_the_second_consecutive_readable_snapshot(fresh, accuracies, stop):
     scripted = Scripted(accuracies)
-    monkeypatch.setattr(train_mod, "snapshot", scripted)
-    loaded, events, saves = fresh(), [], []
+    loaded, events, saves = fresh(), Events(), []
     config = replace(CONFIG, stop_when_readable=0.9, checkpoint_every=1)
-    state = train(loaded, prepare(loaded, config), callback=events_of(events), save=lambda st: saves.append(st.step))
+    state = Trainer(snapshot=scripted).train(loaded, prepare(loaded, config), callback=events,
+                                             save=lambda st: saves.append(st.step))
 
     assert state.step == stop and state.status == "complete" and state.stop_reason == "readable"
     assert state.config.steps == 8  # the configured value is kept
     assert [s.step for s in state.history.steps] == list(range(1, stop + 1))
     assert scripted.steps == list(range(stop + 1))  # every due snapshot was taken, the stop step's included
     assert [s.step for s in state.history.snapshots] == list(range(stop + 1))
-    assert events[-3:] == [("step", stop), ("snapshot", stop), ("stop", stop)]
+    assert events.log[-3:] == [("step", stop), ("snapshot", stop), ("stop", stop)]
     assert saves == list(range(1, stop))  # periodic saves; the stop step is the caller's final save
     steps, _, values = state.history.emergence("top1_acc")
     assert steps[-1] == stop and values.shape[1] == stop + 1
 
 
-def test_never_two_readable_in_a_row_runs_all_steps(fresh, monkeypatch):
-    monkeypatch.setattr(train_mod, "snapshot", Scripted([0.95, 0.5] * 5))
+def test_never_two_readable_in_a_row_runs_all_steps(fresh):
     loaded = fresh()
-    state = train(loaded, prepare(loaded, replace(CONFIG, stop_when_readable=0.9)))
+    state = Trainer(snapshot=Scripted([0.95, 0.5] * 5)).train(loaded, prepare(loaded, replace(CONFIG,
+                                                                                            stop_when_readable=0.9)))
     assert state.step == 8 and state.stop_reason == "steps" and state.status == "complete"
 
 
-def test_default_run_does_every_step_even_when_readable(fresh, monkeypatch):
-    monkeypatch.setattr(train_mod, "snapshot", Scripted([1.0] * 9))
-    loaded, events = fresh(), []
-    state = train(loaded, prepare(loaded, CONFIG), callback=events_of(events))
+def test_default_run_does_every_step_even_when_readable(fresh):
+    loaded, events = fresh(), Events()
+    state = Trainer(snapshot=Scripted([1.0] * 9)).train(loaded, prepare(loaded, CONFIG), callback=events)
     assert CONFIG.stop_when_readable is None
     assert state.step == 8 and state.stop_reason == "steps" and len(state.history.steps) == 8
-    assert not [e for e in events if e[0] == "stop"]
+    assert not [e for e in events.log if e[0] == "stop"]
 
 
-def test_a_streak_completed_at_the_last_step_is_not_an_early_stop(fresh, monkeypatch):
-    monkeypatch.setattr(train_mod, "snapshot", Scripted([0.0] * 7 + [1.0, 1.0]))
+def test_a_streak_completed_at_the_last_step_is_not_an_early_stop(fresh):
     loaded = fresh()
-    state = train(loaded, prepare(loaded, replace(CONFIG, stop_when_readable=0.9)))
+    trainer = Trainer(snapshot=Scripted([0.0] * 7 + [1.0, 1.0]))
+    state = trainer.train(loaded, prepare(loaded, replace(CONFIG, stop_when_readable=0.9)))
     assert state.step == 8 and state.stop_reason == "steps"
 
 
-def test_stopped_run_checkpoint_and_resume(fresh, monkeypatch, tmp_path):
+def test_stopped_run_checkpoint_and_resume(fresh, tmp_path):
     """The checkpoint read back from disk says where and why the run stopped; a resumed run does not train."""
-    monkeypatch.setattr(train_mod, "snapshot", Scripted([0.0, 0.95, 0.5, 0.95, 0.95] + [1.0] * 4))
+    trainer = Trainer(snapshot=Scripted([0.0, 0.95, 0.5, 0.95, 0.95] + [1.0] * 4))
     ckpt = tmp_path / "run"
     config = replace(CONFIG, stop_when_readable=0.9)
-    result = workflow.run_dual_reward(fresh(), config, output=ckpt, answers=False)
+    result = workflow.run_dual_reward(fresh(), config, output=ckpt, answers=False, trainer=trainer)
     payload = result.to_dict()
     assert payload["stop_reason"] == "readable" and payload["status"] == "complete"
     assert [h["step"] for h in payload["history"]] == [1, 2, 3, 4] and payload["steps_to_readable"] == 1
@@ -112,11 +124,10 @@ def test_stopped_run_checkpoint_and_resume(fresh, monkeypatch, tmp_path):
     assert len(json.loads((ckpt / "history.json").read_text())["steps"]) == 4
 
     scripted = Scripted([1.0] * 9)  # a resumed run that trained would take new snapshots
-    monkeypatch.setattr(train_mod, "snapshot", scripted)
-    events = []
+    events = Events()
     resumed = workflow.run_dual_reward(fresh(), config, output=ckpt, resume=True, answers=False,
-                                       callback=events_of(events))
-    assert events == [] and scripted.steps == []
+                                       callback=events, trainer=Trainer(snapshot=scripted))
+    assert events.log == [] and scripted.steps == []
     assert resumed.state.step == 4 and resumed.state.stop_reason == "readable"
     assert len(resumed.state.history.steps) == 4
     assert checkpoint.read_record(ckpt).steps_completed == 4
@@ -179,28 +190,29 @@ def test_config_check_range(value):
     replace(TrainConfig(), stop_when_readable=1.0).check()
 
 
-def test_step_table_ends_with_the_stop_step_row(capsys):
-    from lazarus_nb.train.loop import StepLog, TrainEvent
-
-    progress = commands.Progress(commands.Out(False), log_every=2, start_step=0, total_steps=8)
-    for step in (1, 2, 3):
-        progress(TrainEvent("step", step, 8, log=StepLog(step, 1.0, 1.0, 1.0, 0.1)))
-    progress(TrainEvent("stop", 3, 8))
+def test_step_table_ends_with_the_stop_step_row(fresh, capsys):
+    """The CLI's step table as the trainer drives it: a row every 3 steps, and the row of step 4, where the run
+    stops (before its configured 8 steps), closes the table."""
+    loaded = fresh()
+    progress = commands.Progress(commands.Out(False), log_every=3, start_step=0, total_steps=8)
+    trainer = Trainer(snapshot=Scripted([0.0, 0.95, 0.5, 0.95, 0.95] + [1.0] * 4))
+    state = trainer.train(loaded, prepare(loaded, replace(CONFIG, stop_when_readable=0.9)), callback=progress)
+    assert state.step == 4
     rows = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
-    assert rows == ["2", "3"] and progress.closed
+    assert rows == ["3", "4"] and progress.closed
 
 
 # ---------------------------------------------------------------- the training panel's switch
 
 
-def test_train_panel_switch(fresh, monkeypatch):
+def test_train_panel_switch(fresh):
     import matplotlib
 
     matplotlib.use("Agg")
     from lazarus_nb.app.train_panel import TrainPanel
 
-    monkeypatch.setattr(train_mod, "snapshot", Scripted([0.0, 0.95, 0.5, 0.95, 0.95] + [1.0] * 4))
-    panel = TrainPanel(fresh(), CONFIG, answers=False)
+    trainer = Trainer(snapshot=Scripted([0.0, 0.95, 0.5, 0.95, 0.95] + [1.0] * 4))
+    panel = TrainPanel(fresh(), CONFIG, answers=False, trainer=trainer)
     assert not panel.stop_when_readable.value and panel.config().stop_when_readable is None
     assert panel.stop_accuracy.value == 0.9  # what the switch waits for when turned on
     panel.stop_when_readable.value = True

@@ -35,6 +35,7 @@ from lazarus_nb.show import figures  # noqa: E402
 from lazarus_nb.show import text as report
 from lazarus_nb.train import checkpoint  # noqa: E402
 from lazarus_nb.train import grid as sweep
+from lazarus_nb.train.callbacks import TrainingCallback  # noqa: E402
 from lazarus_nb.train.config import TrainConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,12 +171,16 @@ def test_rows_are_the_runs_config_json_and_dual_reward_final_block(swept, model_
 
 
 def _counted_sweep(out, grid, loaded, base=TINY):
-    """A sweep that records each run it trains (with its plan) and every training event and row."""
+    """A sweep that records each run it trains (with its plan), every step it trains and every row."""
     trained, events, rows = [], [], []
+
+    class Steps(TrainingCallback):
+        def on_step(self, log, state):
+            events.append(log.step)
 
     def callback_for(planned):
         trained.append(planned)
-        return events.append
+        return Steps()
 
     result = run_sweep.sweep(out, grid, base, model=loaded, answers=False, on_row=rows.append,
                             callback_for=callback_for)
@@ -206,11 +211,13 @@ def test_runs_on_the_same_held_out_set_share_one_base_evaluation(loaded, tmp_pat
 def test_an_interrupted_run_resumes_to_the_uninterrupted_row(swept, loaded, tmp_path):
     out = tmp_path / "s"
 
-    def stop_at_step_2(planned):
-        def on_event(event):
-            if event.kind == "step" and event.step == 2:
+    class StopAtStep2(TrainingCallback):
+        def on_step(self, log, state):
+            if log.step == 2:
                 raise KeyboardInterrupt  # as Ctrl-C would, inside training
-        return on_event
+
+    def stop_at_step_2(planned):
+        return StopAtStep2()
 
     with pytest.raises(KeyboardInterrupt):
         run_sweep.sweep(out, {"cls_weight": [0.2]}, TINY, model=loaded, answers=False, callback_for=stop_at_step_2)
@@ -219,7 +226,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_row(swept, loaded, tmp_
 
     result, trained, events, rows = _counted_sweep(out, {"cls_weight": [0.2]}, loaded)
     assert [(p.action, p.steps_completed) for p in trained] == [(sweep.RESUME, 2)]
-    assert [e.step for e in events if e.kind == "step"] == [3]  # only the missing step was trained
+    assert events == [3]  # only the missing step was trained
     assert timeless(rows[0]) == timeless(swept[1].rows[0])  # the row the uninterrupted sweep wrote
 
 
@@ -230,7 +237,7 @@ def test_a_complete_checkpoint_without_its_row_is_evaluated_not_trained_again(sw
     (out / sweep.ROWS).write_text(lines[0])  # the process died between the second run's last save and its row
     result, trained, events, rows = _counted_sweep(out, GRID, loaded)
     assert [(p.run.name, p.action) for p in trained] == [("cls_weight=0.8", sweep.RESUME)]
-    assert [e for e in events if e.kind == "step"] == []
+    assert events == []
     assert timeless(rows[0]) == timeless(swept[1].rows[1]) and len(result.rows) == 2
 
 

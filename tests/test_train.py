@@ -20,8 +20,19 @@ from lazarus_nb.model import lora
 from lazarus_nb.model.lens import LogitLens, parts
 from lazarus_nb.run import steps as workflow
 from lazarus_nb.train import checkpoint
-from lazarus_nb.train import loop as train_mod
-from lazarus_nb.train.loop import Diverged, History, TrainConfig, batch_for, make_step, prepare, schedule, train
+from lazarus_nb.train.callbacks import TrainingCallback
+from lazarus_nb.train.history import History
+from lazarus_nb.train.loop import (
+    Diverged,
+    TrainConfig,
+    Trainer,
+    batch_for,
+    make_step,
+    prepare,
+    schedule,
+    scheduled_batches,
+    train,
+)
 
 TINY = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_size=4, lora_rank=4, batch_size=4,
                    snapshot_every=0, learning_rate=1e-2, seed=0)
@@ -169,18 +180,25 @@ def test_training_changes_only_the_vo_adapters(fresh):
     assert [s.step for s in state.history.snapshots] == [0, 2]  # snapshot_every=0: first and last only
 
 
-def test_first_step_is_adam_on_the_dual_loss_gradient(fresh, monkeypatch):
+def recording_batches(used: list):
+    """The trainer's own batches (``scheduled_batches``), each kept in ``used`` as the trainer takes it."""
+    def batches(tokenizer, state, group=None):
+        for batch in scheduled_batches(tokenizer, state, group):
+            used.append(batch)
+            yield batch
+    return batches
+
+
+def test_first_step_is_adam_on_the_dual_loss_gradient(fresh):
     """One step moves the adapters by mlx's Adam (given learning rate) on the dual-loss gradient of the batch
     the trainer used, recomputed here on an identically initialised model; plain SGD (the original's bug)
     would differ."""
     config = replace(TINY, steps=1, learning_rate=3e-3)
     used = []
-    real_make_batch = train_mod.make_batch
-    monkeypatch.setattr(train_mod, "make_batch", lambda *a, **k: used.append(real_make_batch(*a, **k)) or used[-1])
     trained = fresh()
     state = prepare(trained, config)
     before = {k: np.array(v) for k, v in tree_flatten(trained.model.trainable_parameters())}
-    train(trained, state)
+    Trainer(batches=recording_batches(used)).train(trained, state)
     (batch,) = used
     assert batch.size == config.batch_size
 
@@ -239,14 +257,34 @@ def test_batch_schedule_is_a_pure_prefix_stable_epoch_shuffle():
     assert schedule(7, seed + 1) != long
 
 
+class Events(TrainingCallback):
+    """Every report as (kind, step, the state's step); snapshots also keep what they carried."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, int]] = []
+        self.snapshots: list[tuple] = []
+
+    def on_step(self, log, state):
+        self.events.append(("step", log.step, state.step))
+
+    def on_snapshot(self, snapshot, seconds, state):
+        self.events.append(("snapshot", snapshot.step, state.step))
+        self.snapshots.append((snapshot, seconds, state.history.snapshots[-1]))
+
+    def on_stop(self, state):
+        self.events.append(("stop", state.step, state.step))
+
+
 def test_events_snapshots_and_periodic_saves(fresh):
     loaded = fresh()
-    events, saves = [], []
+    events, saves = Events(), []
     config = replace(TINY, steps=3, snapshot_every=2, checkpoint_every=1)
-    state = run(loaded, config, callback=lambda e: events.append((e.kind, e.step, e.total_steps)),
-                save=lambda st: saves.append((st.step, st.status)))
-    assert events == [("snapshot", 0, 3), ("step", 1, 3), ("step", 2, 3), ("snapshot", 2, 3), ("step", 3, 3),
-                      ("snapshot", 3, 3)]
+    state = run(loaded, config, callback=events, save=lambda st: saves.append((st.step, st.status)))
+    assert events.events == [("snapshot", 0, 0), ("step", 1, 1), ("step", 2, 2), ("snapshot", 2, 2),
+                             ("step", 3, 3), ("snapshot", 3, 3)]
+    # each snapshot report carries the snapshot just recorded and the (positive) seconds it took
+    assert [snap for snap, _, _ in events.snapshots] == state.history.snapshots
+    assert all(snap is recorded and seconds > 0 for snap, seconds, recorded in events.snapshots)
     assert saves == [(1, "running"), (2, "running")]  # the last step is saved by the caller, with its metrics
     assert [s.step for s in state.history.snapshots] == [0, 2, 3]
     n_layers = loaded.num_layers
@@ -263,14 +301,14 @@ def test_events_snapshots_and_periodic_saves(fresh):
 # ---------------------------------------------------------------- interrupt and resume
 
 
-class Interrupt:
+class Interrupt(TrainingCallback):
     """Callback that presses Ctrl-C when the given step has completed."""
 
     def __init__(self, at: int):
         self.at = at
 
-    def __call__(self, event):
-        if event.kind == "step" and event.step == self.at:
+    def on_step(self, log, state):
+        if log.step == self.at:
             raise KeyboardInterrupt
 
 
@@ -321,24 +359,23 @@ def test_resume_at_a_snapshot_step_keeps_that_snapshot(fresh, tmp_path):
 # ---------------------------------------------------------------- divergence
 
 
-def test_nan_loss_stops_with_diverged_state(fresh, tmp_path, monkeypatch):
+def test_nan_loss_stops_with_diverged_state(fresh, tmp_path):
     calls = {"n": 0}
-    real = train_mod.dual_loss
 
     def nan_from_step_2(lens, batch, layer, w, counts=None):
         calls["n"] += 1
-        total, cls, ans = real(lens, batch, layer, w, counts)
+        total, cls, ans = dual_loss(lens, batch, layer, w, counts)
         return (total * mx.array(float("nan")), cls, ans) if calls["n"] >= 2 else (total, cls, ans)
 
     reference = fresh()
     run(reference, replace(TINY, steps=1))
     one_step = adapter_arrays(reference.model)
-    monkeypatch.setattr(train_mod, "dual_loss", nan_from_step_2)
+    trainer = Trainer(loss=nan_from_step_2)
     loaded = fresh()
     ckpt = tmp_path / "run"
     state = prepare(loaded, replace(TINY, steps=3))
     with pytest.raises(LazarusError, match="diverged"):
-        train(loaded, state, save=lambda st: checkpoint.save(ckpt, loaded, st))
+        trainer.train(loaded, state, save=lambda st: checkpoint.save(ckpt, loaded, st))
     saved = json.loads((ckpt / "config.json").read_text())
     assert saved["status"] == "diverged" and saved["steps_completed"] == 1
     assert state.status == "diverged" and state.step == 1 and len(state.history.steps) == 1
@@ -351,7 +388,7 @@ def test_nan_loss_stops_with_diverged_state(fresh, tmp_path, monkeypatch):
 
     # without a save hook the error is the same (the state is still at step 1, the loss is still NaN)
     with pytest.raises(LazarusError, match="diverged at step 2"):
-        train(loaded, state)
+        trainer.train(loaded, state)
     assert state.step == 1
 
 

@@ -30,6 +30,9 @@ from lazarus_nb.run.steps import data_parallel_group, load, probe_classes, probe
 from lazarus_nb.show import format as fmt
 from lazarus_nb.show import text as report
 from lazarus_nb.train import checkpoint
+from lazarus_nb.train.callbacks import TrainingCallback
+from lazarus_nb.train.history import Snapshot, StepLog
+from lazarus_nb.train.state import TrainState
 
 PROG = "lazarus-nb"
 
@@ -110,7 +113,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-class Progress:
+class Progress(TrainingCallback):
     """Training callback: the step table every ``log_every`` steps, and a tqdm bar when stderr is a tty."""
 
     def __init__(self, out: Out, log_every: int, start_step: int, total_steps: int):
@@ -129,25 +132,29 @@ class Progress:
             self.out.bar = tqdm(total=self.total, initial=self.start, file=sys.stderr, unit="step",
                                 leave=False, dynamic_ncols=True)
 
-    def __call__(self, event: Any) -> None:
+    def on_snapshot(self, snapshot: Snapshot, seconds: float, state: TrainState) -> None:
         if not self.started:
             self.begin()
-        if event.kind == "stop":  # stop_when_readable: this step is the run's last; its row closes the table
-            if self.last_row is not None:
-                self.out(report.step_row(self.last_row))
-            self.close()
-            return
-        if event.kind != "step" or event.log is None:
-            return
-        self.last_step = event.step
-        self.last_row = event.log
+
+    def on_stop(self, state: TrainState) -> None:  # stop_when_readable: this step is the run's last
+        if not self.started:
+            self.begin()
+        if self.last_row is not None:  # its row closes the table
+            self.out(report.step_row(self.last_row))
+        self.close()
+
+    def on_step(self, log: StepLog, state: TrainState) -> None:
+        if not self.started:
+            self.begin()
+        self.last_step = log.step
+        self.last_row = log
         if self.out.bar is not None:
-            self.out.bar.set_postfix(total=f"{event.log.total:.3f}", refresh=False)
+            self.out.bar.set_postfix(total=f"{log.total:.3f}", refresh=False)
             self.out.bar.update(1)
-        if event.step % self.log_every == 0 or event.step == event.total_steps:
-            self.out(report.step_row(event.log))
+        if log.step % self.log_every == 0 or log.step == self.total:
+            self.out(report.step_row(log))
             self.last_row = None
-        if event.step == event.total_steps:
+        if log.step == self.total:
             self.close()
 
     def close(self) -> None:

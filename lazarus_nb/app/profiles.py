@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from lazarus_nb.errors import LazarusError
-from lazarus_nb.model.load import DEFAULT_MODEL
+from lazarus_nb.model.load import DEFAULT_MODEL, load_model
+from lazarus_nb.run.steps import run_dual_reward
+from lazarus_nb.train import checkpoint
 from lazarus_nb.train.config import TrainConfig
 
 PROFILES = ("smoke", "full")
@@ -127,10 +129,6 @@ def profile(name: str | None = None) -> Profile:
 def ensure_checkpoint(p: Profile, path: str | Path | None = None) -> tuple[Path, bool]:
     """(checkpoint dir, trained_now): the checkpoint at ``path`` (default ``p.checkpoint``), or, if there is
     none, a *smoke* checkpoint trained there now (4 steps, for notebook 04 run on its own)."""
-    from lazarus_nb.model.load import load_model
-    from lazarus_nb.run.steps import run_dual_reward
-    from lazarus_nb.train import checkpoint
-
     path = Path(path) if path is not None else p.checkpoint
     if checkpoint.is_checkpoint(path):
         return path, False

@@ -12,7 +12,7 @@ from lazarus_nb.app.display import FigureSlot
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.show import figures
 from lazarus_nb.train import checkpoint
-from lazarus_nb.train.loop import History
+from lazarus_nb.train.history import History
 
 
 class EmergenceScrubber:

@@ -26,9 +26,11 @@ from lazarus_nb.results.sweep import SweepResult
 from lazarus_nb.run.sweep import sweep
 from lazarus_nb.show import figures
 from lazarus_nb.show import text as report
+from lazarus_nb.train.callbacks import TrainingCallback
 from lazarus_nb.train.config import TrainConfig
-from lazarus_nb.train.grid import GRID_FIELDS, Grid, Planned, grid_rows, read_rows, value_text
-from lazarus_nb.train.loop import TrainEvent
+from lazarus_nb.train.grid import GRID_FIELDS, Grid, Planned, Run, grid_rows, read_rows, value_text
+from lazarus_nb.train.history import StepLog
+from lazarus_nb.train.state import TrainState
 
 _PICKED = ("classifier_layer", "label_map")  # picked from a list; the other fields are typed
 
@@ -144,16 +146,10 @@ class SweepPanel(RunPanel):
         self._show()
         return result
 
-    def _callback_for(self, planned: Planned) -> Any:
+    def _callback_for(self, planned: Planned) -> TrainingCallback:
         run = planned.run
-
-        def on_event(event: TrainEvent) -> None:
-            if event.kind == "step":
-                self.status.value = (f"run {run.index + 1}: {html.escape(run.name)} &middot; step {event.step}/"
-                                     f"{event.total_steps}")
-
         self.status.value = f"run {run.index + 1}: {html.escape(run.name)} &middot; evaluating the base model..."
-        return on_event
+        return RunSteps(self.status, run)
 
     def _on_row(self, row: dict[str, Any]) -> None:
         rows = [r for r in self.rows if r["run"] != row["run"]] + [row]
@@ -169,3 +165,14 @@ class SweepPanel(RunPanel):
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+class RunSteps(TrainingCallback):
+    """A sweep run's progress in the panel's status line: "run i: name · step s/steps"."""
+
+    def __init__(self, status: w.HTML, run: Run) -> None:
+        self.status, self.run = status, run
+
+    def on_step(self, log: StepLog, state: TrainState) -> None:
+        self.status.value = (f"run {self.run.index + 1}: {html.escape(self.run.name)} &middot; step {log.step}/"
+                             f"{state.config.steps}")

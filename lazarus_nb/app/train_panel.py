@@ -20,10 +20,14 @@ from lazarus_nb.run.steps import run_dual_reward
 from lazarus_nb.show import figures
 from lazarus_nb.show import text as report
 from lazarus_nb.show.plots import training as training_plots
-from lazarus_nb.train.loop import READABLE, History, TrainConfig, TrainEvent, snapshot_due
+from lazarus_nb.train.callbacks import TrainingCallback
+from lazarus_nb.train.config import READABLE, TrainConfig
+from lazarus_nb.train.history import History, Snapshot, StepLog
+from lazarus_nb.train.loop import Trainer, snapshot_due
+from lazarus_nb.train.state import TrainState
 
 
-class TrainPanel(RunPanel):
+class TrainPanel(RunPanel, TrainingCallback):
     """Hyperparameters, a Train button, a progress bar and a live dashboard for dual-reward training.
 
     ``run()`` trains the configuration currently in the fields (the button calls the same method) and
@@ -31,6 +35,8 @@ class TrainPanel(RunPanel):
     :class:`LazarusError` sentence in :attr:`output`. Every run starts from the base model: adapters left on
     ``loaded.model`` by a previous run are removed first, and the trained adapters stay on the model
     afterwards. With ``checkpoint`` set, the run is saved there (``force`` overwrites a previous checkpoint).
+    The panel is the run's :class:`~lazarus_nb.train.callbacks.TrainingCallback`: its steps and snapshots draw
+    live. ``trainer``: what the run computes with (``train.Trainer``), the dual-reward run's by default.
 
     Attributes: ``progress`` (IntProgress, ``max`` = steps), ``dashboard`` (:class:`training_plots.Dashboard`; the
     same figure for the panel's lifetime), ``figure`` (:class:`FigureSlot` showing it), ``history`` (the
@@ -47,8 +53,10 @@ class TrainPanel(RunPanel):
         answers: bool = True,
         refresh_every: int = 5,
         min_refresh_seconds: float = 4.0,
+        trainer: Trainer | None = None,
     ):
         self.loaded = loaded
+        self.trainer = trainer
         self.base_config = config or TrainConfig()
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.force = force
@@ -134,7 +142,7 @@ class TrainPanel(RunPanel):
         self._start(cfg)
         try:
             result = run_dual_reward(self.loaded, cfg, output=self.checkpoint, force=self.force,
-                                     callback=self._on_event, answers=self.answers)
+                                     callback=self, answers=self.answers, trainer=self.trainer)
         except LazarusError as exc:
             return self._fail(str(exc))
         except KeyboardInterrupt:
@@ -160,25 +168,26 @@ class TrainPanel(RunPanel):
         self.status.value = "evaluating the base model (baseline)..."
         self._draw()
 
-    def _on_event(self, event: TrainEvent) -> None:
-        if event.kind == "step" and event.log is not None:
-            log = event.log
-            self.history.steps.append(log)
-            self.progress.value = event.step
-            self.status.value = (f"step {event.step}/{event.total_steps} &middot; loss {log.total:.3f} "
-                                 f"(classification {log.cls_loss:.3f}, answer {log.ans_loss:.3f})")
-            due = event.step % self.refresh_every == 0
-            recent = time.monotonic() - self._last_draw < self.min_refresh_seconds
-            every = self._running.snapshot_every if self._running else 0
-            if due and not recent and not snapshot_due(event.step, event.total_steps, every):
-                self._draw()  # loss refresh (a snapshot right after this step redraws anyway)
-        elif event.kind == "snapshot" and event.snapshot is not None:
-            self.history.snapshots.append(event.snapshot)
-            if event.step == event.total_steps:
-                self.status.value = "final evaluation..."
-            self._draw()
-        elif event.kind == "stop":  # the snapshot just drawn was the run's last
-            self.status.value = f"readable at step {event.step}: stopping early; final evaluation..."
+    def on_step(self, log: StepLog, state: TrainState) -> None:
+        total = state.config.steps
+        self.history.steps.append(log)
+        self.progress.value = log.step
+        self.status.value = (f"step {log.step}/{total} &middot; loss {log.total:.3f} "
+                             f"(classification {log.cls_loss:.3f}, answer {log.ans_loss:.3f})")
+        due = log.step % self.refresh_every == 0
+        recent = time.monotonic() - self._last_draw < self.min_refresh_seconds
+        every = self._running.snapshot_every if self._running else 0
+        if due and not recent and not snapshot_due(log.step, total, every):
+            self._draw()  # loss refresh (a snapshot right after this step redraws anyway)
+
+    def on_snapshot(self, snapshot: Snapshot, seconds: float, state: TrainState) -> None:
+        self.history.snapshots.append(snapshot)
+        if state.step == state.config.steps:
+            self.status.value = "final evaluation..."
+        self._draw()
+
+    def on_stop(self, state: TrainState) -> None:  # the snapshot just drawn was the run's last
+        self.status.value = f"readable at step {state.step}: stopping early; final evaluation..."
 
     def _draw(self) -> None:
         layer = self._running.classifier_layer if self._running else None

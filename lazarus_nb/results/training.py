@@ -17,7 +17,7 @@ from lazarus_nb.results.lens import token_dicts
 
 if TYPE_CHECKING:
 
-    from lazarus_nb.train.loop import TrainState
+    from lazarus_nb.train.state import TrainState
 
 
 @dataclass

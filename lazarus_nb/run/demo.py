@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,14 +15,14 @@ from lazarus_nb.data.prompts import (
 from lazarus_nb.model.load import DEFAULT_MODEL
 from lazarus_nb.results.demo import DemoResult
 from lazarus_nb.run.steps import Log, baseline_lens, load, probe_family, quiet, run_dual_reward, verify
+from lazarus_nb.show import figures
 from lazarus_nb.show import text as report
 from lazarus_nb.show.plots import output as plot_output
+from lazarus_nb.train.callbacks import TrainingCallback
 from lazarus_nb.train.config import DEMO_TRAIN, TrainConfig
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from lazarus_nb.train.loop import TrainEvent
 
 
 def check_demo_dir(path: str | Path, force: bool = False, field: str = "output") -> Path:
@@ -38,8 +37,6 @@ def demo_figures(step: str, result: Any, classifier_layer: int) -> dict[str, Fig
     """The demo's figures of one step's result, by file name: "probe" (dict of ProbeReport), "train"
     (DualRewardResult), "verify" (VerifyResult). The figures themselves come from :mod:`figures`, the one
     place that turns results into figures for the demo, the notebooks and the widgets."""
-    from lazarus_nb.show import figures
-
     if step == "probe":
         return {"probe_accuracy.png": figures.probe_figure({f: rep.result for f, rep in result.items()},
                                                             classifier_layer)}
@@ -61,7 +58,7 @@ def run_demo(
     answers: bool = True,
     force: bool = False,
     log: Log = quiet,
-    callback: Callable[[TrainEvent], None] | None = None,
+    callback: TrainingCallback | None = None,
 ) -> DemoResult:
     """The four steps headless: probes (symbolic and word prompts), baseline lens, dual-reward training with a
     checkpoint in ``out_dir/checkpoint``, verify with the adapter loaded from disk. Writes each step's JSON

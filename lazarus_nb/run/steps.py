@@ -58,7 +58,9 @@ from lazarus_nb.train.record import RunRecord
 
 if TYPE_CHECKING:
 
-    from lazarus_nb.train.loop import TrainEvent, TrainState
+    from lazarus_nb.train.callbacks import TrainingCallback
+    from lazarus_nb.train.loop import Trainer
+    from lazarus_nb.train.state import TrainState
 
 
 Log = Callable[[str], None]
@@ -200,7 +202,7 @@ def baseline_lens(loaded: LoadedModel, config: TrainConfig | None = None, top_k:
 def resume_state(loaded: LoadedModel, path: str | Path, record: RunRecord | None = None) -> TrainState:
     """Rebuild the TrainState of a saved (e.g. interrupted) run: adapters, Adam state, history, step. ``record``:
     its run record when the caller has read it already (None: read here)."""
-    from lazarus_nb.train.loop import prepare  # mlx-lm (through lora): only when a run is resumed
+    from lazarus_nb.train.loop import prepare  # mlx-lm loads only when a run resumes (see the module doc)
 
     record = record or checkpoint.resumable_record(path)
     state = prepare(loaded, record.train, class_tokens=class_tokens_from_ids(loaded.tokenizer, record.class_tokens))
@@ -234,11 +236,12 @@ def run_dual_reward(
     output: str | Path | None = None,
     force: bool = False,
     resume: bool = False,
-    callback: Callable[[TrainEvent], None] | None = None,
+    callback: TrainingCallback | None = None,
     answers: bool = True,
     log: Log = quiet,
     group: mx.distributed.Group | None = None,
     baselines: dict[tuple, Evaluation] | None = None,
+    trainer: Trainer | None = None,
 ) -> DualRewardResult:
     """Step 3: baseline evaluation, dual-reward training (checkpointing into ``output``), final evaluation.
 
@@ -254,9 +257,12 @@ def run_dual_reward(
     ``baselines``: a cache of base-model evaluations, keyed by everything they depend on (class tokens, held-out
     set, layer, answers, terminator). A sweep passes one dict to all its runs, so runs that differ only in what
     training does (cls_weight, rank, learning rate) evaluate the base model once.
+
+    ``callback``: hears of every step and snapshot (``train.callbacks``). ``trainer``: what the run computes
+    with (``train.Trainer``: its loss, batches and snapshot), the dual-reward run's by default.
     """
-    from lazarus_nb.model.lora import disabled  # mlx-lm: only when a run trains
-    from lazarus_nb.train.loop import prepare, ranks, train  # mlx-lm (through lora)
+    from lazarus_nb.model.lora import disabled  # mlx-lm loads only when a run trains (see the module doc)
+    from lazarus_nb.train.loop import Trainer, prepare, ranks  # mlx-lm too, through lora
 
     rank, size = ranks(group)
     if isinstance(config, TrainRequest):
@@ -300,7 +306,7 @@ def run_dual_reward(
         if output is not None:
             checkpoint.save(output, loaded, st, baseline_results)
 
-    train(loaded, state, callback=callback, save=save, group=group)
+    (trainer or Trainer()).train(loaded, state, callback=callback, save=save, group=group)
     final = evaluation()
     if output is not None:
         checkpoint.save(output, loaded, state, {

@@ -6,32 +6,29 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlx.core as mx
 
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.measure.evaluate import Evaluation
-from lazarus_nb.model.load import DEFAULT_MODEL, LoadedModel
+from lazarus_nb.model.load import DEFAULT_MODEL, LoadedModel, peek_config
+from lazarus_nb.model.lora import remove_adapters
 from lazarus_nb.results.sweep import SweepResult
 from lazarus_nb.run.steps import Log, load, quiet, run_dual_reward
+from lazarus_nb.show import figures
 from lazarus_nb.show import text as report
 from lazarus_nb.show.plots import output as plot_output
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train import grid as sweeps
+from lazarus_nb.train.callbacks import TrainingCallback
 from lazarus_nb.train.config import TrainConfig
-
-if TYPE_CHECKING:
-
-    from lazarus_nb.train.loop import TrainEvent
 
 
 def _sweep_run(loaded: LoadedModel, root: Path, planned: sweeps.Planned, answers: bool,
-               callback: Callable[[TrainEvent], None] | None, log: Log,
+               callback: TrainingCallback | None, log: Log,
                baselines: dict[tuple, Evaluation]) -> dict[str, Any]:
     """One run of a sweep from the base model, checkpointed in ``root/<run name>``; its row."""
-    from lazarus_nb.model.lora import remove_adapters
-
     path = root / planned.run.name
     remove_adapters(loaded.model)  # the previous run's (or the caller's) adapters: every run starts from the base
     t0 = time.perf_counter()
@@ -63,7 +60,7 @@ def sweep(
     model: str | LoadedModel = DEFAULT_MODEL,
     answers: bool = True,
     on_row: Callable[[dict[str, Any]], None] | None = None,
-    callback_for: Callable[[sweeps.Planned], Callable[[TrainEvent], None] | None] | None = None,
+    callback_for: Callable[[sweeps.Planned], TrainingCallback | None] | None = None,
     log: Log = quiet,
     group: Any = None,
 ) -> SweepResult:
@@ -82,10 +79,6 @@ def sweep(
     sequential sweep writes. The ranks wait for each other at the end, then rank 0 writes the figures
     (``trade_off.png``, ``steps_to_readable.png``) and every rank returns all rows.
     ``callback_for(planned)`` gives each trained run its training callback (the CLI's step table)."""
-    from lazarus_nb.model.load import peek_config
-    from lazarus_nb.model.lora import remove_adapters
-    from lazarus_nb.show import figures
-
     t_start = time.perf_counter()
     grid = grid if isinstance(grid, sweeps.Grid) else sweeps.Grid.of(grid, base)
     group = group if group is not None else mx.distributed.init()

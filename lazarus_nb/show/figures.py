@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the result types only: their modules load mlx-lm, which dra
     from lazarus_nb.measure.lens_grid import LensGrid
     from lazarus_nb.measure.probe import ProbeResult
     from lazarus_nb.results.lens import LensReport
-    from lazarus_nb.train.loop import History
+    from lazarus_nb.train.history import History
 
 
 def probe_figure(results: Mapping[str, ProbeResult], classifier_layer: int | None = None) -> Figure:

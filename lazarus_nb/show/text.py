@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from lazarus_nb.results.sweep import SweepResult
     from lazarus_nb.results.training import DualRewardResult
     from lazarus_nb.train.config import TrainConfig
-    from lazarus_nb.train.loop import StepLog, TrainState
+    from lazarus_nb.train.history import StepLog
+    from lazarus_nb.train.state import TrainState
 
 
 NO_ANSWERS = "not measured (--no-answers)"

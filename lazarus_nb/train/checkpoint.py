@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -35,10 +35,12 @@ from lazarus_nb.data.prompts import heldout_fingerprint
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.files import check_output
 from lazarus_nb.model.load import LoadedModel
+from lazarus_nb.train.history import History
 from lazarus_nb.train.record import RunRecord
+from lazarus_nb.train.state import TrainState
 
-if TYPE_CHECKING:  # train imports mlx-lm (through .lora), so read_history imports it when called
-    from lazarus_nb.train.loop import History
+# model.lora imports mlx-lm, which takes seconds: the functions that apply or read adapters import it when called,
+# so the CLI, which imports this module at start, checks a request before mlx-lm loads.
 
 
 CONFIG = "config.json"
@@ -100,7 +102,7 @@ def _atomic_dir_write(path: Path, write: Any) -> None:
         raise
 
 
-def run_record(loaded: LoadedModel, state: Any, results: dict[str, Any] | None = None) -> RunRecord:
+def run_record(loaded: LoadedModel, state: TrainState, results: dict[str, Any] | None = None) -> RunRecord:
     """The :class:`~lazarus_nb.config.RunRecord` of a TrainState, with ``results`` (``config.json`` keys) set."""
     facts = loaded.facts()
     tokens = state.class_tokens
@@ -122,9 +124,9 @@ def run_record(loaded: LoadedModel, state: Any, results: dict[str, Any] | None =
     return record.updated(**(results or {}))
 
 
-def save(path: str | Path, loaded: LoadedModel, state: Any, results: dict[str, Any] | None = None) -> Path:
+def save(path: str | Path, loaded: LoadedModel, state: TrainState, results: dict[str, Any] | None = None) -> Path:
     """Write the full checkpoint of ``state`` atomically (see module doc); ``results`` go into config.json."""
-    from lazarus_nb.model.lora import TARGETS, lora_arrays
+    from lazarus_nb.model.lora import TARGETS, lora_arrays  # mlx-lm: loaded when called (see the imports)
 
     path = Path(path)
     arrays = lora_arrays(loaded.model)
@@ -198,8 +200,6 @@ def adapter_model(path: str | Path) -> str | None:
 def read_history(path: str | Path) -> History:
     """The training history (losses and logit-lens snapshots) saved in a checkpoint; one sentence if ``path``
     holds none or it cannot be read. Older checkpoints' snapshots read too (``History.from_dict``)."""
-    from lazarus_nb.train.loop import History
-
     path = Path(path)
     _check_dir(path)
     if not (path / HISTORY).is_file():
@@ -326,6 +326,7 @@ def load_adapter(loaded: LoadedModel, path: str | Path, record: RunRecord | None
     Accepts our checkpoints (``lora_weights.npz`` preferred) and plain mlx-lm adapter directories
     (``adapters.safetensors`` + ``adapter_config.json``, V/O keys only).
     """
+    # mlx-lm: loaded when called (see the imports)
     from lazarus_nb.model.lora import LoraConfig, adapters, apply_lora, set_lora_arrays
 
     path = Path(path)
@@ -349,7 +350,7 @@ def load_adapter(loaded: LoadedModel, path: str | Path, record: RunRecord | None
     except LazarusError:
         raise
     except Exception as exc:  # corrupt file, wrong shapes, missing keys: one sentence, no traceback
-        from lazarus_nb.model.lora import remove_adapters
+        from lazarus_nb.model.lora import remove_adapters  # mlx-lm: loaded when called (see the imports)
 
         remove_adapters(loaded.model)
         raise LazarusError(f"could not load the adapter in '{path}': {str(exc).splitlines()[0]}") from None
@@ -360,7 +361,7 @@ def load_adapter(loaded: LoadedModel, path: str | Path, record: RunRecord | None
 def attached(loaded: LoadedModel) -> dict[str, Any]:
     """What is actually attached to the model (proof that an adapter was applied): layers, rank, targets and
     trainable parameters."""
-    from lazarus_nb.model.lora import adapters, trainable_count
+    from lazarus_nb.model.lora import adapters, trainable_count  # mlx-lm: loaded when called (see the imports)
 
     found = adapters(loaded.model)
     ranks = sorted({int(m.lora_a.shape[1]) for m in found.values()})
@@ -369,7 +370,7 @@ def attached(loaded: LoadedModel) -> dict[str, Any]:
 
 
 def _load_mlx_adapter(loaded: LoadedModel, path: Path, config: dict[str, Any], weights: dict[str, mx.array]) -> None:
-    from lazarus_nb.model.lora import TARGETS, LoraConfig, apply_lora
+    from lazarus_nb.model.lora import TARGETS, LoraConfig, apply_lora  # mlx-lm: loaded when called (see the imports)
 
     params = config["lora_parameters"]
     inverse = {v: k for k, v in TARGETS.items()}
@@ -394,10 +395,10 @@ def load_optimizer_state(path: str | Path) -> dict[str, Any]:
     return tree_unflatten(list(mx.load(str(Path(path) / OPTIMIZER)).items()))
 
 
-def restore_into(loaded: LoadedModel, path: str | Path, state: Any, record: RunRecord) -> None:
+def restore_into(loaded: LoadedModel, path: str | Path, state: TrainState, record: RunRecord) -> None:
     """Overwrite a freshly prepared TrainState (adapters applied) with the progress of the run saved at ``path``
     (``record``: its run record, ``resumable_record``'s)."""
-    from lazarus_nb.model.lora import set_lora_arrays  # mlx-lm: only when a run is resumed
+    from lazarus_nb.model.lora import set_lora_arrays  # mlx-lm: loaded when called (see the imports)
 
     path = Path(path)
     arrays = _read_npz(path)

@@ -161,7 +161,7 @@ class TrainConfig:
                        else list(self.lora_layers))
 
     def lora(self) -> LoraConfig:
-        from lazarus_nb.model.lora import LoraConfig
+        from lazarus_nb.model.lora import LoraConfig  # imports mlx-lm: this module stays light (see its doc)
 
         return LoraConfig(rank=self.lora_rank, scale=self.lora_scale, layers=self.lora_layers)
 

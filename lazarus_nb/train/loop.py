@@ -1,8 +1,10 @@
 """Dual-reward LoRA training with per-step logit-lens snapshots (SPEC "Dual-reward training").
 
-The trainer knows nothing about UI or files: a ``callback`` sees every step and snapshot (progress bars,
-live plots), and a ``save`` hook is called at checkpoint intervals, on Ctrl-C and on divergence, always
-with the state of the last *completed* step (see ``checkpoint.py``).
+The trainer knows nothing about UI or files: a ``callbacks.TrainingCallback`` sees every step and snapshot
+(progress bars, live plots), and a ``save`` hook is called at checkpoint intervals, on Ctrl-C and on divergence,
+always with the state of the last *completed* step (see ``checkpoint.py``). What a run computes with (its loss,
+its batches, its lens snapshot) are the fields of a ``Trainer``, as mlx-lm's ``train`` takes ``loss`` and
+``iterate_batches``; ``train`` runs the default one.
 
 Data-parallel: given an ``mx.distributed`` group (``mlx.launch -n N``), ``train`` runs one run on N processes:
 each rank takes its share of every global batch of the single-process schedule and ``make_step`` combines the
@@ -13,8 +15,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 import mlx.core as mx
@@ -39,100 +41,19 @@ from lazarus_nb.measure.losses import dual_loss
 from lazarus_nb.model.lens import LogitLens
 from lazarus_nb.model.load import LoadedModel
 from lazarus_nb.model.lora import adapters, apply_lora, trainable_count
-from lazarus_nb.train.config import READABLE, STOP_STREAK, TrainConfig
+from lazarus_nb.train.callbacks import TrainingCallback
+from lazarus_nb.train.config import TrainConfig
+from lazarus_nb.train.history import History, Snapshot, StepLog
+from lazarus_nb.train.state import TrainState
 
-
-@dataclass
-class StepLog:
-    step: int  # 1-based optimiser step
-    total: float
-    cls_loss: float
-    ans_loss: float
-    seconds: float  # wall time of this step
-
-
-@dataclass
-class Snapshot:
-    """Logit lens on the fixed snapshot batch after ``step`` steps (0 = before training)."""
-
-    step: int
-    prob: list[float]  # per layer: mean P(correct class token)
-    restricted_acc: list[float]  # per layer: class-restricted accuracy
-    top1_acc: list[float]  # per layer: full-vocab top-1 accuracy
-    # per operation class (``data.CLASSES`` name): per layer, mean P(that class's own token) over the snapshot
-    # set's problems of that class, so "which operation becomes readable first" can be seen. Empty in
-    # histories written before it was recorded.
-    class_prob: dict[str, list[float]] = field(default_factory=dict)
-
-
-@dataclass
-class History:
-    layers: list[int]
-    steps: list[StepLog] = field(default_factory=list)
-    snapshots: list[Snapshot] = field(default_factory=list)
-
-    def emergence(self, metric: str = "prob") -> tuple[list[int], list[int], np.ndarray]:
-        """(snapshot steps, layers, values (layers x steps)) for the emergence heatmap/curves."""
-        steps = [s.step for s in self.snapshots]
-        values = np.array([getattr(s, metric) for s in self.snapshots], dtype=float).T
-        return steps, self.layers, values.reshape(len(self.layers), len(steps))
-
-    def steps_to_readable(self, layer: int, threshold: float = READABLE) -> int | None:
-        """The first snapshot step at which the full-vocab top-1 accuracy of the lens at ``layer`` reaches
-        ``threshold`` (0.9), None if no snapshot does (SPEC "Evaluation and verify").
-
-        Measured on the *snapshot set*, the fixed class-balanced subset of the held-out set that every snapshot
-        scores (``snapshot_size`` problems, 32 by default: 0.9 means at least 29 of 32), not on the whole
-        held-out set; and only at snapshot steps, so it is a multiple of ``snapshot_every`` (or the last step)."""
-        i = self.layers.index(layer)
-        return next((s.step for s in self.snapshots if s.top1_acc[i] >= threshold), None)
-
-    def readable_streak(self, layer: int, threshold: float, length: int = STOP_STREAK) -> bool:
-        """Whether the last ``length`` snapshots all read full-vocab top-1 >= ``threshold`` at ``layer`` (on the
-        snapshot set, like ``steps_to_readable``): the ``stop_when_readable`` rule."""
-        i = self.layers.index(layer)
-        last = self.snapshots[-length:]
-        return len(last) == length and all(s.top1_acc[i] >= threshold for s in last)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> History:
-        """The inverse of ``to_dict``; also reads the ``history.json`` of older checkpoints, whose snapshots
-        lack ``class_prob`` (they get an empty one)."""
-        return cls(d["layers"], [StepLog(**s) for s in d["steps"]], [Snapshot(**s) for s in d["snapshots"]])
-
-
-@dataclass
-class TrainEvent:
-    # "step", "snapshot", or "stop" (stop_when_readable ended the run early, after this step's snapshot)
-    kind: str
-    step: int
-    total_steps: int
-    log: StepLog | None = None
-    snapshot: Snapshot | None = None
-
-
-@dataclass
-class TrainState:
-    """Everything a checkpoint holds; ``step`` is the last completed step."""
-
-    config: TrainConfig
-    class_tokens: ClassTokens
-    classifier_layer: int
-    adapted_layers: list[int]
-    trainable_params: int
-    step: int
-    history: History
-    optimizer: optim.Optimizer
-    train_set: list[Sample]
-    heldout: list[Sample]
-    seconds: float  # training wall time so far
-    status: str = "running"  # running | complete | interrupted | diverged
-    # why a complete run ended: "steps" (all config.steps ran) or "readable" (stop_when_readable stopped it
-    # early, at ``step`` < config.steps); None until it is complete
-    stop_reason: str | None = None
+Loss = Callable[[LogitLens, Batch, int, float, mx.array | None], tuple[mx.array, mx.array, mx.array]]
+"""``(lens, batch, classifier_layer, cls_weight, counts) -> (total, classification, answer)``, as
+``losses.dual_loss``: what the step differentiates."""
+Batches = Callable[[Any, TrainState, mx.distributed.Group | None], Iterable[Batch]]
+"""``(tokenizer, state, group) -> batches``: the batch of every step still to run (from ``state.step`` on), this
+rank's share of each, as ``scheduled_batches``."""
+Snapshotter = Callable[[LogitLens, LoadedModel, TrainState], Snapshot]
+"""``(lens, loaded, state) -> Snapshot``: the logit lens at ``state.step``, as ``snapshot``."""
 
 
 def snapshot_due(step: int, steps: int, every: int) -> bool:
@@ -185,6 +106,14 @@ def batch_for(tokenizer: Any, state: TrainState, indices: Sequence[int]) -> Batc
                       terminator=state.config.answer_terminator)
 
 
+def scheduled_batches(tokenizer: Any, state: TrainState, group: mx.distributed.Group | None = None) -> Iterable[Batch]:
+    """The default ``Batches``: the batch of every step of ``schedule`` from ``state.step`` on (a resumed run
+    continues where it stopped), this rank's share of each (``rank_share``). The schedule is computed here, once;
+    each batch is built when the trainer asks for it."""
+    plan = schedule(tokenizer, state)
+    return (batch_for(tokenizer, state, rank_share(indices, group)) for indices in plan[state.step:])
+
+
 class Losses(NamedTuple):
     total: float
     cls_loss: float
@@ -199,12 +128,12 @@ class Diverged(LazarusError):
         self.loss = loss
 
 
-def dual_loss_and_grad(model: nn.Module, classifier_layer: int, cls_weight: float) -> Callable:
-    """``(batch, counts=None) -> ((total, cls, ans), grads)``: the dual loss (``losses.dual_loss``, ``counts``
-    its divisors) and its gradient w.r.t. the trainable parameters (the adapters)."""
+def dual_loss_and_grad(model: nn.Module, classifier_layer: int, cls_weight: float, loss: Loss = dual_loss) -> Callable:
+    """``(batch, counts=None) -> ((total, cls, ans), grads)``: the dual loss (``loss``, by default
+    ``losses.dual_loss``; ``counts`` its divisors) and its gradient w.r.t. the trainable parameters (the adapters)."""
     lens = LogitLens(model)
     return nn.value_and_grad(
-        model, lambda batch, counts=None: dual_loss(lens, batch, classifier_layer, cls_weight, counts))
+        model, lambda batch, counts=None: loss(lens, batch, classifier_layer, cls_weight, counts))
 
 
 def ranks(group: mx.distributed.Group | None) -> tuple[int, int]:
@@ -221,7 +150,7 @@ def rank_share(indices: Sequence[int], group: mx.distributed.Group | None) -> Se
 
 def make_step(
     model: nn.Module, optimizer: optim.Optimizer, classifier_layer: int, cls_weight: float, compile: bool = False,
-    group: mx.distributed.Group | None = None,
+    group: mx.distributed.Group | None = None, loss: Loss = dual_loss,
 ) -> Callable[[Batch], Losses]:
     """One optimiser step, ``step(batch) -> Losses``: loss and gradient, the finiteness check *before* the
     update (a non-finite loss raises ``Diverged`` and leaves the adapters as they were), the Adam update.
@@ -234,8 +163,10 @@ def make_step(
     Without a group this is the same step with N = 1 (the counts are the batch's own: the means).
 
     ``compile=True``: the loss-and-grad and the update run under ``mx.compile``, as in mlx-lm's trainer.
-    Same losses, 7-10% faster per step once compiled; ``train`` uses it when ``TrainConfig.compiles`` says so."""
-    value_and_grad = dual_loss_and_grad(model, classifier_layer, cls_weight)
+    Same losses, faster per step once compiled (docs/performance.md); ``train`` uses it when
+    ``TrainConfig.compiles`` says so. ``loss``: what is differentiated, ``losses.dual_loss`` unless a
+    ``Trainer`` says otherwise."""
+    value_and_grad = dual_loss_and_grad(model, classifier_layer, cls_weight, loss)
     batch_fields = [f.name for f in fields(Batch)]
     size = ranks(group)[1]
 
@@ -297,90 +228,112 @@ def rank_zero_decides(flag: bool, group: mx.distributed.Group | None) -> bool:
     return bool(mx.distributed.all_sum(mine, group=group).item())
 
 
+@dataclass(frozen=True)
+class Trainer:
+    """What a run computes with: its ``loss``, its ``batches`` and its lens ``snapshot`` (the defaults are the
+    dual-reward run's). A test or a benchmark gives its own, e.g. ``Trainer(snapshot=scripted).train(...)``."""
+
+    loss: Loss = dual_loss
+    batches: Batches = scheduled_batches
+    snapshot: Snapshotter = snapshot
+
+    def train(
+        self,
+        loaded: LoadedModel,
+        state: TrainState,
+        callback: TrainingCallback | None = None,
+        save: Callable[[TrainState], None] | None = None,
+        group: mx.distributed.Group | None = None,
+    ) -> TrainState:
+        """Run ``state`` (from ``prepare`` or a loaded checkpoint) to ``config.steps``: one ``make_step`` call per
+        batch of ``batches``. Status "complete" at the end, with ``stop_reason`` "steps"; with
+        ``config.stop_when_readable`` the run stops early at the snapshot that makes ``STOP_STREAK`` consecutive
+        readable ones (``History.readable_streak``; ``stop_reason`` "readable", ``step`` < ``config.steps``, which
+        keeps the configured value). That step has its snapshot, so the history ends at a snapshot as a full run
+        does. A resumed run that had stopped does not train further.
+
+        ``callback`` hears of every step, every snapshot (with the seconds it took) and an early stop.
+
+        ``group``: data-parallel over its ranks (``make_step``), each rank calling ``train`` with the same state;
+        every rank takes the snapshots, rank 0 decides when to stop. The caller decides who saves (``save``).
+
+        Ctrl-C: the save hook gets the last completed step (status "interrupted") and KeyboardInterrupt is
+        re-raised. A non-finite loss stops before the update is applied: the state is saved (status
+        "diverged") and LazarusError raised.
+        """
+        cfg, model = state.config, loaded.model
+        if group is not None:
+            cfg.check_ranks(group.size())
+        lens = LogitLens(model)
+        batches = iter(self.batches(loaded.tokenizer, state, group))
+        step = make_step(model, state.optimizer, state.classifier_layer, cfg.cls_weight,
+                         compile=cfg.compiles(cfg.steps - state.step), group=group, loss=self.loss)
+        report = callback or TrainingCallback()
+
+        def take_snapshot() -> None:
+            t0 = time.perf_counter()
+            snap = self.snapshot(lens, loaded, state)
+            seconds = time.perf_counter() - t0
+            state.history.snapshots.append(snap)
+            report.on_snapshot(snap, seconds, state)
+
+        def snapshot_pending() -> bool:  # due, and not already recorded (a resumed run may have it)
+            recorded = bool(state.history.snapshots) and state.history.snapshots[-1].step == state.step
+            return snapshot_due(state.step, cfg.steps, cfg.snapshot_every) and not recorded
+
+        def readable_stop() -> bool:
+            """Stop here, before the configured steps ran out? Asked at the start and after each snapshot: at the
+            same steps on every rank (it is a collective with a group)."""
+            acc = cfg.stop_when_readable
+            return acc is not None and state.step < cfg.steps and rank_zero_decides(
+                state.history.readable_streak(state.classifier_layer, acc), group)
+
+        if snapshot_pending():
+            take_snapshot()  # step 0 (the base model), or one a resumed run was interrupted before recording
+        stopped = readable_stop()  # a resumed run that had stopped stays stopped
+        try:
+            while state.step < cfg.steps and not stopped:
+                t0 = time.perf_counter()
+                try:
+                    losses = step(next(batches))
+                except Diverged as exc:
+                    state.status = "diverged"
+                    if save is not None:
+                        save(state)
+                    raise LazarusError(
+                        f"training diverged at step {state.step + 1} (loss {exc.loss}); the adapter of step "
+                        f"{state.step} was kept; try a lower learning rate"
+                    ) from None
+                state.step += 1
+                dt = time.perf_counter() - t0
+                state.seconds += dt
+                log = StepLog(state.step, *losses, dt)
+                state.history.steps.append(log)
+                report.on_step(log, state)
+                if snapshot_pending():
+                    take_snapshot()
+                    stopped = readable_stop()
+                    if stopped:
+                        report.on_stop(state)
+                periodic_save = bool(cfg.checkpoint_every) and state.step % cfg.checkpoint_every == 0
+                if save is not None and state.step < cfg.steps and not stopped and periodic_save:
+                    save(state)  # the last step (or the stop) is saved by the caller, with its metrics
+        except KeyboardInterrupt:
+            state.status = "interrupted"
+            if save is not None:
+                save(state)
+            raise
+        state.status = "complete"
+        state.stop_reason = "readable" if stopped else "steps"
+        return state
+
+
 def train(
     loaded: LoadedModel,
     state: TrainState,
-    callback: Callable[[TrainEvent], None] | None = None,
+    callback: TrainingCallback | None = None,
     save: Callable[[TrainState], None] | None = None,
     group: mx.distributed.Group | None = None,
 ) -> TrainState:
-    """Run ``state`` (from ``prepare`` or a loaded checkpoint) to ``config.steps``: one ``make_step`` call per
-    entry of ``schedule``. Status "complete" at the end, with ``stop_reason`` "steps"; with
-    ``config.stop_when_readable`` the run stops early at the snapshot that makes ``STOP_STREAK`` consecutive
-    readable ones (``History.readable_streak``; ``stop_reason`` "readable", ``step`` < ``config.steps``, which
-    keeps the configured value). That step has its snapshot, so the history ends at a snapshot as a full run does.
-    A resumed run that had stopped does not train further.
-
-    ``group``: data-parallel over its ranks (``make_step``), each rank calling ``train`` with the same state;
-    every rank takes the snapshots, rank 0 decides when to stop. The caller decides who saves (``save``).
-
-    Ctrl-C: the save hook gets the last completed step (status "interrupted") and KeyboardInterrupt is
-    re-raised. A non-finite loss stops before the update is applied: the state is saved (status
-    "diverged") and LazarusError raised.
-    """
-    cfg, model = state.config, loaded.model
-    if group is not None:
-        cfg.check_ranks(group.size())
-    lens = LogitLens(model)
-    plan = schedule(loaded.tokenizer, state)  # computed once: the batches of every step
-    step = make_step(model, state.optimizer, state.classifier_layer, cfg.cls_weight,
-                     compile=cfg.compiles(cfg.steps - state.step), group=group)
-
-    def emit(event: TrainEvent) -> None:
-        if callback is not None:
-            callback(event)
-
-    def take_snapshot() -> None:
-        snap = snapshot(lens, loaded, state)
-        state.history.snapshots.append(snap)
-        emit(TrainEvent("snapshot", state.step, cfg.steps, snapshot=snap))
-
-    def snapshot_pending() -> bool:  # due, and not already recorded (a resumed run may have it)
-        recorded = bool(state.history.snapshots) and state.history.snapshots[-1].step == state.step
-        return snapshot_due(state.step, cfg.steps, cfg.snapshot_every) and not recorded
-
-    def readable_stop() -> bool:
-        """Stop here, before the configured steps ran out? Asked at the start and after each snapshot: at the same
-        steps on every rank (it is a collective with a group)."""
-        acc = cfg.stop_when_readable
-        return acc is not None and state.step < cfg.steps and rank_zero_decides(
-            state.history.readable_streak(state.classifier_layer, acc), group)
-
-    if snapshot_pending():
-        take_snapshot()  # step 0 (the base model), or one a resumed run was interrupted before recording
-    stopped = readable_stop()  # a resumed run that had stopped stays stopped
-    try:
-        while state.step < cfg.steps and not stopped:
-            t0 = time.perf_counter()
-            try:
-                losses = step(batch_for(loaded.tokenizer, state, rank_share(plan[state.step], group)))
-            except Diverged as exc:
-                state.status = "diverged"
-                if save is not None:
-                    save(state)
-                raise LazarusError(
-                    f"training diverged at step {state.step + 1} (loss {exc.loss}); the adapter of step "
-                    f"{state.step} was kept; try a lower learning rate"
-                ) from None
-            state.step += 1
-            dt = time.perf_counter() - t0
-            state.seconds += dt
-            log = StepLog(state.step, *losses, dt)
-            state.history.steps.append(log)
-            emit(TrainEvent("step", state.step, cfg.steps, log=log))
-            if snapshot_pending():
-                take_snapshot()
-                stopped = readable_stop()
-                if stopped:
-                    emit(TrainEvent("stop", state.step, cfg.steps, snapshot=state.history.snapshots[-1]))
-            periodic_save = bool(cfg.checkpoint_every) and state.step % cfg.checkpoint_every == 0
-            if save is not None and state.step < cfg.steps and not stopped and periodic_save:
-                save(state)  # the last step (or the stop) is saved by the caller, with its metrics
-    except KeyboardInterrupt:
-        state.status = "interrupted"
-        if save is not None:
-            save(state)
-        raise
-    state.status = "complete"
-    state.stop_reason = "readable" if stopped else "steps"
-    return state
+    """The dual-reward run: ``Trainer().train`` (see there)."""
+    return Trainer().train(loaded, state, callback, save, group)

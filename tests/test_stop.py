@@ -214,9 +214,9 @@ def test_train_panel_switch(fresh):
     trainer = Trainer(snapshot=Scripted([0.0, 0.95, 0.5, 0.95, 0.95] + [1.0] * 4))
     panel = TrainPanel(fresh(), CONFIG, answers=False, trainer=trainer)
     assert not panel.stop_when_readable.value and panel.config().stop_when_readable is None
-    assert panel.stop_accuracy.value == 0.9  # what the switch waits for when turned on
+    assert panel.stop_when_readable_value.value == 0.9  # what the switch waits for when turned on
     panel.stop_when_readable.value = True
-    panel.stop_accuracy.value = 0.8
+    panel.stop_when_readable_value.value = 0.8
     assert panel.config().stop_when_readable == 0.8
     result = panel.run()
     assert result is not None and result.state.step == 4 and result.state.stop_reason == "readable"
@@ -224,6 +224,6 @@ def test_train_panel_switch(fresh):
     assert "stopped early at step 4 of 8" in panel.status.value
     assert [s.step for s in panel.history.snapshots] == [0, 1, 2, 3, 4]
 
-    panel.stop_accuracy.value = 1.5
+    panel.stop_when_readable_value.value = 1.5
     assert panel.run() is None and "stop_when_readable must be an accuracy in (0, 1]" in panel.status.value
-    assert TrainPanel(fresh(), replace(CONFIG, stop_when_readable=0.7)).stop_accuracy.value == 0.7
+    assert TrainPanel(fresh(), replace(CONFIG, stop_when_readable=0.7)).stop_when_readable_value.value == 0.7

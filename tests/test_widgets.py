@@ -134,6 +134,27 @@ def test_train_panel_run(tiny, tmp_path):
     assert [s.step for s in panel.history.steps] == [1] and [s.step for s in panel.history.snapshots] == [0, 1]
 
 
+def test_train_panel_fields_come_from_the_config_metadata(tiny):
+    """Each shown field is generated from TrainConfig: its tooltip is the field's help, a field with choices is a
+    dropdown of exactly those choices, and the panel's config reads every shown field back."""
+    from dataclasses import fields
+
+    from lazarus_nb.app.train_panel import PANEL_FIELDS
+    from lazarus_nb.train.config import TrainConfig
+
+    panel = TrainPanel(tiny, TINY)
+    meta = {f.name: f.metadata for f in fields(TrainConfig)}
+    for name in PANEL_FIELDS:
+        widget = getattr(panel, name)
+        assert widget.description_tooltip == meta[name]["help"], name
+    assert list(panel.label_map.options) == list(meta["label_map"]["choices"])
+    panel.label_map.value, panel.seed.value, panel.learning_rate.value = "permuted", 3, 1e-3
+    panel.stop_when_readable.value, panel.stop_when_readable_value.value = True, 0.75
+    cfg = panel.config()
+    assert (cfg.label_map, cfg.seed, cfg.learning_rate, cfg.stop_when_readable) == ("permuted", 3, 1e-3, 0.75)
+    assert cfg.num_samples == TINY.num_samples and cfg.snapshot_size == TINY.snapshot_size  # not shown: kept
+
+
 def test_train_panel_bad_value_shows_message(tiny):
     panel = TrainPanel(tiny, TINY)
     panel.cls_weight.value = 2

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import html
 import time
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import ipywidgets as w
 
-from lazarus_nb.app.display import FIELD_WIDTH, LABEL_STYLE, FigureSlot, RunPanel, show_note
+from lazarus_nb.app.config_widgets import config_field, read_config
+from lazarus_nb.app.display import LABEL_STYLE, FigureSlot, RunPanel, show_note
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.model.load import LoadedModel
 from lazarus_nb.model.lora import remove_adapters
@@ -21,10 +20,15 @@ from lazarus_nb.show import figures
 from lazarus_nb.show import text as report
 from lazarus_nb.show.plots import training as training_plots
 from lazarus_nb.train.callbacks import TrainingCallback
-from lazarus_nb.train.config import READABLE, TrainConfig
+from lazarus_nb.train.config import TrainConfig
 from lazarus_nb.train.history import History, Snapshot, StepLog
 from lazarus_nb.train.loop import Trainer, snapshot_due
 from lazarus_nb.train.state import TrainState
+
+PANEL_FIELDS = ("steps", "classifier_layer", "cls_weight", "learning_rate", "lora_rank", "num_samples", "seed",
+                "label_map", "stop_when_readable")
+"""The TrainConfig fields the panel shows (widgets generated from the dataclass: ``app.config_widgets``); the rest
+come from the config the panel was given."""
 
 
 class TrainPanel(RunPanel, TrainingCallback):
@@ -66,23 +70,11 @@ class TrainPanel(RunPanel, TrainingCallback):
         self.result: DualRewardResult | None = None
         c = self.base_config
         n = loaded.num_layers
-        layer = c.classifier_layer if c.classifier_layer is not None else loaded.default_classifier_layer
-
-        def field(cls: type, value: Any, description: str, width: str = FIELD_WIDTH, **kw: Any) -> w.Widget:
-            return cls(value=value, description=description, style=LABEL_STYLE, layout=w.Layout(width=width), **kw)
-
-        self.steps = field(w.IntText, c.steps, "steps")
-        self.classifier_layer = field(w.IntSlider, min(max(layer, 0), n - 1), "classifier layer", width="27em",
-                                      min=0, max=n - 1)
-        self.cls_weight = field(w.FloatText, c.cls_weight, "cls_weight (0-1)", step=0.05)
-        self.learning_rate = field(w.FloatText, c.learning_rate, "learning rate", step=1e-4)
-        self.lora_rank = field(w.IntText, c.lora_rank, "LoRA rank")
-        self.num_samples = field(w.IntText, c.num_samples, "training samples")
-        self.seed = field(w.IntText, c.seed, "seed")
-        # stop_when_readable: the switch, and the accuracy it waits for (kept when the switch is off)
-        self.stop_when_readable = w.Checkbox(value=c.stop_when_readable is not None, description="stop when readable",
-                                             indent=False, layout=w.Layout(width=FIELD_WIDTH))
-        self.stop_accuracy = field(w.FloatText, c.stop_when_readable or READABLE, "readable top-1", step=0.05)
+        self.fields = {name: config_field(name, c, n, loaded.default_classifier_layer) for name in PANEL_FIELDS}
+        for name, f in self.fields.items():  # panel.steps, panel.cls_weight, ...: the entries tests and users drive
+            setattr(self, name, f.switch if f.switch is not None else f.value)
+            if f.switch is not None:
+                setattr(self, f"{name}_value", f.value)
         self.button = w.Button(description="Train", button_style="primary", icon="play",
                                tooltip="Train the dual-reward adapter with these settings")
         self.progress = w.IntProgress(value=0, min=0, max=max(c.steps, 1), description="progress",
@@ -91,13 +83,15 @@ class TrainPanel(RunPanel, TrainingCallback):
         self.output = w.Output(layout=w.Layout(max_height="24em", overflow="auto"))
         self.dashboard = training_plots.training_dashboard()
         self.figure = FigureSlot(self.dashboard.fig)
-        for name in ("steps", "classifier_layer", "cls_weight", "learning_rate", "lora_rank", "num_samples",
-                     "seed", "stop_when_readable", "stop_accuracy", "button", "progress", "status", "output"):
-            getattr(self, name).add_class(f"lazarus-{name.replace('_', '-')}")
+        named = {**{n: f.value for n, f in self.fields.items() if f.switch is None},
+                 **{n: f.switch for n, f in self.fields.items() if f.switch is not None},
+                 **{f"{n}_value": f.value for n, f in self.fields.items() if f.switch is not None},
+                 "button": self.button, "progress": self.progress, "status": self.status, "output": self.output}
+        for name, widget in named.items():
+            widget.add_class(f"lazarus-{name.replace('_', '-')}")
         self.button.on_click(self._on_click)
 
-        fields = [self.steps, self.classifier_layer, self.cls_weight, self.learning_rate, self.lora_rank,
-                  self.num_samples, self.seed, self.stop_when_readable, self.stop_accuracy]
+        fields = [widget for f in self.fields.values() for widget in f.widgets]
         where = f"checkpoint: {html.escape(str(self.checkpoint))}" if self.checkpoint else "no checkpoint is written"
         header = w.HTML(f"<b>Dual-reward training</b> &middot; {html.escape(loaded.name)} "
                         f"({n} layers) &middot; {where}")
@@ -117,17 +111,7 @@ class TrainPanel(RunPanel, TrainingCallback):
 
     def config(self) -> TrainConfig:
         """The TrainConfig in the fields (the constructor's config with the panel's values applied)."""
-        return replace(
-            self.base_config,
-            steps=int(self.steps.value),
-            classifier_layer=int(self.classifier_layer.value),
-            cls_weight=float(self.cls_weight.value),
-            learning_rate=float(self.learning_rate.value),
-            lora_rank=int(self.lora_rank.value),
-            num_samples=int(self.num_samples.value),
-            seed=int(self.seed.value),
-            stop_when_readable=float(self.stop_accuracy.value) if self.stop_when_readable.value else None,
-        )
+        return read_config(self.base_config, self.fields)
 
     # --------------------------------------------------------------------------------------------- run
 

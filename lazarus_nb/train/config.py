@@ -49,8 +49,9 @@ and all of a warm one. A run that stops when readable is not counted as long: he
 @dataclass
 class TrainConfig:
     steps: int = _opt(500, "optimizer steps")  # the original tool's default
-    classifier_layer: int | None = _opt(
-        None, "layer whose logit lens must emit the class word (default: int(0.55 * layers))")
+    # "layer": a block id of the model (the training panel offers a slider over the model's layers)
+    classifier_layer: int | None = field(default=None, metadata={
+        "help": "layer whose logit lens must emit the class word (default: int(0.55 * layers))", "layer": True})
     cls_weight: float = _opt(0.4, "weight of the classification loss, in [0, 1]: "
                                   "total = w * classification + (1 - w) * answer")
     learning_rate: float = _opt(5e-4, "Adam learning rate")

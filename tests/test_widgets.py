@@ -146,7 +146,7 @@ def test_train_panel_fields_come_from_the_config_metadata(tiny):
     meta = {f.name: f.metadata for f in fields(TrainConfig)}
     for name in PANEL_FIELDS:
         widget = getattr(panel, name)
-        assert widget.description_tooltip == meta[name]["help"], name
+        assert widget.tooltip == meta[name]["help"], name
     assert list(panel.label_map.options) == list(meta["label_map"]["choices"])
     panel.label_map.value, panel.seed.value, panel.learning_rate.value = "permuted", 3, 1e-3
     panel.stop_when_readable.value, panel.stop_when_readable_value.value = True, 0.75

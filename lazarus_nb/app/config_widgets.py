@@ -55,7 +55,7 @@ def config_field(name: str, config: TrainConfig, num_layers: int, default_layer:
     label = name.replace("_", " ")
 
     def entry(cls: type, shown: Any, description: str, width: str = FIELD_WIDTH, **kw: Any) -> w.Widget:
-        return cls(value=shown, description=description, description_tooltip=tip, style=LABEL_STYLE,
+        return cls(value=shown, description=description, tooltip=tip, style=LABEL_STYLE,
                    layout=w.Layout(width=width), **kw)
 
     if meta.get("layer"):
@@ -64,7 +64,7 @@ def config_field(name: str, config: TrainConfig, num_layers: int, default_layer:
     elif "choices" in meta:
         box = entry(w.Dropdown, value, label, options=list(meta["choices"]))
     elif "const" in meta:
-        switch = w.Checkbox(value=value is not None, description=label, description_tooltip=tip, indent=False,
+        switch = w.Checkbox(value=value is not None, description=label, tooltip=tip, indent=False,
                             layout=w.Layout(width=FIELD_WIDTH))
         shown = meta["const"] if value is None else value
         return ConfigField(name, entry(w.FloatText, shown, meta.get("metavar", "value").lower(), step=0.05), switch)
@@ -73,7 +73,7 @@ def config_field(name: str, config: TrainConfig, num_layers: int, default_layer:
     elif kind is float:
         box = entry(w.FloatText, value, label)
     elif kind is bool:
-        box = w.Checkbox(value=value, description=label, description_tooltip=tip, indent=False)
+        box = w.Checkbox(value=value, description=label, tooltip=tip, indent=False)
     else:
         box = entry(w.Text, str(value), label)
     return ConfigField(name, box)

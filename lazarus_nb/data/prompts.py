@@ -416,8 +416,7 @@ PROBE_PROMPTS = 100
 DEMO_PROBE_PROMPTS = 40
 """Probe prompts per family in the demo (10 per operation). The conclusion (the operation is linearly decodable at
 every layer, far above the shuffled-label control) is the same as with 100 or 200 prompts; the accuracies are a
-little lower and noisier (measured on the embedded model: symbolic 90-100%, words 75-90% per layer, against 97-100%
-with 200: docs/results.md), and the probe step takes a fraction of the time."""
+little lower and noisier (docs/results.md), and the probe step takes a fraction of the time."""
 
 
 MIN_PROBE_PROMPTS = 2 * len(CLASSES)

@@ -44,7 +44,7 @@ def dual_loss(
     rows = mx.arange(batch.size)
     # The B lens rows (final norm applied here) and the N answer rows (``final`` is already normed) go through
     # one unembedding and one cross-entropy: one matmul of B + N rows runs at a better rate than two of B and
-    # N: ~7% faster per step on the default batch (docs/performance.md).
+    # N (the saving per step: docs/performance.md).
     states = mx.concatenate([lens.trunk.norm(hidden[classifier_layer][rows, batch.prompt_last]),
                              final[batch.answer_rows, batch.answer_pos]])
     targets = mx.concatenate([batch.class_ids, batch.answer_targets])

@@ -166,7 +166,7 @@ def run_lens(
 ) -> LensReport:
     """Read the lens at each prompt's last token, for every layer in ``layers`` (default all).
 
-    ``class_tokens`` (a checkpoint's): targets that are its class words use exactly its ids (SPEC "Class
+    ``class_tokens`` (a checkpoint's): targets that are its class words use exactly its ids (docs/science.md "Class
     tokens"); other targets are resolved from the tokenizer."""
     if not targets:
         raise LazarusError("give at least one target word")
@@ -213,7 +213,7 @@ def resume_state(loaded: LoadedModel, path: str | Path, record: RunRecord | None
 
 def check_heldout(record: RunRecord, heldout: Sequence[Sample], path: str | Path) -> None:
     """Refuse (one sentence) a checkpoint whose held-out set is not the one rebuilt from its settings: its
-    numbers would be compared on other problems (SPEC "Evaluation sets": the fingerprint in config.json)."""
+    numbers would be compared on other problems (docs/science.md "Evaluation sets": the fingerprint in config.json)."""
     if record.heldout_fingerprint is None:
         raise LazarusError(f"'{path}' has no held-out fingerprint (saved by an earlier lazarus_nb, whose data "
                            "split differs): its held-out set cannot be rebuilt; train it again")

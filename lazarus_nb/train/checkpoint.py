@@ -1,5 +1,5 @@
-"""Checkpoints: SPEC's ``lora_weights.npz`` + ``config.json``, an mlx-lm adapter in the same directory,
-the training history, and the optimizer state for ``--resume``.
+"""Checkpoints (docs/science.md "Checkpoint"): ``lora_weights.npz`` + ``config.json``, an mlx-lm adapter in the
+same directory, the training history, and the optimizer state for ``--resume``.
 
 Directory layout::
 
@@ -103,7 +103,10 @@ def _atomic_dir_write(path: Path, write: Any) -> None:
 
 
 def run_record(loaded: LoadedModel, state: TrainState, results: dict[str, Any] | None = None) -> RunRecord:
-    """The :class:`~lazarus_nb.config.RunRecord` of a TrainState, with ``results`` (``config.json`` keys) set."""
+    """The :class:`~lazarus_nb.train.record.RunRecord` of a TrainState, with ``results`` (``config.json`` keys)
+    set."""
+    from lazarus_nb.model.lora import LoraConfig  # mlx-lm: loaded when called (see the imports)
+
     facts = loaded.facts()
     tokens = state.class_tokens
     record = RunRecord(
@@ -114,7 +117,7 @@ def run_record(loaded: LoadedModel, state: TrainState, results: dict[str, Any] |
         steps_completed=state.step,
         status=state.status,
         stop_reason=state.stop_reason,
-        lora_targets=list(state.config.lora().targets),
+        lora_targets=list(LoraConfig().targets),
         trainable_params=state.trainable_params,
         train_seconds=state.seconds,
         architecture={k: facts[k] for k in ("model_type", "num_layers", "hidden_size", "kv_width", "vocab_size")},

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lazarus_nb.data.prompts import LABEL_MAPS, PERMUTED, TERMINATORS, train_heldout_split
 from lazarus_nb.errors import SettingError
 from lazarus_nb.model.layers import check_layers, default_classifier_layer
-
-if TYPE_CHECKING:
-    from lazarus_nb.model.lora import LoraConfig
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -40,10 +37,10 @@ COMPILE_CHOICES: tuple[str, ...] = ("auto", "always", "never")
 
 
 COMPILE_MIN_STEPS = 300
-"""``compile_step="auto"`` compiles a run with at least this many steps to go. The compiled step is 7-10% faster
-(0.49 s against 0.55 s per step in ``make bench``, quiet), but the first compiled run on a machine spends ~15 s in g++
-(quiet; mlx then keeps the kernels on disk, and later runs pay ~0.5 s): 300 steps repay most of that cold build
-and all of a warm one. A run that stops when readable is not counted as long: here it ends after ~50 steps."""
+"""``compile_step="auto"`` compiles a run with at least this many steps to go. The compiled step is a little faster,
+but the first compiled run on a machine spends seconds in g++ (mlx then keeps the kernels on disk): a run this long
+repays the cold build, a shorter one may not (the figures: docs/performance.md, ``make bench``). A run that stops
+when readable is not counted as long: it usually ends within the first hundred steps."""
 
 
 @dataclass
@@ -75,10 +72,10 @@ class TrainConfig:
     # ~3x larger than the learning rate says (docs/science.md "Optimiser")
     adam_bias_correction: bool = _opt(True, "Adam with bias correction (textbook Adam; mlx's default is off)")
     compile_step: str = field(default="auto", metadata={
-        "help": "compile the training step with mx.compile (the same losses, 7-10 percent faster per step; the "
-                "first compiled run on a machine spends ~15 s in g++): always, never, or auto (runs of at least "
-                f"{COMPILE_MIN_STEPS} steps that do not stop when readable)", "choices": COMPILE_CHOICES})
-    # the permuted-label control (data.PERMUTED): can an arbitrary lookup be made readable as fast as the truth?
+        "help": "compile the training step with mx.compile (the same losses, a faster step; the first compiled "
+                "run on a machine spends seconds in g++: docs/performance.md): always, never, or auto (runs of at "
+                f"least {COMPILE_MIN_STEPS} steps that do not stop when readable)", "choices": COMPILE_CHOICES})
+    # the permuted-label control (data.prompts.PERMUTED): the class -> word map the lens must read
     label_map: str = field(default="true", metadata={
         "help": "what the lens at the classifier layer must read for each class: true (its own word) or permuted "
                 f"(a fixed derangement of the class words: {', '.join(f'{c}->{w}' for c, w in PERMUTED.items())}; "
@@ -160,11 +157,6 @@ class TrainConfig:
         layer = default_classifier_layer(num_layers) if self.classifier_layer is None else self.classifier_layer
         return replace(self, classifier_layer=layer, lora_layers=None if self.lora_layers is None
                        else list(self.lora_layers))
-
-    def lora(self) -> LoraConfig:
-        from lazarus_nb.model.lora import LoraConfig  # imports mlx-lm: this module stays light (see its doc)
-
-        return LoraConfig(rank=self.lora_rank, scale=self.lora_scale, layers=self.lora_layers)
 
 
 DEMO_TRAIN = TrainConfig(stop_when_readable=READABLE, snapshot_every=10)

@@ -49,7 +49,7 @@ class History:
 
     def steps_to_readable(self, layer: int, threshold: float = READABLE) -> int | None:
         """The first snapshot step at which the full-vocab top-1 accuracy of the lens at ``layer`` reaches
-        ``threshold`` (0.9), None if no snapshot does (SPEC "Evaluation and verify").
+        ``threshold`` (``READABLE``), None if no snapshot does (docs/science.md "Steps to readable").
 
         Measured on the *snapshot set*, the fixed class-balanced subset of the held-out set that every snapshot
         scores (``snapshot_size`` problems, 32 by default: 0.9 means at least 29 of 32), not on the whole

@@ -1,4 +1,4 @@
-"""Dual-reward LoRA training with per-step logit-lens snapshots (SPEC "Dual-reward training").
+"""Dual-reward LoRA training with per-step logit-lens snapshots (docs/science.md "Dual-reward training").
 
 The trainer knows nothing about UI or files: a ``callbacks.TrainingCallback`` sees every step and snapshot
 (progress bars, live plots), and a ``save`` hook is called at checkpoint intervals, on Ctrl-C and on divergence,
@@ -40,7 +40,7 @@ from lazarus_nb.measure.evaluate import sample_lens_stats
 from lazarus_nb.measure.losses import dual_loss
 from lazarus_nb.model.lens import LogitLens
 from lazarus_nb.model.load import LoadedModel
-from lazarus_nb.model.lora import adapters, apply_lora, trainable_count
+from lazarus_nb.model.lora import LoraConfig, adapters, apply_lora, trainable_count
 from lazarus_nb.train.callbacks import TrainingCallback
 from lazarus_nb.train.config import TrainConfig
 from lazarus_nb.train.history import History, Snapshot, StepLog
@@ -75,11 +75,11 @@ def prepare(loaded: LoadedModel, config: TrainConfig, class_tokens: ClassTokens 
         raise LazarusError(str(exc)) from None
     if adapters(loaded.model):
         raise LazarusError("this model already carries adapters; load a fresh model to train new ones")
-    # A tokenizer that cannot encode an example (SPEC "Tokenising an example") fails here, not at step 1.
+    # A tokenizer that cannot encode an example (docs/science.md "Tokenising an example") fails here, not at step 1.
     for s in CANONICAL:
         encode_example(loaded.tokenizer, s.prompt, s.answer, cfg.answer_terminator)
     mx.random.seed(cfg.seed)  # LoRA A init
-    adapted = apply_lora(loaded.model, cfg.lora())
+    adapted = apply_lora(loaded.model, LoraConfig(rank=cfg.lora_rank, scale=cfg.lora_scale, layers=cfg.lora_layers))
     optimizer = optim.Adam(learning_rate=cfg.learning_rate, bias_correction=cfg.adam_bias_correction)
     optimizer.init(loaded.model.trainable_parameters())
     return TrainState(cfg, class_tokens, cfg.classifier_layer, adapted, trainable_count(loaded.model), 0,
@@ -208,7 +208,7 @@ def make_step(
 
 
 def snapshot_set(state: TrainState) -> list[Sample]:
-    """The fixed, class-balanced held-out problems every snapshot scores (SPEC "Evaluation sets"):
+    """The fixed, class-balanced held-out problems every snapshot scores (docs/science.md "Snapshots"):
     ``snapshot_size`` of them, or as many as the held-out set holds of its smallest class, times 4."""
     per_class = min(sum(s.label == c for s in state.heldout) for c in CLASSES)
     return balanced_subset(state.heldout, len(CLASSES) * min(state.config.snapshot_size // len(CLASSES), per_class))

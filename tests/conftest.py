@@ -97,3 +97,9 @@ def fresh(tiny_llama):
         return replace(tiny_llama, model=model)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_path(tiny_model_dir) -> Path:
+    """The tiny llama's model directory (what ``-m`` takes on the command line)."""
+    return tiny_model_dir("llama")

@@ -59,15 +59,10 @@ def run_json(*args: object, cwd: Path | None = None) -> tuple[dict, str]:
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_dir) -> Path:
-    return tiny_model_dir("llama")
-
-
-@pytest.fixture(scope="module")
-def trained(tiny, tmp_path_factory) -> tuple[Path, dict, str]:
+def trained(tiny_path, tmp_path_factory) -> tuple[Path, dict, str]:
     """dual-reward on the tiny model, checkpoint written: (checkpoint dir, --json payload, stderr)."""
     ckpt = tmp_path_factory.mktemp("cli") / "ckpt"
-    payload, err = run_json("introspect", "dual-reward", "-m", tiny, *TRAIN_ARGS, "-o", ckpt)
+    payload, err = run_json("introspect", "dual-reward", "-m", tiny_path, *TRAIN_ARGS, "-o", ckpt)
     return ckpt, payload, err
 
 
@@ -176,7 +171,7 @@ def test_every_option_is_spelled_from_its_dest():
                 assert cli_args.option(action.dest) in action.option_strings, (name, action.option_strings)
 
 
-def test_a_setting_error_names_the_option_on_the_command_line_and_the_field_elsewhere(tiny, tmp_path, capsys):
+def test_a_setting_error_names_the_option_on_the_command_line_and_the_field_elsewhere(tiny_path, tmp_path, capsys):
     from dataclasses import replace
 
     with pytest.raises(SettingError) as info:
@@ -191,7 +186,7 @@ def test_a_setting_error_names_the_option_on_the_command_line_and_the_field_else
     assert cli.message(grid, args) == "give values for one of --cls-weight, --seed"
     # end to end: one sentence, exit 2, nothing written
     out = tmp_path / "run"
-    assert cli.main(["introspect", "dual-reward", "-m", str(tiny), "--num-samples", "2", "-o", str(out)]) == 2
+    assert cli.main(["introspect", "dual-reward", "-m", str(tiny_path), "--num-samples", "2", "-o", str(out)]) == 2
     assert capsys.readouterr().err == "error: --num-samples must be at least 4 (one per class), got 2\n"
     assert not out.exists()
 
@@ -230,21 +225,21 @@ def count_calls(monkeypatch, owner: type, name: str) -> list[int]:
 SHORT = ["--steps", "1", "--num-samples", "8", "--heldout-samples", "4", "--snapshot-every", "0", "--no-answers"]
 
 
-def test_dual_reward_checks_the_settings_once(tiny, tmp_path, monkeypatch):
+def test_dual_reward_checks_the_settings_once(tiny_path, tmp_path, monkeypatch):
     """The preflight checks the settings; the trainer only resolves them for the loaded model (its
     ``for_model``, the one guard of its own) and nothing else checks them again."""
     checks = count_calls(monkeypatch, TrainConfig, "check")
     resolves = count_calls(monkeypatch, TrainConfig, "for_model")
-    assert cli.main(["introspect", "dual-reward", "-m", str(tiny), *SHORT, "-o", str(tmp_path / "run")]) == 0
+    assert cli.main(["introspect", "dual-reward", "-m", str(tiny_path), *SHORT, "-o", str(tmp_path / "run")]) == 0
     assert resolves == [1] and checks == [2]  # the preflight's, and the one inside for_model
 
 
-def test_resume_reads_the_checkpoint_record_once(step0_checkpoint, tiny, tmp_path, monkeypatch, capsys):
+def test_resume_reads_the_checkpoint_record_once(step0_checkpoint, tiny_path, tmp_path, monkeypatch, capsys):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(step0_checkpoint, ckpt)
     reads = Reads(monkeypatch, ckpt)
     checks = count_calls(monkeypatch, TrainConfig, "check")
-    assert cli.main(["introspect", "dual-reward", "-m", str(tiny), "--resume", "-o", str(ckpt), "--no-answers",
+    assert cli.main(["introspect", "dual-reward", "-m", str(tiny_path), "--resume", "-o", str(ckpt), "--no-answers",
                      "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["status"] == "complete" and payload["resumed_from_step"] == 0
@@ -274,11 +269,11 @@ def test_fetch_prints_the_model_directory():
 
 
 @pytest.mark.slow
-def test_dual_reward_json_and_checkpoint(trained, tiny):
+def test_dual_reward_json_and_checkpoint(trained, tiny_path):
     ckpt, d, err = trained
     # with --json the human report goes to stderr
     assert "Cls Loss" in err and "Accuracy: " in err and f"Checkpoint saved to: {ckpt}" in err
-    assert d["model"] == str(tiny) and d["num_layers"] == 4 and d["classifier_layer"] == int(0.55 * 4)
+    assert d["model"] == str(tiny_path) and d["num_layers"] == 4 and d["classifier_layer"] == int(0.55 * 4)
     assert set(d["class_tokens"]) == {"multiply", "add", "subtract", "divide"}
     # rank 16 on V (64 -> kv 2*16) and O (64 -> 64) of 4 blocks
     assert d["trainable_params"] == 4 * 16 * ((64 + 32) + (64 + 64))
@@ -298,8 +293,8 @@ def test_dual_reward_json_and_checkpoint(trained, tiny):
 
 
 @pytest.mark.slow
-def test_dual_reward_human_output_and_nothing_written_without_output(tiny, tmp_path):
-    r = run("introspect", "dual-reward", "-m", tiny, "--steps", "2", "--num-samples", "8", "--heldout-samples",
+def test_dual_reward_human_output_and_nothing_written_without_output(tiny_path, tmp_path):
+    r = run("introspect", "dual-reward", "-m", tiny_path, "--steps", "2", "--num-samples", "8", "--heldout-samples",
             "4", "--log-every", "1", "--no-answers", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     out = r.stdout
@@ -319,17 +314,17 @@ def test_dual_reward_human_output_and_nothing_written_without_output(tiny, tmp_p
 
 
 @pytest.mark.slow
-def test_logit_lens_adapter_is_applied(trained, tiny, tmp_path):
+def test_logit_lens_adapter_is_applied(trained, tiny_path, tmp_path):
     ckpt, d, _ = trained
     prompts = "7 * 8 = |23 + 45 = "
     out_file = tmp_path / "lens.json"
-    r = run("introspect", "logit-lens", "-m", tiny, "--prompts", prompts, "--targets", "multiply", "--targets", "add",
-            "--layers", "all", "--output", out_file)
+    r = run("introspect", "logit-lens", "-m", tiny_path, "--prompts", prompts, "--targets", "multiply",
+            "--targets", "add", "--layers", "all", "--output", out_file)
     assert r.returncode == 0, r.stderr
     assert "multiply: " in r.stdout and "/2 prompts have this as top token" in r.stdout
     assert "SUMMARY at L3 (the last layer shown)" in r.stdout
     base = strict_json(out_file.read_text())
-    adapted, err = run_json("introspect", "logit-lens", "-m", tiny, "--prompts", prompts, "--targets", "multiply",
+    adapted, err = run_json("introspect", "logit-lens", "-m", tiny_path, "--prompts", prompts, "--targets", "multiply",
                             "--targets", "add", "--layers", "all", "--adapter", ckpt)
     assert f"Adapter: {ckpt} (rank 16, layers 0-3" in err
     assert adapted["adapter"]["rank"] == 16 and adapted["adapter"]["layers"] == [0, 1, 2, 3]
@@ -346,16 +341,16 @@ def test_logit_lens_adapter_is_applied(trained, tiny, tmp_path):
     assert max(abs(a - b) for a, b in zip(p0, p1)) > 1e-7
     # the output file is never overwritten without --force
     before = out_file.read_bytes()
-    r = run("introspect", "logit-lens", "-m", tiny, "--output", out_file)
+    r = run("introspect", "logit-lens", "-m", tiny_path, "--output", out_file)
     assert r.returncode == 2 and "--force" in r.stderr and out_file.read_bytes() == before
 
 
 # ---------------------------------------------------------------- classifier
 
 
-def test_classifier_custom_classes(tiny, tmp_path):
+def test_classifier_custom_classes(tiny_path, tmp_path):
     out_file = tmp_path / "probe.json"
-    r = run("introspect", "classifier", "-m", tiny, "--classes", "multiply:7 * 8 = |12 * 5 = |3 * 9 = ",
+    r = run("introspect", "classifier", "-m", tiny_path, "--classes", "multiply:7 * 8 = |12 * 5 = |3 * 9 = ",
             "--classes", "add:23 + 45 = |17 + 38 = |5 + 9 = ", "--layers", "0-2", "--output", out_file)
     assert r.returncode == 0, r.stderr
     assert "<- BEST" in r.stdout and "Best layer: L" in r.stdout and "Selectivity" in r.stdout
@@ -367,8 +362,8 @@ def test_classifier_custom_classes(tiny, tmp_path):
     assert d["best_layer"] in (0, 1, 2) and 0 <= d["best_accuracy"] <= 1
 
 
-def test_classifier_generated_words_json(tiny):
-    d, _ = run_json("introspect", "classifier", "-m", tiny, "--prompt-set", "words", "--num-prompts", "16",
+def test_classifier_generated_words_json(tiny_path):
+    d, _ = run_json("introspect", "classifier", "-m", tiny_path, "--prompt-set", "words", "--num-prompts", "16",
                     "--layers", "1,3")
     assert d["prompt_set"] == "words" and list(d["classes"]) == ["multiply", "add", "subtract", "divide"]
     assert sum(len(v) for v in d["classes"].values()) == 16
@@ -379,9 +374,9 @@ def test_classifier_generated_words_json(tiny):
 
 
 @pytest.mark.slow
-def test_demo_writes_results_and_figures(tiny, tmp_path):
+def test_demo_writes_results_and_figures(tiny_path, tmp_path):
     out = tmp_path / "demo"
-    d, err = run_json("demo", "-o", out, "-m", tiny, "--steps", "2", "--num-samples", "8", "--heldout-samples",
+    d, err = run_json("demo", "-o", out, "-m", tiny_path, "--steps", "2", "--num-samples", "8", "--heldout-samples",
                       "4", "--num-prompts", "8", "--snapshot-every", "1", "--no-answers")
     for name in ("probe.json", "baseline_lens.json", "dual_reward.json", "verify.json"):
         strict_json((out / name).read_text())
@@ -392,7 +387,7 @@ def test_demo_writes_results_and_figures(tiny, tmp_path):
     assert strict_json((out / "verify.json").read_text())["matches_training"] is True
     assert "Step 4/4" in err
     # a second run refuses to overwrite without --force (cheap check: before the model is loaded)
-    r = run("demo", "-o", out, "-m", tiny, "--steps", "2")
+    r = run("demo", "-o", out, "-m", tiny_path, "--steps", "2")
     assert r.returncode == 2 and "--force" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
@@ -400,14 +395,14 @@ def test_demo_writes_results_and_figures(tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_interrupt_keeps_checkpoint_and_resume_completes(tiny, tmp_path):
+def test_interrupt_keeps_checkpoint_and_resume_completes(tiny_path, tmp_path):
     from lazarus_nb.model.load import load_model
     from lazarus_nb.train import checkpoint
 
     ckpt = tmp_path / "ckpt"
     # 100 steps, a checkpoint after each: seconds of training left when the signal comes (12 steps could finish
     # between the first checkpoint and the signal on a busy machine)
-    args = ["introspect", "dual-reward", "-m", str(tiny), "--steps", "100", "--num-samples", "8",
+    args = ["introspect", "dual-reward", "-m", str(tiny_path), "--steps", "100", "--num-samples", "8",
             "--heldout-samples", "4", "--snapshot-every", "0", "--checkpoint-every", "1", "--no-answers",
             "-o", str(ckpt)]
     with open(tmp_path / "out", "w") as fo, open(tmp_path / "err", "w") as fe:
@@ -423,10 +418,10 @@ def test_interrupt_keeps_checkpoint_and_resume_completes(tiny, tmp_path):
     assert f"--resume -o {ckpt}" in err[0]
     config = json.loads((ckpt / "config.json").read_text())
     assert config["status"] == "interrupted" and 1 <= config["steps_completed"] < 100
-    loaded = load_model(str(tiny))
+    loaded = load_model(str(tiny_path))
     assert checkpoint.load_adapter(loaded, ckpt).steps_completed == config["steps_completed"]
 
-    d, _ = run_json("introspect", "dual-reward", "-m", tiny, "--resume", "-o", ckpt, "--no-answers")
+    d, _ = run_json("introspect", "dual-reward", "-m", tiny_path, "--resume", "-o", ckpt, "--no-answers")
     assert d["status"] == "complete" and d["resumed_from_step"] == config["steps_completed"]
     assert [h["step"] for h in d["history"]] == list(range(1, 101))
     done = json.loads((ckpt / "config.json").read_text())
@@ -443,20 +438,20 @@ def _snapshot(path: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def step0_checkpoint(tiny, tmp_path_factory) -> Path:
+def step0_checkpoint(tiny_path, tmp_path_factory) -> Path:
     """A checkpoint at step 0 (adapters initialised, not trained), written in-process in about a second."""
     from lazarus_nb.model.load import load_model
     from lazarus_nb.train import checkpoint
     from lazarus_nb.train.loop import prepare
 
-    loaded = load_model(str(tiny))
+    loaded = load_model(str(tiny_path))
     path = tmp_path_factory.mktemp("step0") / "ckpt"
     checkpoint.save(path, loaded, prepare(loaded, TrainConfig(steps=1, num_samples=8, heldout_samples=4)))
     return path
 
 
 @pytest.fixture(scope="module")
-def bad_ctx(step0_checkpoint, tiny, tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+def bad_ctx(step0_checkpoint, tiny_path, tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
     ckpt = step0_checkpoint
     root = tmp_path_factory.mktemp("bad")
     corrupt = root / "corrupt"
@@ -473,7 +468,7 @@ def bad_ctx(step0_checkpoint, tiny, tiny_model_dir, tmp_path_factory) -> dict[st
         ("nan_safetensors", "adapters.safetensors", "model.layers.1.self_attn.o_proj.lora_b", poison),
         ("narrow_b", "lora_weights.npz", "layer_2_v_B", lambda a: a[:, :-1]),  # (16, 31): kv width is 32
     )}
-    return {"tiny": tiny, "qwen": tiny_model_dir("qwen2"), "ckpt": ckpt, "corrupt": corrupt, "file": a_file,
+    return {"tiny": tiny_path, "qwen": tiny_model_dir("qwen2"), "ckpt": ckpt, "corrupt": corrupt, "file": a_file,
             "existing": existing, "missing": root / "missing", "empty": empty, **damaged}
 
 
@@ -559,7 +554,7 @@ BAD_INPUTS = {
 }
 
 
-def test_json_stays_strict_when_the_lens_reads_non_finite_numbers(step0_checkpoint, tiny, tmp_path):
+def test_json_stays_strict_when_the_lens_reads_non_finite_numbers(step0_checkpoint, tiny_path, tmp_path):
     """A finite adapter so large that the forward pass overflows (every B = 1e30; finite, so it loads): the lens
     probabilities are NaN, and the --json text (``Out.result`` prints ``files.dumps``) writes them as null and
     lists where in "non_finite". In-process: the CLI adds nothing to ``files.dumps`` but a model load."""
@@ -571,7 +566,7 @@ def test_json_stays_strict_when_the_lens_reads_non_finite_numbers(step0_checkpoi
 
     huge = damaged_copy(step0_checkpoint, tmp_path / "huge", "lora_weights.npz",
                         {f"layer_{i}_{t}_B": lambda a: np.full_like(a, 1e30) for i in range(4) for t in "vo"})
-    loaded = load_model(str(tiny))
+    loaded = load_model(str(tiny_path))
     checkpoint.load_adapter(loaded, huge)
     lens = run_lens(loaded, ["7 * 8 = "], ["add"], [2, 3])
     assert np.isnan(lens.prompts[0].layers[1].targets["add"].prob)  # the overflow shows

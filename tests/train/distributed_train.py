@@ -1,12 +1,12 @@
 """One dual-reward run of a (tiny) model through ``workflow.run_dual_reward``, data-parallel when started by
-``mlx.launch -n N`` (single-process otherwise): what tests/test_distributed.py launches. Every rank writes what
+``mlx.launch -n N`` (single-process otherwise): what tests/train/test_distributed.py launches. Every rank writes what
 it saw to ``OUT/rank{r}.json`` (losses, snapshots, stop reason, whether it wrote the checkpoint); rank 0 writes the
 checkpoint to ``OUT/ckpt``.
 
 ``--top1 'A;B'``: script the snapshots' full-vocab top-1 (every layer) instead of measuring it, rank r reading the
 comma list ``[A, B][min(r, 1)]`` in order, so ranks can be made to disagree about readability (rank 0 decides).
 
-    python tests/distributed_train.py MODEL OUT '{"steps": 3, "num_samples": 16, ...}' [--top1 'A;B']
+    python tests/train/distributed_train.py MODEL OUT '{"steps": 3, "num_samples": 16, ...}' [--top1 'A;B']
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from lazarus_nb.train import grid as sweep
 from lazarus_nb.train.callbacks import TrainingCallback  # noqa: E402
 from lazarus_nb.train.config import TrainConfig  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = TrainConfig(steps=3, num_samples=16, heldout_samples=8, snapshot_every=1, snapshot_size=4, batch_size=4)
 GRID = {"cls_weight": [0.2, 0.8]}
 TINY_ARGS = ["--steps", "3", "--num-samples", "16", "--heldout-samples", "8", "--snapshot-every", "1",
@@ -362,7 +362,7 @@ def test_two_ranks_write_the_rows_of_the_sequential_sweep(swept, model_path, tmp
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env.pop("LAZARUS_NB_DEBUG", None)
     cmd = [str(launcher), "-n", "2", "-p", str(_free_ports(2)), "--python", sys.executable,
-           str(ROOT / "tests" / "sweep_ranks.py"), "sweep", "-m", model_path, "-o", str(out), *TINY_ARGS,
+           str(ROOT / "tests" / "run" / "sweep_ranks.py"), "sweep", "-m", model_path, "-o", str(out), *TINY_ARGS,
            "--cls-weight", "0.2", "0.8", "--no-answers", "--json"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -47,7 +47,7 @@ from lazarus_nb.train.history import History, Snapshot
 from lazarus_nb.train.loop import prepare
 from lazarus_nb.train.record import RunRecord
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUN = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_every=1, snapshot_size=4, lora_rank=4)
 
 # the JSON names of the evaluation summary, in both `baseline` and `final` of `introspect dual-reward --json`
@@ -61,17 +61,12 @@ SUMMARY_KEYS = {"answer_accuracy", "answer_accuracy_ci", "answer_nll", "heldout_
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_dir) -> str:
-    return str(tiny_model_dir("llama"))
+def llama(tiny_path):
+    return lazarus_nb.load_model(str(tiny_path))
 
 
-@pytest.fixture(scope="module")
-def llama(tiny):
-    return lazarus_nb.load_model(tiny)
-
-
-def fresh(tiny):
-    return lazarus_nb.load_model(tiny)
+def fresh(tiny_path):
+    return lazarus_nb.load_model(str(tiny_path))
 
 
 # ---------------------------------------------------------------- the data of the controls
@@ -176,8 +171,8 @@ def test_windows_cover_the_text_within_the_size(llama):
 
 
 
-def test_general_text_windows_fit_the_context(tiny):
-    loaded = lazarus_nb.load_model(tiny)
+def test_general_text_windows_fit_the_context(tiny_path):
+    loaded = lazarus_nb.load_model(str(tiny_path))
     capped = collateral.general_text_metrics(loaded.model, loaded.tokenizer, TEXT, window=256, context_length=16)
     small = collateral.general_text_metrics(loaded.model, loaded.tokenizer, TEXT, window=16)
     wide = collateral.general_text_metrics(loaded.model, loaded.tokenizer, TEXT, window=256)
@@ -193,8 +188,8 @@ def np_log_softmax(logits: mx.array) -> np.ndarray:
 TEXT = "The rain in Spain stays mainly in the plain. " * 6
 
 
-def test_kl_and_perplexity_against_numpy_from_the_models_own_logits(tiny):
-    loaded = fresh(tiny)
+def test_kl_and_perplexity_against_numpy_from_the_models_own_logits(tiny_path):
+    loaded = fresh(tiny_path)
     tok = loaded.tokenizer
     lora.apply_lora(loaded.model, lora.LoraConfig(rank=4, layers=[1, 2]))
     mx.random.seed(1)
@@ -226,8 +221,8 @@ def test_kl_and_perplexity_against_numpy_from_the_models_own_logits(tiny):
     assert base.kl == 0.0 and base.perplexity != pytest.approx(got.perplexity, rel=1e-3)
 
 
-def test_kl_is_zero_with_adapters_disabled_or_b_zero(tiny):
-    loaded = fresh(tiny)
+def test_kl_is_zero_with_adapters_disabled_or_b_zero(tiny_path):
+    loaded = fresh(tiny_path)
     plain = collateral.general_text_metrics(loaded.model, loaded.tokenizer, TEXT, window=16)
     assert plain.kl == 0.0  # no adapter at all
     lora.apply_lora(loaded.model, lora.LoraConfig(rank=4))
@@ -259,10 +254,10 @@ def test_layer_accuracy_on_word_prompts_is_the_lens_at_that_layer(llama):
 
 
 @pytest.fixture(scope="module")
-def permuted(tiny, tmp_path_factory):
+def permuted(tiny_path, tmp_path_factory):
     """A 2-step permuted-label run with a checkpoint, greedy answers and general text included."""
     ckpt = tmp_path_factory.mktemp("permuted") / "ckpt"
-    result = workflow.run_dual_reward(fresh(tiny), replace(RUN, label_map="permuted"), output=ckpt)
+    result = workflow.run_dual_reward(fresh(tiny_path), replace(RUN, label_map="permuted"), output=ckpt)
     return ckpt, result
 
 
@@ -330,12 +325,12 @@ def test_steps_to_readable_is_saved_and_printed(permuted):
 
 
 @pytest.mark.slow
-def test_a_readable_run_reports_its_step(tiny):
+def test_a_readable_run_reports_its_step(tiny_path):
     """Trained on the classification loss alone, the tiny model's lens becomes readable on the snapshot set
     (at step 35 of 45 with these settings), and steps_to_readable is the first snapshot that says so."""
     cfg = TrainConfig(steps=45, cls_weight=1.0, learning_rate=1e-2, num_samples=32, heldout_samples=16,
                       snapshot_size=16, snapshot_every=5, batch_size=8, lora_rank=4, classifier_layer=2)
-    result = workflow.run_dual_reward(fresh(tiny), cfg, answers=False)
+    result = workflow.run_dual_reward(fresh(tiny_path), cfg, answers=False)
     top1 = {s.step: s.top1_acc[2] for s in result.state.history.snapshots}
     expected = next((step for step, v in top1.items() if v >= 0.9), None)
     assert expected is not None, top1
@@ -344,9 +339,9 @@ def test_a_readable_run_reports_its_step(tiny):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("weight", [0.0, 1.0])
-def test_reference_runs_cls_weight_0_and_1_end_to_end(tiny, weight):
+def test_reference_runs_cls_weight_0_and_1_end_to_end(tiny_path, weight):
     """Answer-only (0) and classification-only (1): both train, and both are evaluated on both halves."""
-    result = workflow.run_dual_reward(fresh(tiny), replace(RUN, cls_weight=weight))
+    result = workflow.run_dual_reward(fresh(tiny_path), replace(RUN, cls_weight=weight))
     steps = result.state.history.steps
     assert result.state.status == "complete" and len(steps) == 2
     for s in steps:  # the total is the one weighted loss; the other is still computed and finite
@@ -359,8 +354,8 @@ def test_reference_runs_cls_weight_0_and_1_end_to_end(tiny, weight):
     assert d["config"]["cls_weight"] == weight
 
 
-def test_no_answers_skips_the_answer_half_but_keeps_the_transfer(tiny):
-    result = workflow.run_dual_reward(fresh(tiny), replace(RUN, steps=1), answers=False)
+def test_no_answers_skips_the_answer_half_but_keeps_the_transfer(tiny_path):
+    result = workflow.run_dual_reward(fresh(tiny_path), replace(RUN, steps=1), answers=False)
     f = result.final.summary()
     assert f["answer_accuracy"] is None and f["answer_accuracy_ci"] is None and f["kl_general"] is None
     assert f["words_top1_accuracy"] is not None and f["heldout_top1_accuracy_ci"] is not None
@@ -379,15 +374,15 @@ def _cli(*args: object) -> subprocess.CompletedProcess:
                           env=env, timeout=300)
 
 
-def test_bad_label_map_is_one_line_and_exit_2(tiny, tmp_path):
-    r = _cli("introspect", "dual-reward", "-m", tiny, "--label-map", "shuffled", "-o", tmp_path / "ckpt")
+def test_bad_label_map_is_one_line_and_exit_2(tiny_path, tmp_path):
+    r = _cli("introspect", "dual-reward", "-m", tiny_path, "--label-map", "shuffled", "-o", tmp_path / "ckpt")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--label-map" in r.stderr
     assert not (tmp_path / "ckpt").exists()
 
 
 @pytest.mark.slow
-def test_cli_permuted_run_json_and_config(tiny, tmp_path):
-    r = _cli("introspect", "dual-reward", "-m", tiny, "--steps", 2, "--num-samples", 16, "--heldout-samples", 8,
+def test_cli_permuted_run_json_and_config(tiny_path, tmp_path):
+    r = _cli("introspect", "dual-reward", "-m", tiny_path, "--steps", 2, "--num-samples", 16, "--heldout-samples", 8,
              "--snapshot-size", 4, "--label-map", "permuted", "-o", tmp_path / "ckpt", "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
@@ -400,7 +395,7 @@ def test_cli_permuted_run_json_and_config(tiny, tmp_path):
     assert "Before and after" in r.stderr
 
 
-def test_prepare_reads_the_label_map(llama, tiny):
-    state = prepare(fresh(tiny), replace(RUN, label_map="permuted"))
+def test_prepare_reads_the_label_map(llama, tiny_path):
+    state = prepare(fresh(tiny_path), replace(RUN, label_map="permuted"))
     assert state.class_tokens.words == target_words("permuted")
     assert state.class_tokens.as_dict() == resolve_class_tokens(llama.tokenizer).as_dict()  # same ids, reordered

@@ -35,7 +35,7 @@ TINY = TrainConfig(steps=2, num_samples=16, heldout_samples=8, snapshot_every=1,
 
 
 @pytest.fixture
-def tiny(tiny_model_dir):
+def tiny_loaded(tiny_model_dir):
     return load_model(str(tiny_model_dir("llama")))
 
 
@@ -96,11 +96,11 @@ def test_figure_slot_redraw_counter_counts_updates():
         assert _redraws(slot) == slot.renders == n
 
 
-def test_train_panel_run(tiny, tmp_path):
-    panel = TrainPanel(tiny, TINY, checkpoint=tmp_path / "ckpt", answers=False)
+def test_train_panel_run(tiny_loaded, tmp_path):
+    panel = TrainPanel(tiny_loaded, TINY, checkpoint=tmp_path / "ckpt", answers=False)
     fig = panel.dashboard.fig
-    assert panel.classifier_layer.max == tiny.num_layers - 1
-    assert panel.classifier_layer.value == tiny.default_classifier_layer
+    assert panel.classifier_layer.max == tiny_loaded.num_layers - 1
+    assert panel.classifier_layer.value == tiny_loaded.default_classifier_layer
     result = panel.run()
 
     assert result is not None and result.state.step == 2 and result.state.status == "complete"
@@ -116,14 +116,14 @@ def test_train_panel_run(tiny, tmp_path):
     assert panel.history is result.state.history
     loss_ax, heat_ax = fig.axes[:2]
     np.testing.assert_allclose(loss_ax.get_lines()[0].get_ydata(), [s.total for s in result.state.history.steps])
-    np.testing.assert_allclose(np.asarray(_heatmap(fig).get_array()).reshape(tiny.num_layers, 3),
+    np.testing.assert_allclose(np.asarray(_heatmap(fig).get_array()).reshape(tiny_loaded.num_layers, 3),
                                result.state.history.emergence()[2])
     coords = _heatmap(fig).get_coordinates()  # (rows + 1, cols + 1, 2): one row per layer, one col per snapshot
-    assert coords.shape[0] - 1 == tiny.num_layers
+    assert coords.shape[0] - 1 == tiny_loaded.num_layers
     assert coords.shape[1] - 1 == len(result.state.history.snapshots) == 3  # steps 0, 1, 2
     assert "Trainable parameters" in _text(panel.output)
     assert checkpoint.is_checkpoint(tmp_path / "ckpt")
-    assert lora.adapters(tiny.model)
+    assert lora.adapters(tiny_loaded.model)
 
     # a second run starts from the base model (adapters are replaced, not stacked) and, with force, overwrites
     panel.force = True
@@ -134,7 +134,7 @@ def test_train_panel_run(tiny, tmp_path):
     assert [s.step for s in panel.history.steps] == [1] and [s.step for s in panel.history.snapshots] == [0, 1]
 
 
-def test_train_panel_fields_come_from_the_config_metadata(tiny):
+def test_train_panel_fields_come_from_the_config_metadata(tiny_loaded):
     """Each shown field is generated from TrainConfig: its tooltip is the field's help, a field with choices is a
     dropdown of exactly those choices, and the panel's config reads every shown field back."""
     from dataclasses import fields
@@ -142,7 +142,7 @@ def test_train_panel_fields_come_from_the_config_metadata(tiny):
     from lazarus_nb.app.train_panel import PANEL_FIELDS
     from lazarus_nb.train.config import TrainConfig
 
-    panel = TrainPanel(tiny, TINY)
+    panel = TrainPanel(tiny_loaded, TINY)
     meta = {f.name: f.metadata for f in fields(TrainConfig)}
     for name in PANEL_FIELDS:
         widget = getattr(panel, name)
@@ -155,27 +155,27 @@ def test_train_panel_fields_come_from_the_config_metadata(tiny):
     assert cfg.num_samples == TINY.num_samples and cfg.snapshot_size == TINY.snapshot_size  # not shown: kept
 
 
-def test_train_panel_bad_value_shows_message(tiny):
-    panel = TrainPanel(tiny, TINY)
+def test_train_panel_bad_value_shows_message(tiny_loaded):
+    panel = TrainPanel(tiny_loaded, TINY)
     panel.cls_weight.value = 2
     assert panel.run() is None  # no exception
     assert "cls_weight must be in [0, 1], got 2.0" in _text(panel.output)
     assert "cls_weight" in panel.status.value and panel.progress.bar_style == "danger"
-    assert not lora.adapters(tiny.model)  # the model was not touched
+    assert not lora.adapters(tiny_loaded.model)  # the model was not touched
     panel._on_click(panel.button)  # the button path reports the same way
     assert _text(panel.output).count("cls_weight must be") == 1  # output is cleared per run
 
 
-def test_train_panel_existing_checkpoint_without_force(tiny, tmp_path):
+def test_train_panel_existing_checkpoint_without_force(tiny_loaded, tmp_path):
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "config.json").write_text("{}")
-    panel = TrainPanel(tiny, TINY, checkpoint=tmp_path / "ckpt")
+    panel = TrainPanel(tiny_loaded, TINY, checkpoint=tmp_path / "ckpt")
     assert panel.run() is None
     assert "already holds a checkpoint" in _text(panel.output)
 
 
-def test_lens_explorer(tiny):
-    explorer = LensExplorer(tiny)
+def test_lens_explorer(tiny_loaded):
+    explorer = LensExplorer(tiny_loaded)
     assert explorer.fig is not None  # the first canonical prompt is drawn on creation
     first = explorer.fig
     fig = explorer.show("81 / 9 = ")
@@ -184,24 +184,24 @@ def test_lens_explorer(tiny):
     assert len(lines) == 4 and sorted(ln.get_label() for ln in lines) == sorted(CLASSES)
     for ln in lines:
         y = np.asarray(ln.get_ydata(), dtype=float)
-        assert y.shape == (tiny.num_layers,) and np.all((y >= 0) & (y <= 1))
+        assert y.shape == (tiny_loaded.num_layers,) and np.all((y >= 0) & (y <= 1))
     assert len(explorer.top) == explorer.top_k
     assert len(explorer.slot.output.outputs) == 1 and _redraws(explorer.slot) == 2
     assert f"layer {explorer.layer}" in explorer.table.value
 
     # the explorer's numbers are workflow.run_lens's, read with the explorer's class-token ids
-    report = run_lens(tiny, ["81 / 9 = "], list(CLASSES), None, explorer.top_k,
+    report = run_lens(tiny_loaded, ["81 / 9 = "], list(CLASSES), None, explorer.top_k,
                       class_tokens=explorer.class_tokens)
     rows = report.prompts[0].layers
-    assert report.layers == list(range(tiny.num_layers))
+    assert report.layers == list(range(tiny_loaded.num_layers))
     for ln in lines:
         np.testing.assert_array_equal(ln.get_xdata(), report.layers)
         np.testing.assert_array_equal(ln.get_ydata(), [r.targets[ln.get_label()].prob for r in rows])
     at = rows[explorer.layer]
     assert explorer.top == at.top
     # ... and those are the lens's own numbers for the class-token ids (read here without run_lens)
-    tokens, last = prompt_batch(tiny.tokenizer, ["81 / 9 = "], tiny.context_length)
-    r = readout(LogitLens(tiny.model), tokens, last, explorer.class_tokens.ids, None, explorer.top_k)
+    tokens, last = prompt_batch(tiny_loaded.tokenizer, ["81 / 9 = "], tiny_loaded.context_length)
+    r = readout(LogitLens(tiny_loaded.model), tokens, last, explorer.class_tokens.ids, None, explorer.top_k)
     by_word = {ln.get_label(): ln.get_ydata() for ln in lines}
     for k, c in enumerate(explorer.class_tokens.words):
         np.testing.assert_allclose(by_word[c], np.array(r.probs)[:, 0, k], rtol=1e-6)
@@ -219,15 +219,15 @@ def test_lens_explorer(tiny):
     assert explorer.show("   ") is None and "type a prompt" in _text(explorer.output)
 
 
-def test_lens_explorer_text_box_refuses_a_too_long_prompt_with_the_sentence(tiny):
+def test_lens_explorer_text_box_refuses_a_too_long_prompt_with_the_sentence(tiny_loaded):
     """A prompt over the limit typed into the text box: the one sentence under the explorer, no traceback, the
     figure of the last good prompt kept; a prompt of exactly the limit is read."""
     from lazarus_nb.data.tokens import prompt_limit
 
-    limit = prompt_limit(tiny.context_length)
+    limit = prompt_limit(tiny_loaded.context_length)
     at_limit = ("1234567890" * limit)[:limit]
-    assert len(tiny.tokenizer.encode(at_limit)) == limit  # one token per digit (guard on the test's premise)
-    explorer = LensExplorer(tiny)
+    assert len(tiny_loaded.tokenizer.encode(at_limit)) == limit  # one token per digit (guard on the test's premise)
+    explorer = LensExplorer(tiny_loaded)
     shown = explorer.fig
     explorer.text.value = at_limit + "1"
     out = _text(explorer.output)
@@ -237,14 +237,14 @@ def test_lens_explorer_text_box_refuses_a_too_long_prompt_with_the_sentence(tiny
     assert explorer.show(at_limit) is explorer.fig is not shown and _text(explorer.output) == ""
 
 
-def test_lens_explorer_stars_class_tokens_among_the_top_tokens(tiny):
+def test_lens_explorer_stars_class_tokens_among_the_top_tokens(tiny_loaded):
     """A class token in the top list is starred at its own place (rank = its index in the list)."""
-    explorer = LensExplorer(tiny)
-    tokens, last = prompt_batch(tiny.tokenizer, ["7 * 8 = "], tiny.context_length)
-    r = readout(LogitLens(tiny.model), tokens, last, explorer.class_tokens.ids, [explorer.layer], 1)
+    explorer = LensExplorer(tiny_loaded)
+    tokens, last = prompt_batch(tiny_loaded.tokenizer, ["7 * 8 = "], tiny_loaded.context_length)
+    r = readout(LogitLens(tiny_loaded.model), tokens, last, explorer.class_tokens.ids, [explorer.layer], 1)
     explorer.top_k = int(np.array(r.ranks).min()) + 1  # just deep enough to reach the best-ranked class token
     explorer.show("7 * 8 = ")
-    r = readout(LogitLens(tiny.model), tokens, last, explorer.class_tokens.ids, [explorer.layer], explorer.top_k)
+    r = readout(LogitLens(tiny_loaded.model), tokens, last, explorer.class_tokens.ids, [explorer.layer], explorer.top_k)
     top_ids = np.array(r.top_ids)[0, 0].tolist()
     by_id = dict(zip(explorer.class_tokens.ids, explorer.class_tokens.words))
     expected = [(i, by_id[t]) for i, t in enumerate(top_ids, 1) if t in by_id]
@@ -252,8 +252,8 @@ def test_lens_explorer_stars_class_tokens_among_the_top_tokens(tiny):
     assert expected and [(int(i), w) for i, w in starred] == expected
 
 
-def test_lens_explorer_on_adapted_model_with_checkpoint_tokens(tiny, tiny_model_dir, tmp_path):
-    TrainPanel(tiny, TINY, checkpoint=tmp_path / "ckpt", answers=False).run()
+def test_lens_explorer_on_adapted_model_with_checkpoint_tokens(tiny_loaded, tiny_model_dir, tmp_path):
+    TrainPanel(tiny_loaded, TINY, checkpoint=tmp_path / "ckpt", answers=False).run()
     adapted = load_model(str(tiny_model_dir("llama")))
     saved = checkpoint.load_adapter(adapted, tmp_path / "ckpt")
     explorer = LensExplorer(adapted, class_tokens=saved.class_tokens, classifier_layer=saved.classifier_layer)

@@ -19,7 +19,7 @@ TOKENS = mx.array([[5, 100, 2000, 7, 9, 11, 13], [1, 2, 3, 4, 5, 6, 7]])
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
+def tiny_by_arch(tiny_model_dir):
     """arch -> loaded tiny model (the tokenizer is not needed here, so its slow load is skipped)."""
     loaded = {}
     with pytest.MonkeyPatch.context() as mp:
@@ -30,8 +30,8 @@ def tiny(tiny_model_dir):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_forward_hidden_shapes(tiny, arch):
-    lm = tiny[arch]
+def test_forward_hidden_shapes(tiny_by_arch, arch):
+    lm = tiny_by_arch[arch]
     hidden, final = forward_hidden(lm.model, TOKENS)
     assert isinstance(hidden, list) and len(hidden) == TINY_CONFIGS[arch]["num_hidden_layers"] == lm.num_layers
     for h in hidden:
@@ -43,8 +43,8 @@ def test_forward_hidden_shapes(tiny, arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_lens_at_last_layer_equals_model_logits(tiny, arch):
-    lm = tiny[arch]
+def test_lens_at_last_layer_equals_model_logits(tiny_by_arch, arch):
+    lm = tiny_by_arch[arch]
     hidden, final = forward_hidden(lm.model, TOKENS)
     lens_logits = LogitLens(lm.model)(hidden[-1])
     logits = lm.model(TOKENS)
@@ -56,15 +56,15 @@ def test_lens_at_last_layer_equals_model_logits(tiny, arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_final_is_the_normed_last_hidden_state(tiny, arch):
-    lm = tiny[arch]
+def test_final_is_the_normed_last_hidden_state(tiny_by_arch, arch):
+    lm = tiny_by_arch[arch]
     hidden, final = forward_hidden(lm.model, TOKENS)
     np.testing.assert_allclose(np.array(final), np.array(lm.model.model.norm(hidden[-1])), rtol=1e-6, atol=1e-6)
 
 
-def test_hidden_states_match_manual_block_run_llama(tiny):
+def test_hidden_states_match_manual_block_run_llama(tiny_by_arch):
     """Independent check of the capture: embed, then each block with mlx-lm's causal mask, by hand."""
-    lm = tiny["llama"]
+    lm = tiny_by_arch["llama"]
     trunk = lm.model.model
     hidden, _ = forward_hidden(lm.model, TOKENS)
     h = trunk.embed_tokens(TOKENS)
@@ -81,8 +81,8 @@ def test_hidden_states_match_manual_block_run_llama(tiny):
         assert not mx.allclose(a[:, -1], b[:, -1]).item()
 
 
-def test_single_token_and_batch_rows_are_independent(tiny):
-    lm = tiny["qwen2"]
+def test_single_token_and_batch_rows_are_independent(tiny_by_arch):
+    lm = tiny_by_arch["qwen2"]
     hidden_batch, _ = forward_hidden(lm.model, TOKENS)
     hidden_row, _ = forward_hidden(lm.model, TOKENS[1:2])
     for a, b in zip(hidden_batch, hidden_row):
@@ -92,8 +92,8 @@ def test_single_token_and_batch_rows_are_independent(tiny):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_capture_restores_block_classes(tiny, arch):
-    lm = tiny[arch]
+def test_capture_restores_block_classes(tiny_by_arch, arch):
+    lm = tiny_by_arch[arch]
     layers = lm.model.model.layers
     originals = [type(b) for b in layers]
     with capture(lm.model) as record:
@@ -107,8 +107,8 @@ def test_capture_restores_block_classes(tiny, arch):
     assert lens._RECORDERS == []
 
 
-def test_capture_restores_block_classes_when_forward_raises(tiny):
-    lm = tiny["llama"]
+def test_capture_restores_block_classes_when_forward_raises(tiny_by_arch):
+    lm = tiny_by_arch["llama"]
     layers = lm.model.model.layers
     originals = [type(b) for b in layers]
     bad = mx.zeros((1, 2, 3), dtype=mx.int32)  # one axis too many: the first block's attention fails
@@ -124,8 +124,8 @@ def test_capture_restores_block_classes_when_forward_raises(tiny):
     assert len(hidden) == lm.num_layers
 
 
-def test_nested_captures_restore_the_original_classes(tiny):
-    lm = tiny["llama"]
+def test_nested_captures_restore_the_original_classes(tiny_by_arch):
+    lm = tiny_by_arch["llama"]
     layers = lm.model.model.layers
     originals = [type(b) for b in layers]
     with capture(lm.model) as outer:
@@ -138,8 +138,8 @@ def test_nested_captures_restore_the_original_classes(tiny):
     assert all(h.shape[1] == 3 for h in outer)  # the inner forward went to the inner record only
 
 
-def test_nested_captures_record_each_block_once(tiny):
-    lm = tiny["llama"]
+def test_nested_captures_record_each_block_once(tiny_by_arch):
+    lm = tiny_by_arch["llama"]
     with capture(lm.model) as outer:
         lm.model(TOKENS[:, :3])
         with capture(lm.model) as inner:
@@ -153,13 +153,13 @@ def test_nested_captures_record_each_block_once(tiny):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_last_layer_gap_is_zero_where_the_lens_is_exact(tiny, arch):
-    assert lens.last_layer_gap(tiny[arch].model, TOKENS) == 0.0
+def test_last_layer_gap_is_zero_where_the_lens_is_exact(tiny_by_arch, arch):
+    assert lens.last_layer_gap(tiny_by_arch[arch].model, TOKENS) == 0.0
 
 
-def test_last_layer_gap_measures_a_logit_scale(tiny, monkeypatch):
+def test_last_layer_gap_measures_a_logit_scale(tiny_by_arch, monkeypatch):
     """A model that doubles its logits: |2x - x| / |2x| at the largest logit is exactly 1/2."""
-    model = tiny["qwen2"].model
+    model = tiny_by_arch["qwen2"].model
     real = type(model).__call__
     monkeypatch.setattr(type(model), "__call__", lambda self, *a, **k: 2.0 * real(self, *a, **k))
     assert lens.last_layer_gap(model, TOKENS) == pytest.approx(0.5, rel=1e-6)

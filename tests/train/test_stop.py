@@ -27,11 +27,6 @@ CONFIG = TrainConfig(steps=8, num_samples=16, heldout_samples=8, snapshot_size=4
                      snapshot_every=1, learning_rate=1e-2, seed=0)
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    return tiny_model_dir("llama")
-
-
 class Scripted:
     """A ``Trainer.snapshot`` whose full-vocab top-1 at every layer is ``accuracies[i]`` for its i-th call, i.e.
     for the snapshot of step ``i`` with snapshot_every 1 (step 0 is the base model)."""
@@ -175,8 +170,8 @@ def test_option_bad_value_is_one_line_exit_2(capsys):
 
 
 @pytest.mark.parametrize("value", ["0", "1.5", "-0.2", "nan"])
-def test_option_out_of_range_is_one_sentence_exit_2(tiny, tmp_path, capsys, value):
-    code = cli.main(["introspect", "dual-reward", "-m", str(tiny), "--stop-when-readable", value, "-o",
+def test_option_out_of_range_is_one_sentence_exit_2(tiny_path, tmp_path, capsys, value):
+    code = cli.main(["introspect", "dual-reward", "-m", str(tiny_path), "--stop-when-readable", value, "-o",
                      str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: --stop-when-readable must be an accuracy in (0, 1]")

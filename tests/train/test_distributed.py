@@ -54,11 +54,6 @@ class Rank2:
         return 2
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir) -> Path:
-    return tiny_model_dir("llama")
-
-
 def free_port_pair() -> int:
     """A port p with p and p + 1 free (the ring backend listens on one port per rank)."""
     for _ in range(100):
@@ -85,8 +80,8 @@ def launch(*command: object, ranks: int = 2, timeout: float = 120) -> subprocess
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
 
 
-def single_process(tiny: Path, config: TrainConfig, out: Path) -> training_result.DualRewardResult:
-    return workflow.run_dual_reward(lazarus_nb.load_model(str(tiny)), config, output=out, answers=False)
+def single_process(tiny_path: Path, config: TrainConfig, out: Path) -> training_result.DualRewardResult:
+    return workflow.run_dual_reward(lazarus_nb.load_model(str(tiny_path)), config, output=out, answers=False)
 
 
 def adapter(path: Path) -> dict[str, np.ndarray]:
@@ -97,8 +92,8 @@ def adapter(path: Path) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------- the arithmetic (in-process)
 
 
-def test_rank_pieces_average_to_the_global_loss(tiny):
-    loaded = lazarus_nb.load_model(str(tiny))
+def test_rank_pieces_average_to_the_global_loss(tiny_path):
+    loaded = lazarus_nb.load_model(str(tiny_path))
     state = prepare(loaded, CONFIG)
     lens, layer, w = LogitLens(loaded.model), state.classifier_layer, CONFIG.cls_weight
     plan = schedule(loaded.tokenizer, state)
@@ -139,16 +134,16 @@ def test_check_ranks_is_one_sentence(change, ranks, words):
 
 
 @pytest.mark.slow  # mlx.launch of 2 training processes
-def test_data_parallel_cli_matches_the_single_process_run(tiny, tmp_path):
+def test_data_parallel_cli_matches_the_single_process_run(tiny_path, tmp_path):
     ckpt = tmp_path / "dp"
-    r = launch("--", "-m", "lazarus_nb", "introspect", "dual-reward", "-m", tiny, *CLI_ARGS, "--no-answers", "--json",
-               "-o", ckpt)
+    r = launch("--", "-m", "lazarus_nb", "introspect", "dual-reward", "-m", tiny_path, *CLI_ARGS, "--no-answers",
+               "--json", "-o", ckpt)
     assert "exited with code" not in r.stderr, r.stderr
     d = json.loads(r.stdout)  # exactly one JSON document: rank 1 prints nothing
     assert d["ranks"] == 2 and d["status"] == "complete" and d["stop_reason"] == "steps"
     assert r.stderr.count("Loading model:") == 1 and "Data-parallel: 2 ranks" in r.stderr
 
-    reference = single_process(tiny, replace(CONFIG, snapshot_every=0), tmp_path / "single")
+    reference = single_process(tiny_path, replace(CONFIG, snapshot_every=0), tmp_path / "single")
     assert d["config"] == asdict(reference.state.config)
     ref = reference.to_dict()
     assert [h["step"] for h in d["history"]] == [1, 2, 3]
@@ -168,13 +163,13 @@ def test_data_parallel_cli_matches_the_single_process_run(tiny, tmp_path):
 
 
 @pytest.mark.slow  # mlx.launch of 2 training processes
-def test_the_compiled_data_parallel_step_matches_the_single_process_run(tiny, tmp_path):
+def test_the_compiled_data_parallel_step_matches_the_single_process_run(tiny_path, tmp_path):
     """``compile_step``: the all-sums stay outside the compiled functions and the counts go in as an input, so
     the compiled data-parallel step gives the single-process (plain step) losses too."""
-    r = launch(SCRIPT, tiny, tmp_path, json.dumps(asdict(replace(CONFIG, compile_step="always"))))
+    r = launch(SCRIPT, tiny_path, tmp_path, json.dumps(asdict(replace(CONFIG, compile_step="always"))))
     assert "exited with code" not in r.stderr, r.stderr + r.stdout
     seen = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
-    ref = single_process(tiny, CONFIG, tmp_path / "single").to_dict()
+    ref = single_process(tiny_path, CONFIG, tmp_path / "single").to_dict()
     for key in ("total", "cls_loss", "ans_loss"):
         for s in seen:
             np.testing.assert_allclose([h[key] for h in s["history"]], [h[key] for h in ref["history"]], atol=1e-5)
@@ -182,11 +177,11 @@ def test_the_compiled_data_parallel_step_matches_the_single_process_run(tiny, tm
 
 
 @pytest.mark.slow  # mlx.launch of 2 training processes
-def test_ranks_stop_together_at_rank_0s_decision(tiny, tmp_path):
+def test_ranks_stop_together_at_rank_0s_decision(tiny_path, tmp_path):
     """Rank 0 reads two readable snapshots in a row at step 4, rank 1 never does: both stop at step 4."""
     config = replace(CONFIG, steps=8, stop_when_readable=0.9)
     rank0 = "0,0.95,0.5,0.95,0.95,1,1,1,1"
-    r = launch(SCRIPT, tiny, tmp_path, json.dumps(asdict(config)), "--top1", f"{rank0};{','.join(['0'] * 9)}")
+    r = launch(SCRIPT, tiny_path, tmp_path, json.dumps(asdict(config)), "--top1", f"{rank0};{','.join(['0'] * 9)}")
     assert "exited with code" not in r.stderr, r.stderr + r.stdout
     seen = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1)]
     for s in seen:
@@ -199,8 +194,8 @@ def test_ranks_stop_together_at_rank_0s_decision(tiny, tmp_path):
     assert record.steps_completed == 4 and record.stop_reason == "readable" and record.train.steps == 8
 
 
-def test_a_batch_that_does_not_split_is_one_sentence_before_the_model_loads(tiny, tmp_path):
-    r = launch("--", "-m", "lazarus_nb", "introspect", "dual-reward", "-m", tiny, "--batch-size", "3", "-o",
+def test_a_batch_that_does_not_split_is_one_sentence_before_the_model_loads(tiny_path, tmp_path):
+    r = launch("--", "-m", "lazarus_nb", "introspect", "dual-reward", "-m", tiny_path, "--batch-size", "3", "-o",
                tmp_path / "run")
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert errors and set(errors) == {"error: --batch-size 3 does not split over 2 ranks: data-parallel training "

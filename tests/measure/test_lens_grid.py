@@ -36,7 +36,7 @@ PROMPT = "What is 7 times 8? "
 
 
 @pytest.fixture
-def tiny(tiny_model_dir):
+def tiny_loaded(tiny_model_dir):
     return load_model(str(tiny_model_dir("llama")))
 
 
@@ -67,13 +67,14 @@ def _adapt(loaded, seed: int | None) -> None:
 # ---------------------------------------------------------------- the grid's numbers
 
 
-def test_grid_is_the_argmax_and_softmax_of_the_lens_at_every_layer_and_position(tiny):
-    grid = lens_grid.lens_grid(tiny, PROMPT)
-    ids, per_layer, own = _own_lens(tiny, PROMPT)
+def test_grid_is_the_argmax_and_softmax_of_the_lens_at_every_layer_and_position(tiny_loaded):
+    grid = lens_grid.lens_grid(tiny_loaded, PROMPT)
+    ids, per_layer, own = _own_lens(tiny_loaded, PROMPT)
     n = len(ids)
-    assert grid.layers == list(range(tiny.num_layers)) and grid.positions == list(range(n)) and grid.n_tokens == n
-    assert grid.top_ids.shape == grid.top_probs.shape == (tiny.num_layers, n)
-    decode = tiny.tokenizer.decode
+    assert grid.layers == list(range(tiny_loaded.num_layers))
+    assert grid.positions == list(range(n)) and grid.n_tokens == n
+    assert grid.top_ids.shape == grid.top_probs.shape == (tiny_loaded.num_layers, n)
+    decode = tiny_loaded.tokenizer.decode
     assert grid.tokens == [decode([i]) for i in ids]
     assert grid.next_tokens == [decode([i]) for i in ids[1:]] + [None]
     for layer, logits in enumerate(per_layer):
@@ -86,27 +87,27 @@ def test_grid_is_the_argmax_and_softmax_of_the_lens_at_every_layer_and_position(
     np.testing.assert_allclose(grid.top_probs[-1], _softmax(own).max(axis=-1), rtol=1e-4)
 
 
-def test_grid_layers_positions_and_refusals(tiny):
+def test_grid_layers_positions_and_refusals(tiny_loaded):
     assert lens_grid.grid_layers(30) == list(range(30))
     deep = lens_grid.grid_layers(80)
     assert len(deep) == lens_grid.MAX_ROWS and deep[0] == 0 and deep[-1] == 79 and deep == sorted(set(deep))
-    ids, per_layer, _ = _own_lens(tiny, PROMPT)
-    cut = lens_grid.lens_grid(tiny, PROMPT, layers=[1, 3], max_positions=3)
+    ids, per_layer, _ = _own_lens(tiny_loaded, PROMPT)
+    cut = lens_grid.lens_grid(tiny_loaded, PROMPT, layers=[1, 3], max_positions=3)
     assert cut.layers == [1, 3] and cut.positions == [len(ids) - 3, len(ids) - 2, len(ids) - 1]
     assert cut.n_tokens == len(ids) and cut.next_tokens[-1] is None
     np.testing.assert_array_equal(cut.top_ids, [per_layer[1][-3:].argmax(-1), per_layer[3][-3:].argmax(-1)])
     with pytest.raises(LazarusError, match="outside this model's layers 0..3"):
-        lens_grid.lens_grid(tiny, PROMPT, layers=[4])
+        lens_grid.lens_grid(tiny_loaded, PROMPT, layers=[4])
     with pytest.raises(LazarusError, match="over the limit"):  # the prompt length rule (tokens.encode_prompts)
-        lens_grid.lens_grid(tiny, "1234567890" * 60)
+        lens_grid.lens_grid(tiny_loaded, "1234567890" * 60)
 
 
-def test_base_and_adapted_grids_differ_with_a_nonzero_adapter_and_match_with_a_zero_one(tiny, tiny_model_dir):
-    base_only = lens_grid.compare(tiny, PROMPT)
+def test_base_and_adapted_grids_differ_with_a_nonzero_adapter_and_match_with_a_zero_one(tiny_loaded, tiny_model_dir):
+    base_only = lens_grid.compare(tiny_loaded, PROMPT)
     assert [g.label for g in base_only] == [lens_grid.BASE]
 
-    _adapt(tiny, None)  # B = 0: the adapter changes nothing
-    base, adapted = lens_grid.compare(tiny, PROMPT)
+    _adapt(tiny_loaded, None)  # B = 0: the adapter changes nothing
+    base, adapted = lens_grid.compare(tiny_loaded, PROMPT)
     assert (base.label, adapted.label) == (lens_grid.BASE, lens_grid.ADAPTED)
     np.testing.assert_array_equal(adapted.top_ids, base.top_ids)
     np.testing.assert_array_equal(adapted.top_probs, base.top_probs)
@@ -134,9 +135,9 @@ def test_cell_text_shows_spaces_and_newlines_and_cuts_long_tokens():
     assert cell_text("中") == "\ufffd"  # not in the bundled font: a visible replacement, not an empty box
 
 
-def test_grid_figure_cells_are_the_grid(tiny):
-    _adapt(tiny, seed=2)
-    rows = [lens_grid.compare(tiny, PROMPT), lens_grid.compare(tiny, "7 * 8 = ", layers=[0, 2])]
+def test_grid_figure_cells_are_the_grid(tiny_loaded):
+    _adapt(tiny_loaded, seed=2)
+    rows = [lens_grid.compare(tiny_loaded, PROMPT), lens_grid.compare(tiny_loaded, "7 * 8 = ", layers=[0, 2])]
     fig = figures.lens_grid_figure(rows)
     panels = [ax for ax in fig.axes if ax.images]
     assert len(panels) == 4
@@ -155,19 +156,19 @@ def test_grid_figure_cells_are_the_grid(tiny):
 # ---------------------------------------------------------------- the explorer's grid tab
 
 
-def test_explorer_grid_tab_is_computed_when_opened_and_follows_the_prompt(tiny):
-    _adapt(tiny, seed=3)
-    explorer = LensExplorer(tiny)
+def test_explorer_grid_tab_is_computed_when_opened_and_follows_the_prompt(tiny_loaded):
+    _adapt(tiny_loaded, seed=3)
+    explorer = LensExplorer(tiny_loaded)
     assert explorer.grid_fig is None and explorer.grid_slot.renders == 0  # not computed until the tab is opened
     explorer.tabs.selected_index = GRID_TAB
     assert explorer.grid_prompt == explorer.prompt and explorer.grid_slot.renders == 1
     assert [g.label for g in explorer.grids] == [lens_grid.BASE, lens_grid.ADAPTED]
-    expected = lens_grid.compare(tiny, explorer.prompt)
+    expected = lens_grid.compare(tiny_loaded, explorer.prompt)
     for got, want in zip(explorer.grids, expected):
         np.testing.assert_array_equal(got.top_ids, want.top_ids)
     explorer.text.value = PROMPT  # with the grid tab open, a new prompt redraws the grid too
     assert explorer.grid_prompt == PROMPT and explorer.grid_slot.renders == 2
-    assert explorer.grids[0].tokens == [tiny.tokenizer.decode([i]) for i in tiny.tokenizer.encode(PROMPT)]
+    assert explorer.grids[0].tokens == [tiny_loaded.tokenizer.decode([i]) for i in tiny_loaded.tokenizer.encode(PROMPT)]
     explorer.tabs.selected_index = 0
     explorer.tabs.selected_index = GRID_TAB  # nothing new to compute
     assert explorer.grid_slot.renders == 2

@@ -1,7 +1,7 @@
 """Class-token resolution and padded batches (tokens.py), against the real SmolLM2 tokenizer.
 
 Only the tokenizer is loaded (no weights), so these tests are fast; every expectation is recomputed
-directly from ``tokenizer.encode`` / ``decode``. Other tokenizer families: tests/test_tokenizer_families.py.
+directly from ``tokenizer.encode`` / ``decode``. Other tokenizer families: tests/data/test_tokenizer_families.py.
 """
 
 from __future__ import annotations

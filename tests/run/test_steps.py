@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -47,29 +46,24 @@ def as_json(result: object) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_dir) -> Path:
-    return tiny_model_dir("llama")
-
-
-@pytest.fixture(scope="module")
-def base(tiny) -> lazarus_nb.LoadedModel:
+def base(tiny_path) -> lazarus_nb.LoadedModel:
     """The tiny model without adapters (steps 1 and 2 only read it)."""
-    return load_model(str(tiny))
+    return load_model(str(tiny_path))
 
 
 @pytest.fixture(scope="module")
-def demo(tiny, tmp_path_factory) -> demo_result.DemoResult:
+def demo(tiny_path, tmp_path_factory) -> demo_result.DemoResult:
     """The whole demo in-process on the tiny model (2 training steps, 8 probe prompts, no greedy answers)."""
     out = tmp_path_factory.mktemp("demo") / "run"
-    return run_demo_mod.run_demo(out, str(tiny), DEMO, num_prompts=8, answers=False)
+    return run_demo_mod.run_demo(out, str(tiny_path), DEMO, num_prompts=8, answers=False)
 
 
 # ---------------------------------------------------------------- step 1: one probe schema
 
 
-def test_probe_step_notebook_call_equals_cli_json(tiny, base):
+def test_probe_step_notebook_call_equals_cli_json(tiny_path, base):
     """Notebook 01's call and `introspect classifier --json` give the same object, numbers included."""
-    from_cli = cli_json("introspect", "classifier", "-m", tiny, "--prompt-set", "words", "--num-prompts", "16",
+    from_cli = cli_json("introspect", "classifier", "-m", tiny_path, "--prompt-set", "words", "--num-prompts", "16",
                         "--layers", "1,3", "--seed", "2")
     rep = workflow.probe_family(base, "words", 16, seed=2, layers=[1, 3])
     assert as_json(rep) == from_cli
@@ -179,13 +173,13 @@ def test_verify_compares_with_training_in_memory_or_on_disk(demo, tmp_path):
 
 
 @pytest.mark.slow
-def test_dual_reward_cli_equals_notebook_call(tiny, tmp_path):
+def test_dual_reward_cli_equals_notebook_call(tiny_path, tmp_path):
     """`introspect dual-reward --json` and run_dual_reward in-process: the same keys and the same numbers."""
     config = TrainConfig(steps=3, num_samples=16, heldout_samples=8, snapshot_every=1, snapshot_size=4, seed=3)
-    from_cli = cli_json("introspect", "dual-reward", "-m", tiny, "--steps", 3, "--num-samples", 16,
+    from_cli = cli_json("introspect", "dual-reward", "-m", tiny_path, "--steps", 3, "--num-samples", 16,
                         "--heldout-samples", 8, "--snapshot-every", 1, "--snapshot-size", 4, "--seed", 3,
                         "--no-answers", "-o", tmp_path / "cli")
-    mine = as_json(workflow.run_dual_reward(load_model(str(tiny)), config, output=tmp_path / "nb", answers=False))
+    mine = as_json(workflow.run_dual_reward(load_model(str(tiny_path)), config, output=tmp_path / "nb", answers=False))
     for d in (from_cli, mine):
         d.pop("train_seconds"), d.pop("checkpoint")
     assert from_cli == mine

@@ -31,7 +31,7 @@ def no_tokenizer(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tiny_loaded(tiny_model_dir):
+def tiny_by_arch(tiny_model_dir):
     """arch -> LoadedModel of the tiny model directory, loaded once per module without its tokenizer."""
     loaded = {}
 
@@ -107,9 +107,9 @@ def _expected_facts(directory: Path, arch: str) -> dict:
 
 
 @pytest.mark.parametrize("arch", sorted(TINY_CONFIGS))
-def test_tiny_model_facts_match_config(tiny_model_dir, tiny_loaded, arch):
+def test_tiny_model_facts_match_config(tiny_model_dir, tiny_by_arch, arch):
     d = tiny_model_dir(arch)
-    lm = tiny_loaded(arch)
+    lm = tiny_by_arch(arch)
     f = lm.facts()
     expected = _expected_facts(d, arch)
     assert {k: f[k] for k in expected} == expected
@@ -122,10 +122,10 @@ def test_tiny_model_facts_match_config(tiny_model_dir, tiny_loaded, arch):
 
 
 @pytest.mark.parametrize("arch", sorted(TINY_CONFIGS))
-def test_projection_widths_are_the_v_and_o_weight_shapes(tiny_loaded, arch):
+def test_projection_widths_are_the_v_and_o_weight_shapes(tiny_by_arch, arch):
     """What adapter shapes are checked against (checkpoint.check_arrays): (in, out) of v_proj and o_proj, read
     here from the weights (mlx Linear weights are (out, in))."""
-    lm = tiny_loaded(arch)
+    lm = tiny_by_arch(arch)
     attn = lm.model.model.layers[0].self_attn
     assert lm.projection_widths() == {"v": tuple(attn.v_proj.weight.shape[::-1]),
                                       "o": tuple(attn.o_proj.weight.shape[::-1])}
@@ -224,8 +224,8 @@ def unsupported_dir(tmp_path, embedded_dir, monkeypatch):
 
 
 @pytest.mark.parametrize("arch", sorted(TINY_CONFIGS))
-def test_lens_check_passes_for_supported_architectures(tiny_loaded, arch):
-    lm = tiny_loaded(arch)  # load_model ran the check
+def test_lens_check_passes_for_supported_architectures(tiny_by_arch, arch):
+    lm = tiny_by_arch(arch)  # load_model ran the check
     tokens = mx.array([[3, 14, 15, 92, 65, 35, 89, 79, 32, 38]])
     assert last_layer_gap(lm.model, tokens) == 0.0  # exact, not merely within the tolerance
 

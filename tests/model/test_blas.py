@@ -18,7 +18,7 @@ import pytest
 from lazarus_nb.model import blas
 from lazarus_nb.model.blas import BlasInfo
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WARNING_TEXT = "Import lazarus_nb before mlx"
 
 

@@ -18,16 +18,9 @@ _os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 _blas.preload()
 
 from lazarus_nb.errors import LazarusError  # noqa: E402
+from lazarus_nb.exports import lazy  # noqa: E402
 from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED, LoadedModel, load_model  # noqa: E402
 
 _SUBPACKAGES = ("model", "data", "measure", "train", "results", "show", "run", "app", "files")
 __all__ = ["DEFAULT_MODEL", "EMBEDDED", "LazarusError", "LoadedModel", "load_model", *_SUBPACKAGES]
-
-
-def __getattr__(name: str):
-    if name not in _SUBPACKAGES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib  # why here: sub-packages load on first use, so `import lazarus_nb` stays quick
-
-    return importlib.import_module(f"{__name__}.{name}")
-__version__ = "0.1.0"
+__getattr__ = lazy(__name__, {name: f"{__name__}.{name}" for name in _SUBPACKAGES})

@@ -2,9 +2,10 @@
 ``run.run_dual_reward``, ``run.verify``, ``run.run_demo``; a sweep is ``run.sweep.sweep`` (its module shares the
 name).
 
-Names resolve on first use (PEP 562), so importing the sub-package stays free: the CLI checks a request before
-it loads mlx.
+Names resolve on first use (:mod:`lazarus_nb.exports`).
 """
+
+from lazarus_nb.exports import lazy
 
 _EXPORTS = {
     "load": "lazarus_nb.run.steps:load",
@@ -22,11 +23,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib  # why here: the table above is resolved lazily, so this __init__ imports nothing
-
-    module, _, attr = _EXPORTS[name].partition(":")
-    value = importlib.import_module(module)
-    return getattr(value, attr) if attr else value
+__getattr__ = lazy(__name__, _EXPORTS)

@@ -328,12 +328,6 @@ class Trainer:
         return state
 
 
-def train(
-    loaded: LoadedModel,
-    state: TrainState,
-    callback: TrainingCallback | None = None,
-    save: Callable[[TrainState], None] | None = None,
-    group: mx.distributed.Group | None = None,
-) -> TrainState:
-    """The dual-reward run: ``Trainer().train`` (see there)."""
-    return Trainer().train(loaded, state, callback, save, group)
+def train(loaded: LoadedModel, state: TrainState, **options: Any) -> TrainState:
+    """The dual-reward run: ``Trainer().train(loaded, state, **options)`` (see there)."""
+    return Trainer().train(loaded, state, **options)

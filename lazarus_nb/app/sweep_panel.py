@@ -28,7 +28,7 @@ from lazarus_nb.show import figures
 from lazarus_nb.show import text as report
 from lazarus_nb.train.callbacks import TrainingCallback
 from lazarus_nb.train.config import TrainConfig
-from lazarus_nb.train.grid import GRID_FIELDS, Grid, Planned, Run, grid_rows, read_rows, value_text
+from lazarus_nb.train.grid import GRID_FIELDS, Grid, Planned, Run, grid_rows, read_rows, row_key, value_text
 from lazarus_nb.train.history import StepLog
 from lazarus_nb.train.state import TrainState
 
@@ -60,7 +60,8 @@ class SweepPanel(RunPanel):
         self.base = base or TrainConfig()
         self.answers = answers
         self.rows: list[dict[str, Any]] = []
-        self._order: dict[str, int] = {}  # run name -> its place in the grid (the table's order)
+        self._grid: Grid | None = None  # the grid being swept (names the table's rows)
+        self._order: dict[str, int] = {}  # run key -> its place in the grid (the table's order)
         self.result: SweepResult | None = None
         grid = dict(grid or {})
         layers = list(range(loaded.num_layers))
@@ -124,8 +125,9 @@ class SweepPanel(RunPanel):
             grid.check(self.loaded.num_layers)
         except LazarusError as exc:
             return self._fail(str(exc))
-        self.rows = grid_rows(grid, read_rows(self.out_dir)) if self.out_dir.is_dir() else []
-        self._order = {run.name: run.index for run in grid.runs()}
+        layers = self.loaded.num_layers
+        self.rows = grid_rows(grid, read_rows(self.out_dir), layers) if self.out_dir.is_dir() else []
+        self._grid, self._order = grid, {run.key(layers): run.index for run in grid.runs()}
         self.progress.max, self.progress.value, self.progress.bar_style = len(grid.runs()), len(self.rows), ""
         self.button.disabled = True
         self._show()
@@ -152,14 +154,18 @@ class SweepPanel(RunPanel):
         return RunSteps(self.status, run)
 
     def _on_row(self, row: dict[str, Any]) -> None:
-        rows = [r for r in self.rows if r["run"] != row["run"]] + [row]
-        self.rows = sorted(rows, key=lambda r: self._order[r["run"]])
+        def key(r: Mapping[str, Any]) -> str:
+            return row_key(r, self.loaded.num_layers)
+
+        new = key(row)
+        rows = [r for r in self.rows if key(r) != new] + [row]
+        self.rows = sorted(rows, key=lambda r: self._order[key(r)])
         self.progress.value = len(self.rows)
         self._show()
 
     def _show(self) -> None:
         """The table and the trade-off figure of the rows so far."""
-        text = "\n".join(report.sweep_table(self.rows))
+        text = "\n".join(report.sweep_table(self.rows, self._grid))
         self.table.value = f"<pre style='font-size:85%'>{html.escape(text)}</pre>"
         self.figure.update(figures.trade_off_figure(self.rows))
 

@@ -20,7 +20,9 @@ class SweepResult:
 
     output: Path
     grid: sweeps.Grid
+    num_layers: int  # the model's: a run's key fills in its defaults
     rows: list[dict[str, Any]]  # the rows of the grid's runs in sweep.jsonl (all of them once every rank is done)
+    # the grid's names (a row's "run" is its directory, an earlier grid's name for a run found there)
     ran: list[str]  # the runs whose rows this process wrote (trained, resumed, or a diverged checkpoint recorded)
     skipped: list[str]  # this process's runs that already had a row
     files: dict[str, str]  # file name -> path
@@ -31,8 +33,7 @@ class SweepResult:
     @property
     def missing(self) -> list[str]:
         """The grid's runs without a row (after an error on another rank, say)."""
-        done = {r["run"] for r in self.rows}
-        return [run.name for run in self.grid.runs() if run.name not in done]
+        return sweeps.missing_runs(self.grid, self.rows, self.num_layers)
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": str(self.output), "grid": {k: list(v) for k, v in self.grid.axes.items()},

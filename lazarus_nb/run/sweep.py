@@ -25,11 +25,11 @@ from lazarus_nb.train.callbacks import TrainingCallback
 from lazarus_nb.train.config import TrainConfig
 
 
-def _sweep_run(loaded: LoadedModel, root: Path, planned: sweeps.Planned, answers: bool,
+def _sweep_run(loaded: LoadedModel, planned: sweeps.Planned, answers: bool,
                callback: TrainingCallback | None, log: Log,
                baselines: dict[tuple, Evaluation]) -> dict[str, Any]:
-    """One run of a sweep from the base model, checkpointed in ``root/<run name>``; its row."""
-    path = root / planned.run.name
+    """One run of a sweep from the base model, checkpointed in its directory (``planned.path``); its row."""
+    path = planned.path
     remove_adapters(loaded.model)  # the previous run's (or the caller's) adapters: every run starts from the base
     t0 = time.perf_counter()
     result = None
@@ -41,7 +41,7 @@ def _sweep_run(loaded: LoadedModel, root: Path, planned: sweeps.Planned, answers
             if not (checkpoint.is_checkpoint(path) and checkpoint.read_record(path).status == "diverged"):
                 raise
             # diverged: a result of the grid (say, a learning rate too high), not a reason to stop the sweep
-    return sweeps.make_row(planned.run, checkpoint.read_record(path).to_dict(), result, time.perf_counter() - t0)
+    return sweeps.make_row(path, checkpoint.read_record(path).to_dict(), result, time.perf_counter() - t0)
 
 
 def _wait_for_ranks(group: Any) -> None:
@@ -67,8 +67,9 @@ def sweep(
     """A grid of step-3 runs: ``grid`` maps fields of ``sweeps.GRID_FIELDS`` to value lists over ``base`` (or is
     a ``sweeps.Grid``). Each run is a normal ``run_dual_reward`` checkpointed in ``out_dir/<run name>``; its row
     is appended to ``out_dir/sweep.jsonl`` and passed to ``on_row`` as the run finishes (a notebook's table and
-    figure fill in live). Runs with a row are skipped and an interrupted run resumes (see :mod:`lazarus_nb.sweep`),
-    so calling this again continues a sweep; every setting is checked before anything trains.
+    figure fill in live). Runs with a row are skipped and an interrupted run resumes in its directory, found by
+    its settings whatever an earlier grid named it (see :mod:`lazarus_nb.train.grid`), so calling this again, or
+    with an axis added, continues a sweep; every setting is checked before anything trains.
 
     The model loads once (``model``: a name, or a LoadedModel to reuse). Each run starts from the base model:
     the previous run's adapters are removed (``lora.remove_adapters``: exact, and milliseconds where a reload
@@ -98,7 +99,7 @@ def sweep(
             if p.action == sweeps.DONE:
                 continue
             log(report.sweep_run_start(p, len(planned), rank, size))
-            row = _sweep_run(loaded, root, p, answers, callback_for(p) if callback_for else None, log, baselines)
+            row = _sweep_run(loaded, p, answers, callback_for(p) if callback_for else None, log, baselines)
             sweeps.append_row(root, row)
             ran.append(p.run.name)
             log(report.sweep_row_line(row, rank, size))
@@ -108,10 +109,11 @@ def sweep(
         remove_adapters(loaded.model)
     if size > 1:
         _wait_for_ranks(group)
-    rows = sweeps.grid_rows(grid, sweeps.read_rows(root))
+    rows = sweeps.grid_rows(grid, sweeps.read_rows(root), loaded.num_layers)
     files = {sweeps.ROWS: str(sweeps.rows_path(root))}
     if rank == 0:
         for name, fig in figures.sweep_figures(rows).items():
             files[name] = str(plot_output.save(fig, root / name))
     skipped = [p.run.name for p in mine if p.action == sweeps.DONE]
-    return SweepResult(root, grid, rows, ran, skipped, files, rank, size, time.perf_counter() - t_start)
+    return SweepResult(root, grid, loaded.num_layers, rows, ran, skipped, files, rank, size,
+                       time.perf_counter() - t_start)

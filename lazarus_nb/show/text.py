@@ -402,7 +402,8 @@ def sweep_plan(grid: Grid, root: Path, planned: Sequence[Planned], mine: Sequenc
 def sweep_run_start(planned: Planned, total: int, rank: int, size: int) -> str:
     note = {RESUME: f" (resuming its checkpoint at step {planned.steps_completed})",
             DIVERGED: " (its checkpoint diverged: recording it)"}.get(planned.action, "")
-    return f"\n{_rank(rank, size)}Run {planned.run.index + 1}/{total}: {planned.run.name}{note}"
+    where = f" in {planned.path.name}" if planned.path.name != planned.run.name else ""
+    return f"\n{_rank(rank, size)}Run {planned.run.index + 1}/{total}: {planned.run.name}{where}{note}"
 
 
 def _sweep_cells(row: dict[str, Any]) -> list[str]:
@@ -435,21 +436,23 @@ def sweep_row_line(row: dict[str, Any], rank: int, size: int) -> str:
             f"{cells['KL general']}, readable at {_readable_at(row)}, {cells['seconds']} s")
 
 
-def sweep_table(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """One line per run: the held-out lens top-1 at its classifier layer, exact greedy answers, answer NLL, KL
-    on general text (``n/a``: not measured, --no-answers), steps to readable, seconds."""
+def sweep_table(rows: Sequence[dict[str, Any]], grid: Grid | None = None) -> list[str]:
+    """One line per run, named as ``grid`` names it (else by its row's ``run``): the held-out lens top-1 at its
+    classifier layer, exact greedy answers, answer NLL, KL on general text (``n/a``: not measured, --no-answers),
+    steps to readable, seconds."""
     if not rows:
         return ["  (no finished runs yet)"]
-    width = max(len("run"), *(len(r["run"]) for r in rows))
+    names = [grid.row_name(r) if grid is not None else r["run"] for r in rows]
+    width = max(len("run"), *map(len, names))
     widths = [max(len(c), 10) for c in SWEEP_COLUMNS]
     head = "  " + "run".ljust(width) + "".join(f"  {c:>{w}}" for c, w in zip(SWEEP_COLUMNS, widths))
     lines = [head, "  " + "-" * (len(head) - 2)]
-    for r in rows:
+    for r, name in zip(rows, names):
         cells = _sweep_cells(r)
         if r.get("final") is None:  # one wide cell: the status
-            lines.append("  " + r["run"].ljust(width) + f"  {cells[0]}")
+            lines.append("  " + name.ljust(width) + f"  {cells[0]}")
         else:
-            lines.append("  " + r["run"].ljust(width) + "".join(f"  {c:>{w}}" for c, w in zip(cells, widths)))
+            lines.append("  " + name.ljust(width) + "".join(f"  {c:>{w}}" for c, w in zip(cells, widths)))
     return lines
 
 
@@ -458,7 +461,8 @@ def sweep_summary(result: SweepResult) -> list[str]:
     n = len(result.grid.runs())
     by = f" by rank {result.rank} of {result.size}" if result.size > 1 else ""
     lines = ["", f"Sweep finished in {result.seconds:.0f} s: {len(result.rows)} of {n} runs have a row "
-                 f"({len(result.ran)} written now{by}, {len(result.skipped)} found done)", *sweep_table(result.rows)]
+                 f"({len(result.ran)} written now{by}, {len(result.skipped)} found done)",
+             *sweep_table(result.rows, result.grid)]
     if result.missing:
         lines.append(f"  No row yet: {', '.join(result.missing)} (run the sweep again to finish them)")
     return [*lines, "", f"Results in {result.output}/:", *(f"  {path}" for path in result.files.values())]

@@ -3,21 +3,28 @@ per finished run. ``run.sweep.sweep`` runs a grid; this module owns everything e
 import, so the CLI checks a grid (and a sweep directory it would resume) before loading anything:
 
 * **the grid** (:class:`Grid`): value lists for any of :data:`GRID_FIELDS` over a base ``TrainConfig``,
-  expanded into ordered :class:`Run` s (the first field varies slowest) with deterministic directory names
+  expanded into ordered :class:`Run` s (the first field varies slowest) with deterministic names
   (``cls_weight=0.2,seed=1``: every field the grid names, in :data:`GRID_FIELDS` order), each run's settings
   checked by ``TrainConfig.check`` before anything trains;
+* **a run's identity** (:func:`settings_key`): a run is its settings, not its name. A name only says which
+  fields the grid varies, so one run has several (``cls_weight=0`` becomes ``cls_weight=0,seed=0`` once a seed
+  axis is added); its key is a hash of every training setting, the model's defaults filled in, and is computed
+  afresh from each row's ``config`` and each checkpoint's ``config.json``, never read from a file;
 * **the rows** (:func:`read_rows`, :func:`append_row`, :func:`make_row`): ``sweep.jsonl`` is this module's
-  file. A row is ``run`` (the directory name), ``config`` (the run's ``config.json``, a ``RunRecord``),
+  file. A row is ``run`` (the run's directory: the name it was first trained under, which a later grid that
+  reuses the run does not change), ``config`` (the run's ``config.json``, a ``RunRecord``),
   ``final`` (the ``final`` block of ``introspect dual-reward --json``), ``steps_to_readable``, ``seconds``
   (wall time of this process's part of the run: training and both evaluations) and, when the result has it,
   ``stop_reason``. Appends hold an exclusive ``flock`` and write one whole line, so rows of several ranks
   never interleave; an append cut short by a crash (a last line without its newline) is cut off by the next
-  append and ignored by readers;
-* **resuming** (:func:`plan`): what a sweep does with each run of its grid, from what ``DIR`` holds:
+  append and ignored by readers. A sweep's result (``sweep --json``) names the grid's runs by this grid's names
+  (``runs``, ``ran``, ``skipped``, ``missing``); its ``rows`` keep the names they were written under;
+* **resuming** (:func:`plan`): what a sweep does with each run of its grid, from what ``DIR`` holds, matched by
+  key whatever the row or directory is called:
 
-  - a row in ``sweep.jsonl``: ``done``, skipped;
-  - a checkpoint still ``running`` or ``interrupted``: ``resume`` (``run_dual_reward(resume=True)`` goes on
-    from its last saved step with exactly the batches an uninterrupted run would have used);
+  - a row in ``sweep.jsonl``: ``done``, skipped (its row and directory kept);
+  - a checkpoint still ``running`` or ``interrupted``: ``resume`` in its directory (``run_dual_reward(resume=
+    True)`` goes on from its last saved step with exactly the batches an uninterrupted run would have used);
   - a ``complete`` checkpoint but no row (the process stopped between the run's last save and its row):
     ``resume`` too: training has nothing left to do, both evaluations run again (they are deterministic, so
     the row holds the numbers the uninterrupted run would have written) and the row is appended. Cheaper
@@ -26,10 +33,10 @@ import, so the CLI checks a grid (and a sweep directory it would resume) before 
     and ``steps_to_readable`` null; ``config.status`` says why) without training it again (it would
     diverge again: same seed, same batches). A run that diverges during the sweep gets the same row, and
     the sweep goes on with the next run;
-  - nothing: ``new``.
+  - nothing: ``new``, in ``DIR/<its name>``.
 
-  A row or checkpoint whose settings are not the grid's (say, the same ``DIR`` swept with other ``--steps``)
-  is refused with one sentence rather than mixed into the results;
+  A row or checkpoint under a new run's name but with other settings (say, the same ``DIR`` swept with other
+  ``--steps``) is refused with one sentence rather than mixed into the results;
 * **ranks** (:func:`shard`): rank r of N takes runs r, r + N, ... of the whole grid, whatever is already
   done, so the ranks need not talk to agree on who runs what;
 * **grouping rows for the figures** (:func:`series`, :func:`spread`): the error bars are over seeds.
@@ -38,6 +45,8 @@ import, so the CLI checks a grid (and a sweep directory it would resume) before 
 from __future__ import annotations
 
 import fcntl
+import functools
+import hashlib
 import itertools
 import json
 import os
@@ -49,6 +58,7 @@ from typing import Any, get_args, get_type_hints
 
 from lazarus_nb import files
 from lazarus_nb.errors import LazarusError, SettingError
+from lazarus_nb.model.layers import default_classifier_layer
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train.config import TrainConfig
 from lazarus_nb.train.record import RunRecord
@@ -73,6 +83,7 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
+@functools.cache  # get_type_hints is slow, and every run key asks for every field
 def _kind(name: str) -> type:
     """The Python type of a TrainConfig field (``int | None`` -> int)."""
     hint = get_type_hints(TrainConfig)[name]
@@ -96,14 +107,49 @@ def _coerce(name: str, value: Any) -> Any:
     raise SettingError(name, f"{{field}} values must each be {what}, got {value!r}")
 
 
+def _comparable(config: TrainConfig, num_layers: int) -> dict[str, Any]:
+    """A run's settings as they decide its result: the classifier-layer default filled in, the adapted blocks
+    as a sorted list (None = all), a float field's whole number as a float (1 and 1.0 are one setting). Not
+    checked against ``num_layers``: a row of another model is only another run."""
+    d = asdict(config)
+    if d["classifier_layer"] is None:
+        d["classifier_layer"] = default_classifier_layer(num_layers)
+    d["lora_layers"] = sorted(set(d["lora_layers"])) if d["lora_layers"] is not None else list(range(num_layers))
+    return {k: float(v) if v is not None and _kind(k) is float else v for k, v in d.items()}
+
+
+def settings_key(config: TrainConfig, num_layers: int) -> str:
+    """The identity of a run with these settings on a model of ``num_layers`` blocks: a short hash of every
+    training setting (module docstring), the same for a grid's run and for the record it trained."""
+    text = json.dumps(_comparable(config, num_layers), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _row_record(row: Mapping[str, Any]) -> RunRecord:
+    try:
+        return RunRecord.from_dict(row["config"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LazarusError(f"the row of {row['run']} in {ROWS} holds no run record ({exc}); remove that line to "
+                           "train the run again") from None
+
+
+def row_key(row: Mapping[str, Any], num_layers: int) -> str:
+    """The :func:`settings_key` of a row's run, from its ``config``; one sentence for a row without a run record."""
+    return settings_key(_row_record(row).train, num_layers)
+
+
 @dataclass(frozen=True)
 class Run:
-    """One run of a grid: its place in the grid's order, its directory name, its grid values and settings."""
+    """One run of a grid: its place in the grid's order, its name, its grid values and settings."""
 
     index: int
     name: str
     values: dict[str, Any]
     config: TrainConfig
+
+    def key(self, num_layers: int) -> str:
+        """The run's :func:`settings_key` (its identity in a sweep directory)."""
+        return settings_key(self.config, num_layers)
 
 
 @dataclass(frozen=True)
@@ -143,9 +189,17 @@ class Grid:
         out = []
         for i, combo in enumerate(itertools.product(*self.axes.values())):
             values = dict(zip(self.axes, combo))
-            run_name = ",".join(f"{k}={value_text(v)}" for k, v in values.items())
-            out.append(Run(i, run_name, values, replace(self.base, **values)))
+            config = replace(self.base, **values)
+            out.append(Run(i, self.name(config), values, config))
         return out
+
+    def name(self, config: TrainConfig) -> str:
+        """The name this grid gives the run with ``config``: ``cls_weight=0,seed=1``."""
+        return ",".join(f"{k}={value_text(getattr(config, k))}" for k in self.axes)
+
+    def row_name(self, row: Mapping[str, Any]) -> str:
+        """The name this grid gives a row's run (the row's own ``run`` is the name it was trained under)."""
+        return self.name(_row_record(row).train)
 
     def check(self, num_layers: int | None) -> None:
         """``TrainConfig.check`` of every run (layer ranges when ``num_layers`` is known): one sentence for the
@@ -214,10 +268,11 @@ def append_row(out_dir: str | Path, row: Mapping[str, Any]) -> None:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def make_row(run: Run, record: Mapping[str, Any], result: Mapping[str, Any] | None, seconds: float) -> dict[str, Any]:
-    """The row of a finished run: ``record`` is its ``config.json`` object, ``result`` its
+def make_row(path: Path, record: Mapping[str, Any], result: Mapping[str, Any] | None, seconds: float,
+             ) -> dict[str, Any]:
+    """The row of the run finished in directory ``path``: ``record`` is its ``config.json`` object, ``result`` its
     ``DualRewardResult.to_dict()`` (None for a diverged run: no final evaluation)."""
-    row: dict[str, Any] = {"run": run.name, "config": dict(record),
+    row: dict[str, Any] = {"run": path.name, "config": dict(record),
                            "final": result["final"] if result else None,
                            "steps_to_readable": result["steps_to_readable"] if result else None,
                            "seconds": seconds}
@@ -226,38 +281,61 @@ def make_row(run: Run, record: Mapping[str, Any], result: Mapping[str, Any] | No
     return row
 
 
-def grid_rows(grid: Grid, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The rows of ``grid``'s runs, in the grid's order (the last row of a run if it has several; rows of
-    other runs, e.g. an earlier grid in the same directory, are left out)."""
-    by_run = {r["run"]: dict(r) for r in rows}
-    return [by_run[run.name] for run in grid.runs() if run.name in by_run]
+def grid_rows(grid: Grid, rows: Iterable[Mapping[str, Any]], num_layers: int) -> list[dict[str, Any]]:
+    """The rows of ``grid``'s runs (matched by key, whatever a row's name), in the grid's order (the last row of
+    a run if it has several; rows of other runs, e.g. an earlier grid's other settings, are left out)."""
+    by_key = {row_key(r, num_layers): dict(r) for r in rows}
+    return [by_key[key] for run in grid.runs() if (key := run.key(num_layers)) in by_key]
+
+
+def missing_runs(grid: Grid, rows: Iterable[Mapping[str, Any]], num_layers: int) -> list[str]:
+    """The names of ``grid``'s runs that have none of ``rows``."""
+    done = {row_key(r, num_layers) for r in rows}
+    return [run.name for run in grid.runs() if run.key(num_layers) not in done]
 
 
 @dataclass(frozen=True)
 class Planned:
-    """What the sweep does with ``run``: ``action`` is NEW, RESUME, DONE or DIVERGED; ``steps_completed`` is
-    its checkpoint's (0 for a new run)."""
+    """What the sweep does with ``run``: ``action`` is NEW, RESUME, DONE or DIVERGED; ``path`` is the run's
+    directory (an earlier grid's name for a run found there); ``steps_completed`` is its checkpoint's (0 for a new
+    run)."""
 
     run: Run
     action: str
+    path: Path
     steps_completed: int = 0
 
 
-def check_dir(out_dir: str | Path, grid: Grid) -> Path:
-    """Refuse (one sentence) a sweep directory that is a file, or that holds files but nothing of a sweep."""
+def _checkpoints(root: Path, num_layers: int) -> dict[str, tuple[Path, RunRecord]]:
+    """The run checkpoints directly in ``root`` by key (of several with one key, the furthest trained). A
+    directory whose record cannot be read is left out: one under a run's name is refused by :func:`plan`."""
+    found: dict[str, tuple[Path, RunRecord]] = {}
+    if not root.is_dir():
+        return found
+    for path in sorted(root.iterdir()):
+        # dot directories are a checkpoint save's temporary siblings (checkpoint._atomic_dir_write)
+        if path.name.startswith(".") or not (path / checkpoint.CONFIG).is_file():
+            continue
+        try:
+            record = RunRecord.read(path / checkpoint.CONFIG)
+        except LazarusError:
+            continue
+        key = settings_key(record.train, num_layers)
+        if key not in found or record.steps_completed > found[key][1].steps_completed:
+            found[key] = (path, record)
+    return found
+
+
+def check_dir(out_dir: str | Path, grid: Grid, num_layers: int) -> Path:
+    """Refuse (one sentence) a sweep directory that is a file, or that holds files but nothing of a sweep: no
+    rows, nothing under a run's name, no checkpoint of one of the grid's runs."""
     def holds_sweep(root: Path) -> bool:
-        return rows_path(root).exists() or any((root / run.name).exists() for run in grid.runs())
+        keys = {run.key(num_layers) for run in grid.runs()}
+        return (rows_path(root).exists() or any((root / run.name).exists() for run in grid.runs())
+                or not keys.isdisjoint(_checkpoints(root, num_layers)))
 
     return files.check_output(out_dir, "dir", None, may_hold=holds_sweep, holds="files that are not a sweep's",
                               advice="choose another directory")
-
-
-def _comparable(config: TrainConfig, num_layers: int) -> dict[str, Any]:
-    """A run's settings as they decide its result: the classifier-layer default filled in, the adapted blocks
-    as a sorted list (None = all)."""
-    d = asdict(config.for_model(num_layers))
-    d["lora_layers"] = sorted(set(d["lora_layers"])) if d["lora_layers"] is not None else list(range(num_layers))
-    return d
 
 
 def _check_same(run: Run, saved: TrainConfig, where: Path, num_layers: int) -> None:
@@ -271,35 +349,37 @@ def _check_same(run: Run, saved: TrainConfig, where: Path, num_layers: int) -> N
 
 def plan(out_dir: str | Path, grid: Grid, num_layers: int, model_config: Mapping[str, Any] | None = None,
          ) -> list[Planned]:
-    """What a sweep of ``grid`` in ``out_dir`` does with each run (module docstring), checked before anything
-    trains: one sentence for a directory that cannot be used, a row or checkpoint with other settings, a
-    checkpoint of another model (``model_config``: the model's config.json, as ``checkpoint.check_adapter``
-    takes it) or with unreadable weights."""
-    root = check_dir(out_dir, grid)
-    rows = {r["run"]: r for r in read_rows(root)}
+    """What a sweep of ``grid`` in ``out_dir`` does with each run (module docstring): its rows and checkpoints
+    are found by key, whatever they are called. Checked before anything trains: one sentence for a directory that
+    cannot be used, a row or checkpoint under a new run's name with other settings, a checkpoint of another model
+    (``model_config``: the model's config.json, as ``checkpoint.check_adapter`` takes it) or with unreadable
+    weights."""
+    root = check_dir(out_dir, grid, num_layers)
+    rows = read_rows(root)
+    done = {row_key(r, num_layers): r for r in rows}  # the last row of a key
+    named = {r["run"]: r for r in rows}
+    saved = _checkpoints(root, num_layers)
     out = []
     for run in grid.runs():
-        where = root / run.name
-        if run.name in rows:
-            try:
-                record = RunRecord.from_dict(rows[run.name]["config"])
-            except (ValueError, TypeError, KeyError) as exc:
-                raise LazarusError(f"the row of {run.name} in '{rows_path(root)}' holds no run record ({exc}); "
-                                   "remove that line to train the run again") from None
-            _check_same(run, record.train, rows_path(root), num_layers)
-            action = DONE
-        elif checkpoint.is_checkpoint(where):
-            record = checkpoint.resumable_record(where)  # given to check_adapter below: config.json is read once
-            _check_same(run, record.train, where, num_layers)
+        key = run.key(num_layers)
+        if key in done:
+            where, record, action = root / done[key]["run"], _row_record(done[key]), DONE
+        elif key in saved:
+            where, record = saved[key]  # given to check_adapter below: config.json is read once
             action = DIVERGED if record.status == "diverged" else RESUME
         else:
+            where = root / run.name
+            if run.name in named:
+                _check_same(run, _row_record(named[run.name]).train, rows_path(root), num_layers)
+            if checkpoint.is_checkpoint(where):
+                _check_same(run, checkpoint.resumable_record(where).train, where, num_layers)
             checkpoint.check_writable(where)  # a file there, or a directory of something else
-            out.append(Planned(run, NEW))
+            out.append(Planned(run, NEW, where))
             continue
         # another model's run, or unreadable weights; a diverged run's weights may hold NaN and are never loaded
         if checkpoint.is_checkpoint(where) and record.status != "diverged":
             checkpoint.check_adapter(where, dict(model_config or {}), record)
-        out.append(Planned(run, action, record.steps_completed))
+        out.append(Planned(run, action, where, record.steps_completed))
     return out
 
 

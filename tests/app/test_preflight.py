@@ -122,9 +122,9 @@ def test_check_demo_dir_refuses_a_checkpoint_that_is_a_file(place):
 
 def test_sweep_dir_takes_its_own_runs_but_not_other_files(place):
     grid = Grid.of({"seed": [0, 1]})
-    assert "not a sweep's; choose another directory" in str(refusal(check_dir, place / "full", grid))
+    assert "not a sweep's; choose another directory" in str(refusal(check_dir, place / "full", grid, 4))
     (place / "full" / "seed=1").mkdir()
-    assert check_dir(place / "full", grid) == place / "full"
+    assert check_dir(place / "full", grid, 4) == place / "full"
 
 
 def test_figure_path_checks_the_format_then_the_path(place):

@@ -262,6 +262,85 @@ def test_a_directory_swept_with_other_settings_is_refused_before_training(swept,
     assert (out / sweep.ROWS).read_text() == before
 
 
+def test_adding_a_seed_reuses_the_finished_runs_under_their_old_names(loaded, tmp_path):
+    """A run is its settings, not its name: once a seed axis is added, ``cls_weight=0`` (seed 0) is the run
+    ``cls_weight=0,seed=0`` already trained. The panel runs the second grid (its live rows are ordered by run)."""
+    from lazarus_nb.app.sweep_panel import SweepPanel
+
+    out, two = tmp_path / "s", replace(TINY, steps=2)
+    run_sweep.sweep(out, {"cls_weight": [0, 1]}, two, model=loaded, answers=False)
+    first = sweep.read_rows(out)
+    panel = SweepPanel(loaded, out, two, grid={"cls_weight": [0, 1], "seed": [0, 1]}, answers=False)
+    result = panel.run()
+    assert result.ran == ["cls_weight=0,seed=1", "cls_weight=1,seed=1"]  # only the new seed trained
+    assert result.skipped == ["cls_weight=0,seed=0", "cls_weight=1,seed=0"] and result.missing == []
+    on_disk = sweep.read_rows(out)
+    assert on_disk[:2] == first and len(on_disk) == 4  # no row written twice
+    assert sorted((r["config"]["cls_weight"], r["config"]["seed"]) for r in on_disk) == [(0, 0), (0, 1), (1, 0),
+                                                                                           (1, 1)]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "cls_weight=0", "cls_weight=0,seed=1", "cls_weight=1", "cls_weight=1,seed=1"]
+    # in the grid's order; a reused run's row keeps the name it was written under (its directory)
+    assert [r["run"] for r in result.rows] == ["cls_weight=0", "cls_weight=0,seed=1", "cls_weight=1",
+                                               "cls_weight=1,seed=1"]
+    assert panel.rows == result.rows and panel.progress.value == 4
+    table = "\n".join(report.sweep_summary(result))  # labelled by the grid's run names
+    assert all(f"  {run.name} " in table for run in result.grid.runs()) and "No row yet" not in table
+    # the trade-off figure's groups: one row per seed, not seed 0 twice
+    groups = sweep.series(on_disk, ("cls_weight",))[""]
+    assert {k: [r["config"]["seed"] for r in v] for k, v in groups.items()} == {(0.0,): [0, 1], (1.0,): [0, 1]}
+
+    again, trained, events, rows = _counted_sweep(out, {"cls_weight": [0, 1], "seed": [0, 1]}, loaded, two)
+    assert trained == [] and events == [] and rows == [] and len(sweep.read_rows(out)) == 4
+    assert again.rows == result.rows
+
+
+def test_an_interrupted_run_found_under_an_old_name_resumes_there(loaded, tmp_path):
+    out, two = tmp_path / "s", replace(TINY, steps=2)
+
+    class StopAtStep1(TrainingCallback):
+        def on_step(self, log, state):
+            if log.step == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep.sweep(out, {"cls_weight": [0.2]}, two, model=loaded, answers=False,
+                        callback_for=lambda planned: StopAtStep1())
+    result, trained, events, rows = _counted_sweep(out, {"cls_weight": [0.2], "seed": [0]}, loaded, two)
+    assert [(p.run.name, p.action, p.steps_completed, p.path) for p in trained] == [
+        ("cls_weight=0.2,seed=0", sweep.RESUME, 1, out / "cls_weight=0.2")]
+    assert events == [2]  # only the missing step
+    assert [r["run"] for r in rows] == ["cls_weight=0.2"] and sweep.read_rows(out) == rows == result.rows
+    assert checkpoint.read_record(out / "cls_weight=0.2").status == "complete"
+    assert not (out / "cls_weight=0.2,seed=0").exists()
+
+
+def test_a_row_written_before_run_keys_is_matched_by_its_settings(swept, loaded, tmp_path):
+    """Rows and directories of an earlier naming (no stored key, a name no grid gives) are found by their
+    settings: nothing trains again."""
+    out = tmp_path / "s"
+    shutil.copytree(swept[0], out)
+    old = []
+    for row in sweep.read_rows(out):
+        name = "w" + row["run"].split("=")[1]
+        (out / row["run"]).rename(out / name)
+        old.append({**{k: v for k, v in row.items() if k != "key"}, "run": name})
+    (out / sweep.ROWS).write_text("".join(json.dumps(r) + "\n" for r in old))
+    result, trained, events, rows = _counted_sweep(out, GRID, loaded)
+    assert trained == [] and rows == [] and result.skipped == ["cls_weight=0.2", "cls_weight=0.8"]
+    assert result.rows == old and result.missing == []
+
+
+def test_a_run_directory_with_other_settings_under_the_new_name_is_refused(swept, loaded, tmp_path):
+    out = tmp_path / "s"
+    shutil.copytree(swept[0], out)
+    (out / sweep.ROWS).unlink()
+    (out / "cls_weight=0.2").rename(out / "cls_weight=0.2,seed=1")  # holds seed 0
+    with pytest.raises(LazarusError, match=r"holds run cls_weight=0.2,seed=1 trained with seed 0, but this sweep "
+                                           r"asks for 1; give this sweep another -o DIR"):
+        _counted_sweep(out, {"cls_weight": [0.2], "seed": [1]}, loaded)
+
+
 # ---------------------------------------------------------------- figures from hand-made rows
 
 

@@ -91,6 +91,11 @@ class FigureSlot:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
+def seconds_text(seconds: float) -> str:
+    """A duration in a status line: tenths below ten seconds, whole seconds above."""
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
 def show_note(out: w.Output, text: str, error: bool = False) -> None:
     (out.append_stderr if error else out.append_stdout)(text.rstrip("\n") + "\n")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from dataclasses import replace
 
 import matplotlib
 
@@ -14,15 +15,17 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 
-from lazarus_nb.app.display import FigureSlot, figure_output
+from lazarus_nb.app.display import FigureSlot, figure_output, seconds_text
 from lazarus_nb.app.lens_explorer import LensExplorer
 from lazarus_nb.app.profiles import Profile, ensure_checkpoint  # noqa: E402
+from lazarus_nb.app.sweep_panel import SweepPanel  # noqa: E402
 from lazarus_nb.app.train_panel import TrainPanel  # noqa: E402
 from lazarus_nb.data.prompts import CANONICAL, CLASSES  # noqa: E402
 from lazarus_nb.data.tokens import prompt_batch  # noqa: E402
 from lazarus_nb.model import lora  # noqa: E402
 from lazarus_nb.model.lens import LogitLens, readout  # noqa: E402
 from lazarus_nb.model.load import load_model  # noqa: E402
+from lazarus_nb.run import steps as workflow  # noqa: E402
 from lazarus_nb.run.steps import run_lens  # noqa: E402
 from lazarus_nb.show.format import prob, token  # noqa: E402
 from lazarus_nb.show.plots import output as plot_output
@@ -132,6 +135,57 @@ def test_train_panel_run(tiny_loaded, tmp_path):
     assert again is not None and again.state.step == 1 and panel.progress.value == panel.progress.max == 1
     assert panel.dashboard.fig is fig
     assert [s.step for s in panel.history.steps] == [1] and [s.step for s in panel.history.snapshots] == [0, 1]
+
+
+def _statuses_at_evaluations(monkeypatch, status) -> list[str]:
+    """The status line as it reads each time an evaluation of the model starts (baseline, final, ...)."""
+    seen: list[str] = []
+    evaluate_model = workflow.evaluate_model
+
+    def recording(*args, **kwargs):
+        seen.append(html.unescape(status.value))
+        return evaluate_model(*args, **kwargs)
+
+    monkeypatch.setattr(workflow, "evaluate_model", recording)
+    return seen
+
+
+def test_train_panel_status_names_each_stage_and_the_wall_time(tiny_loaded, monkeypatch):
+    """While the base model and the trained model are evaluated the status says so (not a training step), the
+    log hears the stages, and the last status gives the training time beside the whole click's wall time."""
+    panel = TrainPanel(tiny_loaded, replace(TINY, steps=20, snapshot_every=10), answers=False)
+    seen = _statuses_at_evaluations(monkeypatch, panel.status)
+    bars: list[str] = []
+    panel.progress.observe(lambda change: bars.append(change.new), names="bar_style")
+    lines: list[str] = []
+    result = panel.run(log=lines.append)
+    assert result is not None
+    assert seen == ["evaluating the base model...", "final evaluation..."]
+    assert bars == ["info", "success"]  # a full bar during the final evaluation is told apart from a finished run
+    steps = [ln for ln in lines if ln.startswith("training: step ")]
+    assert [ln.split()[2] for ln in steps] == ["0/20...", *(f"{k}/20" for k in range(2, 21, 2))]  # a tenth at a time
+    assert lines[0] == "evaluating the base model..." and lines[-2] == "final evaluation..."
+    status = html.unescape(panel.status.value)
+    assert lines[-1] == status and "done" not in "".join(lines[:-1])
+    m = re.fullmatch(r"done: 20 steps, training (\d+\.?\d*) s, (\d+\.?\d*) s in all · canonical \d/8 → \d/8", status)
+    assert m, status
+    assert m[1] + " s" == seconds_text(result.state.seconds) and float(m[2]) >= float(m[1])
+
+
+def test_sweep_panel_status_names_the_evaluations_and_says_done_of_the_whole_grid(tiny_loaded, tmp_path,
+                                                                                    monkeypatch):
+    panel = SweepPanel(tiny_loaded, tmp_path / "sweep", TINY, grid={"cls_weight": [0.5]}, answers=False)
+    seen = _statuses_at_evaluations(monkeypatch, panel.status)
+    assert panel.run() is not None
+    assert seen == ["run 1 of 1: cls_weight=0.5 · evaluating the base model...",
+                    "run 1 of 1: cls_weight=0.5 · final evaluation..."]
+    assert re.fullmatch(r"done: the grid's one run has its row \(1 trained now\), \d+\.?\d* s in all",
+                        html.unescape(panel.status.value)), panel.status.value
+    panel.fields["cls_weight"].value = "0.5 0.7"
+    assert panel.run() is not None
+    assert re.fullmatch(r"done: all 2 runs have rows \(1 trained now, 1 had rows from earlier\), \d+\.?\d* s in all",
+                        html.unescape(panel.status.value)), panel.status.value
+    assert panel.run() is not None and html.unescape(panel.status.value) == "nothing to train: all 2 runs have rows"
 
 
 def test_train_panel_fields_come_from_the_config_metadata(tiny_loaded):
@@ -267,3 +321,7 @@ def test_ensure_checkpoint_trains_only_when_missing(tiny_model_dir, tmp_path):
     path, trained = ensure_checkpoint(p)
     assert trained and path == tmp_path / "checkpoint" and checkpoint.is_checkpoint(path)
     assert ensure_checkpoint(p) == (path, False)
+    lines: list[str] = []  # notebook 04 verifies it with log=print: each stage is a line as it starts
+    assert workflow.verify(path, answers=False, log=lines.append).matches_training is True
+    stages = ["evaluating the base model...", f"loading the adapter from disk ({path})...", "evaluating the adapter..."]
+    assert lines[0] == f"Loading model: {p.model}" and lines[-3:] == stages

@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 
 from lazarus_nb.app.display import FigureSlot, figure_output, seconds_text
-from lazarus_nb.app.lens_explorer import LensExplorer
+from lazarus_nb.app.lens_explorer import GRID_TAB, LensExplorer
 from lazarus_nb.app.profiles import Profile, ensure_checkpoint  # noqa: E402
 from lazarus_nb.app.sweep_panel import SweepPanel  # noqa: E402
 from lazarus_nb.app.train_panel import TrainPanel  # noqa: E402
@@ -271,6 +271,56 @@ def test_lens_explorer(tiny_loaded):
     explorer.dropdown.value = CANONICAL[2].prompt
     assert "23 + 45" in explorer.fig.axes[0].get_title()
     assert explorer.show("   ") is None and "type a prompt" in _text(explorer.output)
+
+
+def _titled_prompt(fig) -> str:
+    """The prompt a lens figure names in its title ("Logit lens on '7 * 8 = ' ..." or a grid's "'7 * 8 = ': ...")."""
+    m = re.search(r"'([^']*)'", fig.axes[0].get_title())
+    assert m, fig.axes[0].get_title()
+    return m[1]
+
+
+def test_lens_explorer_controls_name_the_prompt_the_figures_show(tiny_loaded):
+    """Whoever asks (a cell, the dropdown, the text box), the dropdown names a canonical prompt and the text box
+    any other, the other control is cleared, and both tabs show that prompt; the grid tab never shows another
+    prompt's grid as the current one."""
+    explorer = LensExplorer(tiny_loaded)
+
+    def named() -> str:
+        assert (explorer.dropdown.value is None) != (explorer.text.value == "")  # exactly one control names it
+        return explorer.dropdown.value or explorer.text.value
+
+    assert named() == _titled_prompt(explorer.fig) == CANONICAL[0].prompt
+    renders = explorer.slot.renders
+    explorer.show("81 / 9 = ")  # a canonical prompt from a cell
+    assert named() == _titled_prompt(explorer.fig) == "81 / 9 = " and explorer.dropdown.value == "81 / 9 = "
+    assert explorer.slot.renders == renders + 1  # moving the controls did not show the prompt a second time
+    explorer.show("What is 7 times 8? ")  # any other prompt
+    assert named() == _titled_prompt(explorer.fig) == "What is 7 times 8? " and explorer.dropdown.value is None
+    assert "computed when this tab is opened" in _text(explorer.grid_slot.output)  # not a stale grid
+    explorer.text.value = "12 * 5 = "  # a canonical prompt typed: the dropdown names it
+    assert named() == _titled_prompt(explorer.fig) == "12 * 5 = " and explorer.text.value == ""
+
+    waits = []
+    wait = explorer.grid_slot.wait
+    explorer.grid_slot.wait = lambda text: (waits.append(text), wait(text))
+    explorer.tabs.selected_index = GRID_TAB
+    assert waits[-1] == "computing the logit-lens grid of '12 * 5 = '..."  # said before the grid is computed
+    assert _titled_prompt(explorer.grid_fig) == "12 * 5 = " and len(explorer.grid_slot.output.outputs) == 1
+    assert explorer.grid_slot.output.outputs[0]["output_type"] == "display_data"
+    grid = explorer.show_grid("48 / 6 = ")  # a grid of another prompt shows that prompt everywhere
+    assert named() == _titled_prompt(explorer.fig) == _titled_prompt(grid) == "48 / 6 = "
+
+
+def test_the_grid_tab_shows_the_grid_at_its_own_width(tiny_loaded):
+    """The grid's PNG is marked unconfined (JupyterLab then shows it at its pixel width, not shrunk to the page)
+    and its output area scrolls; the other figure slots keep fitting the page."""
+    explorer = LensExplorer(tiny_loaded)
+    explorer.show_grid()
+    (out,) = explorer.grid_slot.output.outputs
+    assert out["metadata"] == {"image/png": {"unconfined": True}}
+    assert explorer.grid_slot.output.layout.overflow == "auto"
+    assert explorer.slot.output.outputs[0]["metadata"] == {}
 
 
 def test_lens_explorer_text_box_refuses_a_too_long_prompt_with_the_sentence(tiny_loaded):

@@ -43,29 +43,34 @@ LABEL_STYLE = {"description_width": "9.5em"}
 FIELD_WIDTH = "21em"
 
 
-def figure_output(fig: Figure) -> dict[str, Any]:
-    """An nbformat ``display_data`` output holding ``fig`` as a PNG (what an Output widget stores)."""
+def figure_output(fig: Figure, natural_size: bool = False) -> dict[str, Any]:
+    """An nbformat ``display_data`` output holding ``fig`` as a PNG (what an Output widget stores).
+
+    ``natural_size``: shown at the PNG's own width, never shrunk to the page (JupyterLab's ``unconfined`` image
+    metadata); a wider figure scrolls sideways in its output area instead of shrinking its text."""
     png = plot_output.png_bytes(fig)
     width, height = (int(v) for v in fig.get_size_inches() * fig.dpi)
     return {
         "output_type": "display_data",
         "data": {"image/png": base64.b64encode(png).decode("ascii"),
                  "text/plain": f"<{type(fig).__name__} size {width}x{height}>"},
-        "metadata": {},
+        "metadata": {"image/png": {"unconfined": True}} if natural_size else {},
     }
 
 
 class FigureSlot:
     """One place in a widget where a figure is shown; ``update(fig)`` replaces it in place.
 
-    ``output`` is an ``ipywidgets.Output`` (CSS class ``lazarus-figure``) whose ``outputs`` always hold
-    exactly one PNG (see the module docstring for why this is not an IPython display handle). ``renders``
-    counts updates; ``redraws`` is a hidden HTML widget showing that count to the browser. ``widget`` holds
-    both.
+    ``output`` is an ``ipywidgets.Output`` (CSS class ``lazarus-figure``) whose ``outputs`` hold exactly one
+    PNG (see the module docstring for why this is not an IPython display handle), or one line of text while
+    the next figure is computed (:meth:`wait`). ``renders`` counts updates; ``redraws`` is a hidden HTML widget
+    showing that count to the browser. ``widget`` holds both. ``natural_size``: the figure keeps its own width
+    and the slot scrolls sideways (for figures whose text is unreadable when shrunk to the page).
     """
 
-    def __init__(self, fig: Figure | None = None):
-        self.output = w.Output()
+    def __init__(self, fig: Figure | None = None, natural_size: bool = False):
+        self.natural_size = natural_size
+        self.output = w.Output(layout=w.Layout(width="100%", overflow="auto") if natural_size else w.Layout())
         self.output.add_class("lazarus-figure")
         self.redraws = w.HTML(layout=w.Layout(display="none"))
         self.widget = w.VBox([self.output, self.redraws])
@@ -80,15 +85,25 @@ class FigureSlot:
             self.fig = fig
         if self.fig is None:
             return
-        self.output.outputs = (figure_output(self.fig),)
+        self.output.outputs = (figure_output(self.fig, self.natural_size),)
         self.renders += 1
         self._count()
+
+    def wait(self, text: str) -> None:
+        """Show ``text`` in place of the figure (say, what is being computed), so a stale figure is never shown
+        as the current one; the next :meth:`update` replaces it."""
+        self.output.outputs = ({"output_type": "stream", "name": "stdout", "text": text.rstrip("\n") + "\n"},)
 
     def _count(self) -> None:
         self.redraws.value = f'<span class="lazarus-redraws" data-count="{self.renders}">{self.renders}</span>'
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration in a status line: tenths below ten seconds, whole seconds above."""
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
 def show_note(out: w.Output, text: str, error: bool = False) -> None:

@@ -43,7 +43,13 @@ class LensExplorer:
     ``run.steps.run_lens`` report (:attr:`report`). The second is the classic logit-lens grid of the prompt
     (``lens_grid.compare``: layers x prompt positions, each cell the lens's top-1 token coloured by its
     probability; on an adapted model the base model's grid beside the adapted one's), computed when that tab is
-    open (:meth:`show_grid`; :attr:`grids`, :attr:`grid_fig`). Works on any loaded model, base or adapted.
+    open (:meth:`show_grid`; :attr:`grids`, :attr:`grid_fig`), at its own width (the tab scrolls sideways: a grid
+    shrunk to the page has unreadable cells); while it is computed the tab says so rather than show the previous
+    prompt's grid. Works on any loaded model, base or adapted.
+
+    The controls always name the prompt the figure shows: :meth:`show` (from a cell, the dropdown or the text box)
+    selects the prompt in the dropdown when it is a canonical one, else writes it in the text box and clears the
+    dropdown.
     ``class_tokens``: the ids to read (a checkpoint's ``config["class_tokens"]`` mapping, a
     :class:`ClassTokens`, or None to resolve them from the tokenizer).
     """
@@ -78,10 +84,11 @@ class LensExplorer:
                            layout=w.Layout(width="34em"))
         self.slot = FigureSlot()
         self.table = w.HTML()
-        self.grid_slot = FigureSlot()
+        self.grid_slot = FigureSlot(natural_size=True)
         self.tabs = w.Tab(children=[w.HBox([self.slot.widget, self.table]), self.grid_slot.widget],
                           titles=("class tokens by layer", "logit-lens grid"), selected_index=0)
         self.output = w.Output()
+        self._syncing = False  # set while show() moves the controls to its prompt: their observers stand by
         for name in ("dropdown", "text", "table", "tabs", "output"):
             getattr(self, name).add_class(f"lazarus-explorer-{name}")
         self.dropdown.observe(self._on_prompt, names="value")
@@ -97,7 +104,7 @@ class LensExplorer:
         self.dropdown.value = CANONICAL[0].prompt  # draws the first canonical prompt
 
     def _on_prompt(self, change: Any) -> None:
-        if not change.new:
+        if not change.new or self._syncing:
             return
         try:
             self.show(change.new)
@@ -138,22 +145,43 @@ class LensExplorer:
         self.slot.update(self.fig)
         self.table.value = self._table_html(at)
         self.prompt = prompt
-        if self.tabs.selected_index == GRID_TAB:  # else the grid is computed when its tab is opened
+        self._select(prompt)
+        if self.tabs.selected_index == GRID_TAB:
             self.show_grid()
+        elif self.grid_prompt != prompt:  # computed when its tab is opened; until then it must not show another's
+            self.grid_slot.wait(f"the logit-lens grid of {prompt!r} is computed when this tab is opened")
         return self.fig
+
+    def _select(self, prompt: str) -> None:
+        """Set the dropdown and the text box to name ``prompt``, without their observers showing it again."""
+        canonical = prompt in {value for _, value in self.dropdown.options}
+        self._syncing = True
+        try:
+            self.dropdown.value = prompt if canonical else None
+            self.text.value = "" if canonical else prompt
+        finally:
+            self._syncing = False
 
     def show_grid(self, prompt: str | None = None) -> Figure | None:
         """The logit-lens grid of ``prompt`` (default: the prompt shown last) in the grid tab; returns its figure
-        (None with the one-sentence message under the explorer if the prompt is unusable)."""
-        prompt = self.prompt if prompt is None else prompt
+        (None with the one-sentence message under the explorer if the prompt is unusable). Another prompt than the
+        one shown is shown first (:meth:`show`), so both tabs and the controls name the same prompt."""
+        if prompt is not None and prompt != self.prompt:
+            if self.show(prompt) is None:
+                return None
+            if self.grid_prompt == prompt:  # show() computed it: the grid tab is open
+                return self.grid_fig
+        prompt = self.prompt
         self.output.outputs = ()
         if not isinstance(prompt, str) or not prompt.strip():
             show_note(self.output, "Error: type a prompt first (e.g. '7 * 8 = ')", error=True)
             return None
+        self.grid_slot.wait(f"computing the logit-lens grid of {prompt!r}...")
         try:
             self.grids = lens_grids(self.loaded, prompt)
         except LazarusError as exc:
             show_note(self.output, f"Error: {exc}", error=True)
+            self.grid_slot.wait(f"no logit-lens grid of {prompt!r}: {exc}")
             return None
         self.grid_prompt = prompt
         self.grid_fig = figures.lens_grid_figure([self.grids])

@@ -14,6 +14,15 @@ from lazarus_nb.show import figures
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train.history import History
 
+PLAY_MS = (500, 1500)
+"""The play control's interval per snapshot, least and most: slow enough to read each frame, fast enough to watch
+a long run (21 snapshots in about 10 s)."""
+
+
+MIN_PLAY_MS = 3000
+"""A play of a few snapshots lasts at least this long: a short run's frames are spread over a time a person
+can follow, not flashed past."""
+
 
 class EmergenceScrubber:
     """Scrub through training: a step slider (and a play button) over the snapshots of a training history.
@@ -26,12 +35,13 @@ class EmergenceScrubber:
     the figure's artists in place and updating :attr:`slot` (whose hidden counter the browser test reads).
 
     Attributes: ``slider`` (IntSlider over snapshot indices), ``play`` (Play, linked to the slider in the
-    browser), ``label`` (the selected step), ``figure`` (:class:`~lazarus_nb.show.plots.emergence.ScrubFigure`),
-    ``slot`` (:class:`FigureSlot`), ``history``.
+    browser; ``interval_ms`` per snapshot, by default within :data:`PLAY_MS` so a play lasts at least
+    :data:`MIN_PLAY_MS`), ``label`` (the selected step), ``figure``
+    (:class:`~lazarus_nb.show.plots.emergence.ScrubFigure`), ``slot`` (:class:`FigureSlot`), ``history``.
     """
 
     def __init__(self, source: History | str | Path, classifier_layer: int | None = None,
-                 interval_ms: int = 700):
+                 interval_ms: int | None = None):
         if isinstance(source, History):
             self.history = source
         else:
@@ -43,6 +53,8 @@ class EmergenceScrubber:
         self.classifier_layer = classifier_layer
         self.figure = figures.scrub_figure(self.history, classifier_layer)
         n = len(self.history.snapshots)
+        if interval_ms is None:
+            interval_ms = min(max(MIN_PLAY_MS // max(n - 1, 1), PLAY_MS[0]), PLAY_MS[1])
         # Play steps the value in the browser (jslink: no kernel round trip per tick), the slider follows and
         # syncs to the kernel, whose observer redraws; the interval leaves time for one PNG render per tick.
         self.play = w.Play(value=0, min=0, max=n - 1, step=1, interval=interval_ms, description="play",

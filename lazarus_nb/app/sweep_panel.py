@@ -11,6 +11,7 @@ run does exactly what a click does.
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import ipywidgets as w
 
 from lazarus_nb.app.cli_args import parse_values
-from lazarus_nb.app.display import LABEL_STYLE, FigureSlot, RunPanel
+from lazarus_nb.app.display import LABEL_STYLE, FigureSlot, RunPanel, seconds_text
 from lazarus_nb.data.prompts import LABEL_MAPS
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.model.load import LoadedModel
@@ -29,7 +30,7 @@ from lazarus_nb.show import text as report
 from lazarus_nb.train.callbacks import TrainingCallback
 from lazarus_nb.train.config import TrainConfig
 from lazarus_nb.train.grid import GRID_FIELDS, Grid, Planned, Run, grid_rows, read_rows, row_key, value_text
-from lazarus_nb.train.history import StepLog
+from lazarus_nb.train.history import Snapshot, StepLog
 from lazarus_nb.train.state import TrainState
 
 _PICKED = ("classifier_layer", "label_map")  # picked from a list; the other fields are typed
@@ -119,6 +120,7 @@ class SweepPanel(RunPanel):
 
     def run(self) -> SweepResult | None:
         """Sweep the grid in the fields; the result, or None with the error sentence in ``output``."""
+        started = time.monotonic()
         self.output.outputs = ()
         try:
             grid = self.grid()
@@ -143,15 +145,26 @@ class SweepPanel(RunPanel):
             self.button.disabled = False
         self.result, self.rows = result, result.rows
         self.progress.bar_style = "success"
-        self.status.value = (f"done: {len(result.rows)} of {len(grid.runs())} runs have a row ({len(result.ran)} "
-                             f"trained now, {len(result.skipped)} already done) in {result.seconds:.0f} s")
+        self.status.value = html.escape(self._summary(result, time.monotonic() - started))
         self._show()
         return result
 
+    def _summary(self, result: SweepResult, seconds: float) -> str:
+        """The status after a sweep: "done" only when every run of the grid has its row."""
+        n = len(result.grid.runs())
+        if result.missing:
+            return (f"{len(result.rows)} of {n} runs have a row, {len(result.missing)} not yet: run the sweep "
+                    f"again to finish them ({seconds_text(seconds)} in all)")
+        every = "the grid's one run has its row" if n == 1 else f"all {n} runs have rows"
+        if not result.ran:
+            return f"nothing to train: {every}"
+        earlier = f", {len(result.skipped)} had rows from earlier" if result.skipped else ""
+        return f"done: {every} ({len(result.ran)} trained now{earlier}), {seconds_text(seconds)} in all"
+
     def _callback_for(self, planned: Planned) -> TrainingCallback:
-        run = planned.run
-        self.status.value = f"run {run.index + 1}: {html.escape(run.name)} &middot; evaluating the base model..."
-        return RunSteps(self.status, run)
+        steps = RunSteps(self.status, planned.run, self.progress.max)
+        steps.stage("evaluating the base model...")
+        return steps
 
     def _on_row(self, row: dict[str, Any]) -> None:
         def key(r: Mapping[str, Any]) -> str:
@@ -174,11 +187,23 @@ class SweepPanel(RunPanel):
 
 
 class RunSteps(TrainingCallback):
-    """A sweep run's progress in the panel's status line: "run i: name · step s/steps"."""
+    """A sweep run's progress in the panel's status line, by stage: "run i of n: name · training: step s/steps",
+    then "... · final evaluation..." once the last step's snapshot is drawn."""
 
-    def __init__(self, status: w.HTML, run: Run) -> None:
-        self.status, self.run = status, run
+    def __init__(self, status: w.HTML, run: Run, runs: int) -> None:
+        self.status, self.run, self.runs = status, run, runs
+
+    def stage(self, text: str) -> None:
+        self.status.value = html.escape(f"run {self.run.index + 1} of {self.runs}: {self.run.name} · {text}")
 
     def on_step(self, log: StepLog, state: TrainState) -> None:
-        self.status.value = (f"run {self.run.index + 1}: {html.escape(self.run.name)} &middot; step {log.step}/"
-                             f"{state.config.steps}")
+        self.stage(f"training: step {log.step}/{state.config.steps}")
+
+    def on_snapshot(self, snapshot: Snapshot, seconds: float, state: TrainState) -> None:
+        if state.step == 0:  # the base model's snapshot: the first step is next
+            self.stage(f"training: step 0/{state.config.steps}...")
+        elif state.step == state.config.steps:
+            self.stage("final evaluation...")
+
+    def on_stop(self, state: TrainState) -> None:
+        self.stage(f"readable at step {state.step}: stopping early; final evaluation...")

@@ -10,12 +10,12 @@ from pathlib import Path
 import ipywidgets as w
 
 from lazarus_nb.app.config_widgets import config_field, read_config
-from lazarus_nb.app.display import LABEL_STYLE, FigureSlot, RunPanel, show_note
+from lazarus_nb.app.display import LABEL_STYLE, FigureSlot, RunPanel, seconds_text, show_note
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.model.load import LoadedModel
 from lazarus_nb.model.lora import remove_adapters
 from lazarus_nb.results.training import DualRewardResult
-from lazarus_nb.run.steps import run_dual_reward
+from lazarus_nb.run.steps import Log, quiet, run_dual_reward
 from lazarus_nb.show import figures
 from lazarus_nb.show import text as report
 from lazarus_nb.show.plots import training as training_plots
@@ -41,6 +41,9 @@ class TrainPanel(RunPanel, TrainingCallback):
     afterwards. With ``checkpoint`` set, the run is saved there (``force`` overwrites a previous checkpoint).
     The panel is the run's :class:`~lazarus_nb.train.callbacks.TrainingCallback`: its steps and snapshots draw
     live. ``trainer``: what the run computes with (``train.Trainer``), the dual-reward run's by default.
+
+    The status names the stage the run is in (evaluating the base model, training step by step, the final
+    evaluation), and the last one reports the training time beside the wall time of the whole click.
 
     Attributes: ``progress`` (IntProgress, ``max`` = steps), ``dashboard`` (:class:`training_plots.Dashboard`; the
     same figure for the panel's lifetime), ``figure`` (:class:`FigureSlot` showing it), ``history`` (the
@@ -106,6 +109,8 @@ class TrainPanel(RunPanel, TrainingCallback):
         self.history = History(list(range(n)))  # the run so far, as the trainer reports it
         self._running: TrainConfig | None = None
         self._last_draw = 0.0
+        self._log: Log = quiet
+        self._started = 0.0  # time.monotonic() when the current run was asked for
 
     # ------------------------------------------------------------------------------------------ config
 
@@ -115,8 +120,14 @@ class TrainPanel(RunPanel, TrainingCallback):
 
     # --------------------------------------------------------------------------------------------- run
 
-    def run(self) -> DualRewardResult | None:
-        """Train the current configuration; the result, or None with the error sentence in ``output``."""
+    def run(self, log: Log = quiet) -> DualRewardResult | None:
+        """Train the current configuration; the result, or None with the error sentence in ``output``.
+
+        ``log`` hears each stage of the status and a training step every tenth of the run, one line at a time:
+        ``panel.run(log=print)`` in a cell shows the run's progress in that cell's own output, where a person
+        running all cells looks (the button's run has no cell output to write to)."""
+        self._started = time.monotonic()
+        self._log = log
         self.output.outputs = ()
         try:
             cfg = self.config()
@@ -149,15 +160,22 @@ class TrainPanel(RunPanel, TrainingCallback):
         self.progress.max = cfg.steps
         self.progress.value = 0
         self.progress.bar_style = ""
-        self.status.value = "evaluating the base model (baseline)..."
+        self._stage("evaluating the base model...")
         self._draw()
+
+    def _stage(self, text: str, log: bool = True) -> None:
+        """Show ``text`` as the status and, with ``log``, pass it to the run's log."""
+        self.status.value = html.escape(text)
+        if log:
+            self._log(text)
 
     def on_step(self, log: StepLog, state: TrainState) -> None:
         total = state.config.steps
         self.history.steps.append(log)
         self.progress.value = log.step
-        self.status.value = (f"step {log.step}/{total} &middot; loss {log.total:.3f} "
-                             f"(classification {log.cls_loss:.3f}, answer {log.ans_loss:.3f})")
+        sparse = log.step % max(1, total // 10) == 0 or log.step == total
+        self._stage(f"training: step {log.step}/{total} · loss {log.total:.3f} (classification "
+                    f"{log.cls_loss:.3f}, answer {log.ans_loss:.3f})", log=sparse)
         due = log.step % self.refresh_every == 0
         recent = time.monotonic() - self._last_draw < self.min_refresh_seconds
         every = self._running.snapshot_every if self._running else 0
@@ -166,12 +184,18 @@ class TrainPanel(RunPanel, TrainingCallback):
 
     def on_snapshot(self, snapshot: Snapshot, seconds: float, state: TrainState) -> None:
         self.history.snapshots.append(snapshot)
-        if state.step == state.config.steps:
-            self.status.value = "final evaluation..."
+        if state.step == 0:  # the base model's snapshot: the first step (and its compilation) is next
+            self._stage(f"training: step 0/{state.config.steps}...")
+        elif state.step == state.config.steps:
+            self._final_evaluation("final evaluation...")
         self._draw()
 
     def on_stop(self, state: TrainState) -> None:  # the snapshot just drawn was the run's last
-        self.status.value = f"readable at step {state.step}: stopping early; final evaluation..."
+        self._final_evaluation(f"readable at step {state.step}: stopping early; final evaluation...")
+
+    def _final_evaluation(self, text: str) -> None:
+        self.progress.bar_style = "info"  # the bar is full, the run is not: the colour tells them apart
+        self._stage(text)
 
     def _draw(self) -> None:
         layer = self._running.classifier_layer if self._running else None
@@ -189,9 +213,10 @@ class TrainPanel(RunPanel, TrainingCallback):
         b, f = result.baseline, result.final
         n = len(f.canonical)
         early = report.stopped(result.state)
-        self.status.value = (f"done: {result.state.step} steps in {result.state.seconds:.1f} s "
-                             f"{'(' + html.escape(early) + ') ' if early else ''}&middot; "
-                             f"canonical {b.canonical_correct}/{n} &rarr; {f.canonical_correct}/{n}")
+        wall = time.monotonic() - self._started
+        self._stage(f"done: {result.state.step} steps, training {seconds_text(result.state.seconds)}, "
+                    f"{seconds_text(wall)} in all {'(' + early + ') ' if early else ''}· "
+                    f"canonical {b.canonical_correct}/{n} → {f.canonical_correct}/{n}")
         show_note(self.output, "\n".join(report.panel_summary(result)))
 
     # ----------------------------------------------------------------------------------------- display

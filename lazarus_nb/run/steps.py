@@ -323,15 +323,15 @@ def run_dual_reward(
 
 def verify(path: str | Path, model: str | None = None, answers: bool = True,
            heldout: Sequence[Sample] | None = None, trained: Evaluation | None = None,
-           base: Evaluation | None = None) -> VerifyResult:
+           base: Evaluation | None = None, log: Log = quiet) -> VerifyResult:
     """Step 4: load the base model fresh, evaluate it, load the adapter *from disk*, evaluate again.
 
     ``trained`` (the in-memory final evaluation of step 3, when there is one) is what the adapter from disk
     must reproduce; without it, the results saved in the checkpoint are (on its own held-out set). ``base``:
     step 3's evaluation of the base model on the same held-out set, which the demo passes rather than
-    measuring the same model on the same problems twice."""
+    measuring the same model on the same problems twice. ``log`` hears each stage as it starts."""
     record = checkpoint.read_record(path)
-    loaded = load_model(model or record.model)
+    loaded = load(model or record.model, log)
     tokens = class_tokens_from_ids(loaded.tokenizer, record.class_tokens)
     expected = TrainedMetrics.of(trained) if trained is not None else None
     if heldout is None:
@@ -340,8 +340,11 @@ def verify(path: str | Path, model: str | None = None, answers: bool = True,
         expected = expected or TrainedMetrics.saved(record)
     terminator = record.train.answer_terminator
     if base is None:
+        log("evaluating the base model...")
         base = evaluate_model(loaded, tokens, heldout, record.classifier_layer, answers, terminator)
+    log(f"loading the adapter from disk ({path})...")
     checkpoint.load_adapter(loaded, path, record)
+    log("evaluating the adapter...")
     adapted = evaluate_model(loaded, tokens, heldout, record.classifier_layer, answers, terminator)
     matches = None if expected is None else TrainedMetrics.of(adapted).matches(expected)
     return VerifyResult(str(path), record, base, adapted, matches)

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from lazarus_nb import LazarusError, files  # noqa: E402
-from lazarus_nb.app.scrubber import EmergenceScrubber  # noqa: E402
+from lazarus_nb.app.scrubber import MIN_PLAY_MS, PLAY_MS, EmergenceScrubber  # noqa: E402
 from lazarus_nb.data.prompts import CLASSES  # noqa: E402
 from lazarus_nb.model.lens import LogitLens, forward_hidden  # noqa: E402
 from lazarus_nb.run import steps as workflow  # noqa: E402
@@ -177,6 +177,16 @@ def test_scrubber_slider_moves_the_marker_and_the_lines_and_redraws():
     assert [list(ln.get_xdata()) for ln in cls_lines] == [[3, 3]]
     with pytest.raises(IndexError):
         scrubber.show(3)
+
+
+def test_scrubber_play_is_slow_enough_to_follow():
+    """Each snapshot stays up for at least half a second, and a short run's play is spread over seconds."""
+    history = _history()
+    short = EmergenceScrubber(history, classifier_layer=3)
+    assert PLAY_MS[0] >= 400 and short.play.interval * short.play.max >= MIN_PLAY_MS >= 2000
+    long = EmergenceScrubber(replace(history, snapshots=[replace(history.snapshots[0], step=k) for k in range(50)]))
+    assert long.play.interval == PLAY_MS[0]
+    assert EmergenceScrubber(history, interval_ms=900).play.interval == 900
 
 
 def test_scrubber_from_a_checkpoint_path_and_an_old_history(fresh, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from dataclasses import replace
 
 import matplotlib
 
@@ -14,15 +15,17 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import QuadMesh  # noqa: E402
 
-from lazarus_nb.app.display import FigureSlot, figure_output
-from lazarus_nb.app.lens_explorer import LensExplorer
+from lazarus_nb.app.display import FigureSlot, figure_output, seconds_text
+from lazarus_nb.app.lens_explorer import GRID_TAB, LensExplorer
 from lazarus_nb.app.profiles import Profile, ensure_checkpoint  # noqa: E402
+from lazarus_nb.app.sweep_panel import SweepPanel  # noqa: E402
 from lazarus_nb.app.train_panel import TrainPanel  # noqa: E402
 from lazarus_nb.data.prompts import CANONICAL, CLASSES  # noqa: E402
 from lazarus_nb.data.tokens import prompt_batch  # noqa: E402
 from lazarus_nb.model import lora  # noqa: E402
 from lazarus_nb.model.lens import LogitLens, readout  # noqa: E402
 from lazarus_nb.model.load import load_model  # noqa: E402
+from lazarus_nb.run import steps as workflow  # noqa: E402
 from lazarus_nb.run.steps import run_lens  # noqa: E402
 from lazarus_nb.show.format import prob, token  # noqa: E402
 from lazarus_nb.show.plots import output as plot_output
@@ -134,6 +137,57 @@ def test_train_panel_run(tiny_loaded, tmp_path):
     assert [s.step for s in panel.history.steps] == [1] and [s.step for s in panel.history.snapshots] == [0, 1]
 
 
+def _statuses_at_evaluations(monkeypatch, status) -> list[str]:
+    """The status line as it reads each time an evaluation of the model starts (baseline, final, ...)."""
+    seen: list[str] = []
+    evaluate_model = workflow.evaluate_model
+
+    def recording(*args, **kwargs):
+        seen.append(html.unescape(status.value))
+        return evaluate_model(*args, **kwargs)
+
+    monkeypatch.setattr(workflow, "evaluate_model", recording)
+    return seen
+
+
+def test_train_panel_status_names_each_stage_and_the_wall_time(tiny_loaded, monkeypatch):
+    """While the base model and the trained model are evaluated the status says so (not a training step), the
+    log hears the stages, and the last status gives the training time beside the whole click's wall time."""
+    panel = TrainPanel(tiny_loaded, replace(TINY, steps=20, snapshot_every=10), answers=False)
+    seen = _statuses_at_evaluations(monkeypatch, panel.status)
+    bars: list[str] = []
+    panel.progress.observe(lambda change: bars.append(change.new), names="bar_style")
+    lines: list[str] = []
+    result = panel.run(log=lines.append)
+    assert result is not None
+    assert seen == ["evaluating the base model...", "final evaluation..."]
+    assert bars == ["info", "success"]  # a full bar during the final evaluation is told apart from a finished run
+    steps = [ln for ln in lines if ln.startswith("training: step ")]
+    assert [ln.split()[2] for ln in steps] == ["0/20...", *(f"{k}/20" for k in range(2, 21, 2))]  # a tenth at a time
+    assert lines[0] == "evaluating the base model..." and lines[-2] == "final evaluation..."
+    status = html.unescape(panel.status.value)
+    assert lines[-1] == status and "done" not in "".join(lines[:-1])
+    m = re.fullmatch(r"done: 20 steps, training (\d+\.?\d*) s, (\d+\.?\d*) s in all · canonical \d/8 → \d/8", status)
+    assert m, status
+    assert m[1] + " s" == seconds_text(result.state.seconds) and float(m[2]) >= float(m[1])
+
+
+def test_sweep_panel_status_names_the_evaluations_and_says_done_of_the_whole_grid(tiny_loaded, tmp_path,
+                                                                                    monkeypatch):
+    panel = SweepPanel(tiny_loaded, tmp_path / "sweep", TINY, grid={"cls_weight": [0.5]}, answers=False)
+    seen = _statuses_at_evaluations(monkeypatch, panel.status)
+    assert panel.run() is not None
+    assert seen == ["run 1 of 1: cls_weight=0.5 · evaluating the base model...",
+                    "run 1 of 1: cls_weight=0.5 · final evaluation..."]
+    assert re.fullmatch(r"done: the grid's one run has its row \(1 trained now\), \d+\.?\d* s in all",
+                        html.unescape(panel.status.value)), panel.status.value
+    panel.fields["cls_weight"].value = "0.5 0.7"
+    assert panel.run() is not None
+    assert re.fullmatch(r"done: all 2 runs have rows \(1 trained now, 1 had rows from earlier\), \d+\.?\d* s in all",
+                        html.unescape(panel.status.value)), panel.status.value
+    assert panel.run() is not None and html.unescape(panel.status.value) == "nothing to train: all 2 runs have rows"
+
+
 def test_train_panel_fields_come_from_the_config_metadata(tiny_loaded):
     """Each shown field is generated from TrainConfig: its tooltip is the field's help, a field with choices is a
     dropdown of exactly those choices, and the panel's config reads every shown field back."""
@@ -219,6 +273,56 @@ def test_lens_explorer(tiny_loaded):
     assert explorer.show("   ") is None and "type a prompt" in _text(explorer.output)
 
 
+def _titled_prompt(fig) -> str:
+    """The prompt a lens figure names in its title ("Logit lens on '7 * 8 = ' ..." or a grid's "'7 * 8 = ': ...")."""
+    m = re.search(r"'([^']*)'", fig.axes[0].get_title())
+    assert m, fig.axes[0].get_title()
+    return m[1]
+
+
+def test_lens_explorer_controls_name_the_prompt_the_figures_show(tiny_loaded):
+    """Whoever asks (a cell, the dropdown, the text box), the dropdown names a canonical prompt and the text box
+    any other, the other control is cleared, and both tabs show that prompt; the grid tab never shows another
+    prompt's grid as the current one."""
+    explorer = LensExplorer(tiny_loaded)
+
+    def named() -> str:
+        assert (explorer.dropdown.value is None) != (explorer.text.value == "")  # exactly one control names it
+        return explorer.dropdown.value or explorer.text.value
+
+    assert named() == _titled_prompt(explorer.fig) == CANONICAL[0].prompt
+    renders = explorer.slot.renders
+    explorer.show("81 / 9 = ")  # a canonical prompt from a cell
+    assert named() == _titled_prompt(explorer.fig) == "81 / 9 = " and explorer.dropdown.value == "81 / 9 = "
+    assert explorer.slot.renders == renders + 1  # moving the controls did not show the prompt a second time
+    explorer.show("What is 7 times 8? ")  # any other prompt
+    assert named() == _titled_prompt(explorer.fig) == "What is 7 times 8? " and explorer.dropdown.value is None
+    assert "computed when this tab is opened" in _text(explorer.grid_slot.output)  # not a stale grid
+    explorer.text.value = "12 * 5 = "  # a canonical prompt typed: the dropdown names it
+    assert named() == _titled_prompt(explorer.fig) == "12 * 5 = " and explorer.text.value == ""
+
+    waits = []
+    wait = explorer.grid_slot.wait
+    explorer.grid_slot.wait = lambda text: (waits.append(text), wait(text))
+    explorer.tabs.selected_index = GRID_TAB
+    assert waits[-1] == "computing the logit-lens grid of '12 * 5 = '..."  # said before the grid is computed
+    assert _titled_prompt(explorer.grid_fig) == "12 * 5 = " and len(explorer.grid_slot.output.outputs) == 1
+    assert explorer.grid_slot.output.outputs[0]["output_type"] == "display_data"
+    grid = explorer.show_grid("48 / 6 = ")  # a grid of another prompt shows that prompt everywhere
+    assert named() == _titled_prompt(explorer.fig) == _titled_prompt(grid) == "48 / 6 = "
+
+
+def test_the_grid_tab_shows_the_grid_at_its_own_width(tiny_loaded):
+    """The grid's PNG is marked unconfined (JupyterLab then shows it at its pixel width, not shrunk to the page)
+    and its output area scrolls; the other figure slots keep fitting the page."""
+    explorer = LensExplorer(tiny_loaded)
+    explorer.show_grid()
+    (out,) = explorer.grid_slot.output.outputs
+    assert out["metadata"] == {"image/png": {"unconfined": True}}
+    assert explorer.grid_slot.output.layout.overflow == "auto"
+    assert explorer.slot.output.outputs[0]["metadata"] == {}
+
+
 def test_lens_explorer_text_box_refuses_a_too_long_prompt_with_the_sentence(tiny_loaded):
     """A prompt over the limit typed into the text box: the one sentence under the explorer, no traceback, the
     figure of the last good prompt kept; a prompt of exactly the limit is read."""
@@ -267,3 +371,7 @@ def test_ensure_checkpoint_trains_only_when_missing(tiny_model_dir, tmp_path):
     path, trained = ensure_checkpoint(p)
     assert trained and path == tmp_path / "checkpoint" and checkpoint.is_checkpoint(path)
     assert ensure_checkpoint(p) == (path, False)
+    lines: list[str] = []  # notebook 04 verifies it with log=print: each stage is a line as it starts
+    assert workflow.verify(path, answers=False, log=lines.append).matches_training is True
+    stages = ["evaluating the base model...", f"loading the adapter from disk ({path})...", "evaluating the adapter..."]
+    assert lines[0] == f"Loading model: {p.model}" and lines[-3:] == stages

@@ -20,6 +20,7 @@ from lazarus_nb.show.plots import lens as lens_plots
 from lazarus_nb.show.plots import output as plot_output
 from lazarus_nb.show.plots import probe as probe_plots
 from lazarus_nb.show.plots import style as plots  # noqa: E402
+from lazarus_nb.show.plots import sweep as sweep_plots
 from lazarus_nb.show.plots import training as training_plots
 
 CLASSES = ["multiply", "add", "subtract", "divide"]
@@ -118,6 +119,11 @@ def test_probe_accuracy_overlay_on_same_axes():
     assert "shuffled-label control (symbolic)" in labels and "shuffled-label control (words)" in labels
     probes = [ln for ln in ax.get_lines() if ln.get_label() in ("symbolic", "words")]
     assert to_hex(probes[0].get_color()) != to_hex(probes[1].get_color())
+    # the two grey controls are told apart by their dashes, not only by their small markers
+    controls = [ln for ln in ax.get_lines() if ln.get_gid() == plots.GID_CONTROL]
+    assert len(controls) == 2 and controls[0].get_linestyle() != controls[1].get_linestyle()
+    chance = [ln for ln in ax.get_lines() if ln.get_gid() == plots.GID_CHANCE]
+    assert chance[0].get_linestyle() not in {ln.get_linestyle() for ln in controls}
     legend_texts = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "words" in legend_texts and "symbolic" in legend_texts
     # 8 layers: every layer is a tick
@@ -327,6 +333,61 @@ def test_loss_curves_three_lines():
         np.testing.assert_allclose(ln.get_ydata(), want)
     assert len({to_hex(ln.get_color()) for ln in lines}) == 3
     assert len(ax.get_legend().get_texts()) == 3
+
+
+def _outside(artist, axes) -> bool:
+    """Whether ``artist``'s drawn box stays clear of every data area in ``axes`` (the figure is drawn first)."""
+    artist.figure.draw_without_rendering()
+    box = artist.get_window_extent()
+    return not any(box.overlaps(ax.get_window_extent()) for ax in axes)
+
+
+def test_loss_legend_is_outside_the_data_area():
+    """The curves can run anywhere in the axes: the legend sits outside them, alone and in the dashboard."""
+    steps = np.arange(1, 41)
+    losses = [a * np.exp(-steps / b) + 0.5 for a, b in ((8, 10), (12, 8), (2, 30))]
+    fig = training_plots.loss_curves(steps, *losses)
+    assert _outside(fig.axes[0].get_legend(), fig.axes)
+    dashboard = training_plots.training_dashboard()
+    dashboard.update(steps, *losses, [0, 20, 40], list(range(6)), _grid(6, 3), classifier_layer=3)
+    loss_ax = dashboard.fig.axes[0]
+    assert loss_ax.get_legend() is not None and _outside(loss_ax.get_legend(), dashboard.fig.axes)
+
+
+def test_trade_off_weight_labels_are_legible_and_apart():
+    """Points of nearby weights sit together: each w= label is at least 8 pt and overlaps no other label."""
+    weights = np.array([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+
+    def spread(mean):
+        mean = np.asarray(mean, dtype=float)
+        return np.stack([mean, mean - 0.01, mean + 0.01])
+
+    series = {"": {"cls_weight": weights, "y": spread([0, 0, 0.01, 0.02, 0.5, 0.9]),
+                   "acc": spread([0.05, 0.05, 0.05, 0.04, 0.04, 0.03]),
+                   "nll": spread([1.1, 1.1, 1.12, 1.15, 1.3, 2.0])}}
+    fig = sweep_plots.trade_off(series, {"acc": "answer accuracy", "nll": "answer NLL"}, "top-1",
+                                fractions=("acc",))
+    fig.draw_without_rendering()
+    for ax in fig.axes:
+        labels = [t for t in ax.texts if t.get_text().startswith("w=")]
+        assert sorted(t.get_text() for t in labels) == sorted(f"w={w:g}" for w in weights)
+        assert all(t.get_fontsize() >= 8 for t in labels)
+        boxes = [t.get_window_extent() for t in labels]
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def _readable_panel(steps) -> dict:
+    steps = np.asarray(steps, dtype=float)
+    readable = np.isfinite(steps).astype(int)
+    return {"": {"cls_weight": [0.2, 0.8], "layers": [8, 12], "steps": steps, "readable": readable,
+                 "runs": np.ones(steps.shape, int)}}
+
+
+def test_readable_heatmap_has_a_colour_bar_only_when_some_run_was_readable():
+    none = sweep_plots.readable_heatmap(_readable_panel(np.full((2, 2), np.nan)))
+    assert [ax.get_label() for ax in none.axes] == [""]  # no colour bar: every cell is grey "not readable"
+    some = sweep_plots.readable_heatmap(_readable_panel([[np.nan, 50], [np.nan, 100]]))
+    assert [ax.get_label() for ax in some.axes] == ["", "<colorbar>"]
 
 
 def test_loss_curves_rejects_mismatch_and_empty():

@@ -26,6 +26,10 @@ from lazarus_nb.show.plots.style import (
     set_layer_axis,
 )
 
+CONTROL_STYLES = ("--", "-.")
+"""Line styles of the families' shuffled-label controls, in turn: grey lines told apart by their dashes, not by
+their small markers alone (chance is dotted)."""
+
 
 def probe_accuracy(
     layers: Sequence[int],
@@ -41,7 +45,8 @@ def probe_accuracy(
 ) -> Figure:
     """Cross-validated probe accuracy per layer, with a +-std band.
 
-    ``control`` (shuffled-label probe) is drawn as a grey dashed line with its own band, ``chance`` as a
+    ``control`` (shuffled-label probe) is drawn as a grey dashed line (a family's own dashes:
+    :data:`CONTROL_STYLES`) with its own band, ``chance`` as a
     dotted line. Call again with the same ``ax`` and another ``label`` to overlay a second prompt family
     (e.g. symbolic vs word prompts); chance and classifier markers are not duplicated, and the same figure
     is returned.
@@ -86,8 +91,8 @@ def probe_accuracy(
                 ax.fill_between(lay, ctl - ctl_sd, ctl + ctl_sd, color=GREY, alpha=0.15, linewidth=0,
                                 zorder=2)
             (cl,) = ax.plot(
-                lay, ctl, color=GREY, linestyle="--", marker=marker, markersize=3.5, markerfacecolor="white",
-                linewidth=1.4, label=ctl_label, zorder=2.5,
+                lay, ctl, color=GREY, linestyle=CONTROL_STYLES[k % len(CONTROL_STYLES)], marker=marker,
+                markersize=3.5, markerfacecolor="white", linewidth=1.4, label=ctl_label, zorder=2.5,
             )
             cl.set_gid(GID_CONTROL)
         if chance is not None and not any(c.get_ydata()[0] == chance for c in existing_artists(ax, GID_CHANCE)):

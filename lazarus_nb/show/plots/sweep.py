@@ -31,6 +31,13 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 _NOT_READABLE = "#d4d4d4"
 
 
+_LABEL_SIZE = 8.5
+
+
+_LABEL_OFFSETS = ((5, 4), (5, -4), (-5, 4), (-5, -4), (5, 16), (5, -16), (-5, 16), (-5, -16), (5, 28), (5, -28))
+"""Where a ``w=...`` label may sit, in points from its point (right/left, above/below), tried in turn."""
+
+
 def _spread(name: str, values: Any, n: int) -> np.ndarray:
     """A (3, n) array: mean, lo, hi per point."""
     arr = np.asarray(values, dtype=float)
@@ -69,8 +76,10 @@ def trade_off(
     with figure_style():
         fig = new_figure((4.6 * max(len(x_labels), 1) + 0.6, 4.6))
         axes = fig.subplots(1, max(len(x_labels), 1), sharey=True, squeeze=False)[0]
+        labels = []
         for ax, (key, x_label) in zip(axes, x_labels.items()):
             drawn = _trade_off_panel(ax, checked, key)
+            labels.append(drawn)
             if not drawn:
                 placeholder(ax, x_label, "not measured\n(run without --no-answers)" if checked else
                              "no finished runs yet")
@@ -84,12 +93,44 @@ def trade_off(
         if any(label for label in checked) and any(ax.get_legend_handles_labels()[0] for ax in axes):
             axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
         fig.suptitle(f"{title}\n({note})" if note else title)
+        fig.draw_without_rendering()  # the final layout: where the points are on the page
+        for ax, points in zip(axes, labels):
+            _label_weights(ax, points)
     return fig
 
 
-def _trade_off_panel(ax: Axes, series: Mapping[str, tuple], key: str) -> bool:
-    """Draw every series on one panel; whether any point was drawn."""
+def _label_weights(ax: Axes, points: list[tuple[float, float, float, str]]) -> None:
+    """A ``w=...`` label beside each (weight, x, y, colour) point, at the first place of :data:`_LABEL_OFFSETS`
+    where it overlaps no label placed before it and stays inside the axes (points of nearby weights sit close
+    together); where no place is both, one that overlaps no label."""
+    area = ax.get_window_extent()
+    placed = []
+    for w, x, y, color in points:
+        best = None
+        for dx, dy in _LABEL_OFFSETS:
+            text = ax.annotate(f"w={_weight_text(w)}", (x, y), xytext=(dx, dy), textcoords="offset points",
+                               fontsize=_LABEL_SIZE, color=color, ha="left" if dx > 0 else "right",
+                               va="bottom" if dy > 0 else "top")
+            text.set_in_layout(False)  # placed on the final layout: it must not move the axes again
+            box = text.get_window_extent()
+            fit = (not any(box.overlaps(other) for other in placed),
+                   area.x0 <= box.x0 and box.x1 <= area.x1 and area.y0 <= box.y0 and box.y1 <= area.y1)
+            if best is None or fit > best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (fit, text, box)
+            else:
+                text.remove()
+            if all(fit):
+                break
+        placed.append(best[2])
+
+
+def _trade_off_panel(ax: Axes, series: Mapping[str, tuple], key: str) -> list[tuple[float, float, float, str]]:
+    """Draw every series on one panel; the points the first drawn series labels with their weight (none: nothing
+    was drawn)."""
     drawn = False
+    labels: list[tuple[float, float, float, str]] = []
     for k, (label, (weights, y, xs)) in enumerate(series.items()):
         x = xs[key]
         keep = np.isfinite(x).all(axis=0) & np.isfinite(y).all(axis=0)
@@ -101,11 +142,10 @@ def _trade_off_panel(ax: Axes, series: Mapping[str, tuple], key: str) -> bool:
         ax.errorbar(xk[0], yk[0], xerr=[xk[0] - xk[1], xk[2] - xk[0]], yerr=[yk[0] - yk[1], yk[2] - yk[0]],
                     color=color, marker=_MARKERS[k % len(_MARKERS)], markersize=5, linewidth=1.4, capsize=3,
                     elinewidth=1.0, label=label or None)
-        for wi, xi, yi in zip(w, xk[0], yk[0]) if not drawn else ():  # the first series says the weights
-            ax.annotate(f"w={_weight_text(wi)}", (xi, yi), xytext=(4, 4), textcoords="offset points",
-                        fontsize=7.5, color=color)
+        if not drawn:  # the first series says the weights
+            labels = [(float(wi), float(xi), float(yi), color) for wi, xi, yi in zip(w, xk[0], yk[0])]
         drawn = True
-    return drawn
+    return labels
 
 
 def readable_heatmap(
@@ -141,7 +181,8 @@ def readable_heatmap(
             mesh = _heatmap_panel(ax, w, layers, steps, readable, runs, vmin, vmax)
             if label:
                 ax.set_title(label)
-        fig.colorbar(mesh, ax=list(axes), label="steps to readable", pad=0.02)
+        if finite:  # with no run readable every cell is grey: a colour scale would mean nothing
+            fig.colorbar(mesh, ax=list(axes), label="steps to readable", pad=0.02)
         fig.suptitle(f"{title}\n(mean over the seeds that got there; grey: none did)")
     return fig
 

@@ -30,9 +30,9 @@ def loss_curves(
         check.same_length(name, v, st.size, "steps")
         series.append(v)
     with figure_style():
-        fig, ax = new_axes(ax, (7.5, 4.0))
+        fig, ax = new_axes(ax, (8.5, 4.0))  # wider: the legend sits outside the axes
         marker = "o" if st.size <= 30 else None
-        labels = ("total (weighted)", "classification (logit lens, classifier layer)", "answer (final layer)")
+        labels = ("total (weighted)", "classification\n(logit lens,\nclassifier layer)", "answer\n(final layer)")
         colors = (INK, "#E69F00", "#56B4E9")
         widths = (2.4, 1.6, 1.6)
         for v, lab, c, w in zip(series, labels, colors, widths, strict=True):
@@ -44,7 +44,8 @@ def loss_curves(
         ax.set_ylabel("loss (cross-entropy, nats)")
         ax.set_title(title)
         ax.grid(True, axis="y")
-        add_legend(ax, loc="upper right")
+        # outside the data area: inside it the legend covered the curves, which can run anywhere
+        add_legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
 
 

@@ -24,3 +24,4 @@ from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED, LoadedModel, load_mod
 _SUBPACKAGES = ("model", "data", "measure", "train", "results", "show", "run", "app", "files")
 __all__ = ["DEFAULT_MODEL", "EMBEDDED", "LazarusError", "LoadedModel", "load_model", *_SUBPACKAGES]
 __getattr__ = lazy(__name__, {name: f"{__name__}.{name}" for name in _SUBPACKAGES})
+__version__ = "0.1.0"

@@ -167,7 +167,7 @@ return Array.from(document.querySelectorAll('.jp-Notebook .jp-OutputArea-output'
     .map(e => e.textContent.slice(0, 2000));
 """
 FIGURE_JS = "const i = document.querySelector('.lazarus-figure img'); return i ? i.getAttribute('src') : null;"
-# The panel's hidden redraw counter (widgets.FigureSlot.counter): how often the live figure was replaced.
+# The panel's hidden redraw counter (app.display.FigureSlot.renders): how often the live figure was replaced.
 REDRAWS_JS = ("const e = document.querySelector('.lazarus-redraws[data-count]'); "
               "return e ? parseInt(e.getAttribute('data-count')) : null;")
 # What a person sees of the kernel: the notebook toolbar's execution indicator, and dialogs over the page.

@@ -7,9 +7,9 @@ headless notebook runs exercise exactly what a click does.
 
 Live figures
 ------------
-A panel owns *one* figure (``training_plots.training_dashboard()``), redrawn in place and pushed into a
+A panel owns *one* figure (``show.plots.training.training_dashboard()``), redrawn in place and pushed into a
 :class:`FigureSlot`: a single display slot inside the widget whose content is replaced, never appended
-to. The slot stores the figure as :func:`plot_output.png_bytes` renders it, the same PNG a figure shows as the
+to. The slot stores the figure as :func:`lazarus_nb.show.plots.output.png_bytes` renders it, the same PNG a figure shows as the
 last expression of a cell. Why not an IPython display handle (``display(fig, display_id=True)`` /
 ``handle.update(fig)``)? In JupyterLab a display handle cannot reach a figure that lives inside a widget:
 the ``Output`` widget drops ``update_display_data`` messages (jupyter-widgets/ipywidgets#1844, visible in

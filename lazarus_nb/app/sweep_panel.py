@@ -1,10 +1,10 @@
 """The sweep panel of notebook 05: pick a grid, press Run, and watch the table and the trade-off figure fill in
 as runs finish.
 
-A thin ipywidgets front end over :func:`lazarus_nb.workflow.sweep` (the work), :mod:`lazarus_nb.report` (the
-table, the CLI's) and :mod:`lazarus_nb.figures` (the trade-off figure, the one the CLI writes to
-``trade_off.png``), shown through a :class:`~lazarus_nb.widgets.FigureSlot` (see :mod:`lazarus_nb.widgets` for
-why a slot and not a display handle). ``SweepPanel.run()`` is what the button calls, so a headless notebook
+A thin ipywidgets front end over :func:`lazarus_nb.run.sweep.sweep` (the work), :mod:`lazarus_nb.show.text` (the
+table, the CLI's) and :mod:`lazarus_nb.show.figures` (the trade-off figure, the one the CLI writes to
+``trade_off.png``), shown through a :class:`~lazarus_nb.app.display.FigureSlot` (see :mod:`lazarus_nb.app.display`
+for why a slot and not a display handle). ``SweepPanel.run()`` is what the button calls, so a headless notebook
 run does exactly what a click does.
 """
 
@@ -41,12 +41,12 @@ _DESCRIPTIONS = {"cls_weight": "cls_weight", "classifier_layer": "classifier lay
 
 
 class SweepPanel(RunPanel):
-    """One field per grid field (:data:`lazarus_nb.sweep.GRID_FIELDS`): typed values (``0 0.2 0.4``) or, for
+    """One field per grid field (:data:`lazarus_nb.train.grid.GRID_FIELDS`): typed values (``0 0.2 0.4``) or, for
     the classifier layer and the label map, a multiple choice. A field left empty is not part of the grid (the
     run takes ``base``'s setting). Every combination is one run in ``out_dir``.
 
     ``run()`` sweeps the grid in the fields (the Run button calls it) and returns the
-    :class:`~lazarus_nb.workflow.SweepResult`, or None after showing a :class:`LazarusError` sentence. Calling
+    :class:`~lazarus_nb.results.sweep.SweepResult`, or None after showing a :class:`LazarusError` sentence. Calling
     it again continues the same sweep: runs with a row are skipped, an interrupted one resumes.
 
     Attributes: ``progress`` (runs with a row, of the grid's), ``status``, ``table`` (the CLI's sweep table),

@@ -35,7 +35,7 @@ class TrainPanel(RunPanel, TrainingCallback):
     """Hyperparameters, a Train button, a progress bar and a live dashboard for dual-reward training.
 
     ``run()`` trains the configuration currently in the fields (the button calls the same method) and
-    returns the :class:`~lazarus_nb.workflow.DualRewardResult`, or None after showing a
+    returns the :class:`~lazarus_nb.results.training.DualRewardResult`, or None after showing a
     :class:`LazarusError` sentence in :attr:`output`. Every run starts from the base model: adapters left on
     ``loaded.model`` by a previous run are removed first, and the trained adapters stay on the model
     afterwards. With ``checkpoint`` set, the run is saved there (``force`` overwrites a previous checkpoint).

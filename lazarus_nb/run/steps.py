@@ -4,7 +4,7 @@
 The CLI, the notebooks and the widgets call these, so a result in a notebook is the result the CLI prints.
 Each step returns a dataclass whose ``to_dict()`` is that step's JSON: what the CLI prints with ``--json``
 and what the demo and the notebooks write, whoever calls it. The long steps take a ``log`` (called with one
-line of text at a time, from :mod:`lazarus_nb.report`), so a notebook can show the CLI's progress text.
+line of text at a time, from :mod:`lazarus_nb.show.text`), so a notebook can show the CLI's progress text.
 
 mlx-lm (via ``train`` and ``lora``) is imported inside the functions that train, so importing this module
 stays cheap and the CLI can run the checks here before it loads anything heavy.

@@ -9,8 +9,8 @@ Live figures
 ------------
 A panel owns *one* figure (``show.plots.training.training_dashboard()``), redrawn in place and pushed into a
 :class:`FigureSlot`: a single display slot inside the widget whose content is replaced, never appended
-to. The slot stores the figure as :func:`lazarus_nb.show.plots.output.png_bytes` renders it, the same PNG a figure shows as the
-last expression of a cell. Why not an IPython display handle (``display(fig, display_id=True)`` /
+to. The slot stores the figure as :func:`lazarus_nb.show.plots.output.png_bytes` renders it, the same PNG a
+figure shows as the last expression of a cell. Why not an IPython display handle (``display(fig, display_id=True)`` /
 ``handle.update(fig)``)? In JupyterLab a display handle cannot reach a figure that lives inside a widget:
 the ``Output`` widget drops ``update_display_data`` messages (jupyter-widgets/ipywidgets#1844, visible in
 its ``add()`` which keeps only display_data/stream/error), and output produced by a button callback outside

@@ -20,7 +20,7 @@ import ipywidgets as w
 
 from lazarus_nb.app.cli_args import parse_values
 from lazarus_nb.app.display import LABEL_STYLE, FigureSlot, RunPanel, seconds_text
-from lazarus_nb.data.prompts import LABEL_MAPS
+from lazarus_nb.data.labels import LABEL_MAPS
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.model.load import LoadedModel
 from lazarus_nb.results.sweep import SweepResult

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,18 +37,6 @@ SYMBOLS: dict[str, str] = {"multiply": "*", "add": "+", "subtract": "-", "divide
 FAMILIES: tuple[str, ...] = ("symbolic", "words")
 """Prompt families; ``symbolic`` is the training/evaluation family, ``words`` is for probing and for the
 cross-format transfer check (:func:`word_forms`); training never sees a word prompt."""
-
-
-LABEL_MAPS: tuple[str, ...] = ("true", "permuted")
-"""What the lens at the classifier layer is trained to read for each class: its own word, or another class's
-word (:data:`PERMUTED`, the permuted-label control)."""
-
-
-PERMUTED: dict[str, str] = {"multiply": "divide", "add": "multiply", "subtract": "add", "divide": "subtract"}
-"""The permuted-label control's fixed derangement, class -> the word its lens target is: :data:`CLASSES`
-shifted by one (class k reads word k - 1), so no class keeps its own word and no two classes merely swap
-theirs. It is still a function of the operation class, so it cannot tell "an existing classifier made readable"
-from "a lookup taught by the adapter": both predict the same speed (docs/science.md "Control tasks")."""
 
 
 # Word templates, four or more per class. Why several: a probe should not be able to read the class off
@@ -95,6 +83,9 @@ class Sample:
     a: int  # first operand
     b: int  # second operand
     family: str = "symbolic"  # prompt family, one of FAMILIES
+    # the class index the lens is trained to read for this problem, when a control label map says it is not the
+    # operation's (data.labels: attached where a run builds its data); None = the operation class
+    target: int | None = None
 
     def __post_init__(self) -> None:
         if self.label not in CLASSES:
@@ -106,6 +97,12 @@ class Sample:
     def label_index(self) -> int:
         """Index of the class in :data:`CLASSES` (the probe's target)."""
         return CLASSES.index(self.label)
+
+    @property
+    def target_index(self) -> int:
+        """Index of the class token the lens must read for this problem (docs/science.md "Control tasks"):
+        :attr:`target` under a control label map, else the operation class."""
+        return self.label_index if self.target is None else self.target
 
     def to_dict(self, class_tokens: dict[str, int] | None = None) -> dict:
         """The example record of docs/science.md "Data": prompt, answer, class, class_token, a, b, family.
@@ -385,14 +382,6 @@ def word_prompts(n: int, seed: int = 0, ranges: OperandRanges | None = None) -> 
     return generate(n, seed, ranges, family="words")
 
 
-def target_words(label_map: str = "true") -> tuple[str, ...]:
-    """The word whose token is each class's lens target, in class-index order: the class words themselves
-    (``"true"``) or :data:`PERMUTED`'s (``"permuted"``)."""
-    if label_map not in LABEL_MAPS:
-        raise LazarusError(f"label map must be one of {', '.join(LABEL_MAPS)}, got {label_map!r}")
-    return CLASSES if label_map == "true" else tuple(PERMUTED[c] for c in CLASSES)
-
-
 def word_forms(samples: Sequence[Sample]) -> list[Sample]:
     """The same problems as ``words``-family prompts: the cross-format transfer set of an evaluation.
 
@@ -405,7 +394,7 @@ def word_forms(samples: Sequence[Sample]) -> list[Sample]:
     for s in samples:
         template = seen[s.label] % len(WORD_TEMPLATES[s.label])
         seen[s.label] += 1
-        out.append(make_sample(s.a, s.label, s.b, "words", template))
+        out.append(replace(make_sample(s.a, s.label, s.b, "words", template), target=s.target))
     return out
 
 

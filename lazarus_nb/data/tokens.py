@@ -180,7 +180,7 @@ class Batch:
     answer_rows: mx.array  # (N,) the row of each answer token
     answer_pos: mx.array  # (N,) the position whose next-token prediction is that answer token
     answer_targets: mx.array  # (N,) the answer token that position must predict
-    labels: mx.array  # (B,) class index per row
+    labels: mx.array  # (B,) target class index per row (Sample.target_index)
     class_ids: mx.array  # (B,) class-token id per row (the classification target)
 
     @property
@@ -268,7 +268,7 @@ def make_batch(
     # Position last+j predicts answer token j (logits at t predict token t+1).
     flat = [(r, lp + j, t) for r, (lp, a) in enumerate(zip(last, ans)) for j, t in enumerate(a)]
     answer_rows, pos, tgt = zip(*flat) if flat else ((), (), ())
-    labels = [CLASSES.index(s.label) for s in samples]
+    labels = [s.target_index for s in samples]
     return Batch(
         tokens=mx.array(tokens, dtype=mx.int32),
         prompt_last=mx.array(last, dtype=mx.int32),

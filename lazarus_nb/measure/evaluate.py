@@ -103,8 +103,25 @@ def sample_lens_stats(
     layers: Sequence[int] | None = None,
 ) -> LensStats:
     """``lens_stats`` of ``samples`` (the data of snapshots and of the before/after lens plots)."""
+    return sets_lens_stats(lens, tokenizer, [samples], class_tokens, layers)[0]
+
+
+def sets_lens_stats(
+    lens: LogitLens, tokenizer: Any, sets: Sequence[Sequence[Sample]], class_tokens: ClassTokens,
+    layers: Sequence[int] | None = None,
+) -> list[LensStats]:
+    """``lens_stats`` of each sample set, read in one pass (a snapshot's held-out and training sets share their
+    forward passes and unembedding matmuls: one batch of 64 rows costs less than two of 32)."""
+    samples = [s for group in sets for s in group]
     r = lens_readout(lens, tokenizer, samples, class_tokens, layers, top_k=0)  # lens_stats reads no top-k tokens
-    return lens_stats(r, [s.label_index for s in samples])
+    out, start = [], 0
+    for group in sets:
+        part = slice(start, start + len(group))
+        sub = LensReadout(r.layers, r.target_ids, r.probs[:, part], r.ranks[:, part], r.top_ids[:, part],
+                          r.top_probs[:, part])
+        out.append(lens_stats(sub, [s.target_index for s in group]))
+        start += len(group)
+    return out
 
 
 @dataclass
@@ -125,7 +142,7 @@ def canonical_rows(
     r = lens_readout(lens, tokenizer, samples, class_tokens, [layer], top_k=1)
     rows = []
     for b, s in enumerate(samples):
-        k = s.label_index
+        k = s.target_index
         top = int(r.top_ids[0, b, 0].item())
         rows.append(CanonicalRow(
             prompt=s.prompt,
@@ -273,7 +290,7 @@ def layer_accuracy(lens: LogitLens, tokenizer: Any, samples: Sequence[Sample], c
                    layer: int) -> LayerAccuracy:
     """The lens at ``layer`` only, on ``samples`` (e.g. the word-prompt transfer set)."""
     r = lens_readout(lens, tokenizer, samples, class_tokens, [layer], top_k=1)
-    at = lens_stats(r, [s.label_index for s in samples]).at(layer)
+    at = lens_stats(r, [s.target_index for s in samples]).at(layer)
     return LayerAccuracy(layer, len(samples), at["top1_acc"], at["restricted_acc"], at["prob"])
 
 

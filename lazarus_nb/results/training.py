@@ -45,6 +45,11 @@ class DualRewardResult:
         snapshot set (``train.History.steps_to_readable``)."""
         return self.state.history.steps_to_readable(self.classifier_layer)
 
+    @property
+    def steps_to_readable_train(self) -> int | None:
+        """The same on the training-set snapshot set (memorisation: the ``problem`` control's measure)."""
+        return self.state.history.steps_to_readable(self.classifier_layer, on="train")
+
     def to_dict(self) -> dict[str, Any]:
         hist = self.state.history
         return {
@@ -55,6 +60,7 @@ class DualRewardResult:
             "label_map": self.state.config.label_map,
             "class_targets": dict(zip(CLASSES, self.class_tokens.words)),  # class -> the word its lens reads
             "steps_to_readable": self.steps_to_readable,
+            "steps_to_readable_train": self.steps_to_readable_train,
             "trainable_params": self.trainable_params,
             "config": asdict(self.state.config),
             "history": [{"step": s.step, "total": s.total, "cls_loss": s.cls_loss, "ans_loss": s.ans_loss}

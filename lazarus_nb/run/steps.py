@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import mlx.core as mx
 import numpy as np
 
+from lazarus_nb.data.labels import LabelMap, target_words
 from lazarus_nb.data.prompts import (
     CANONICAL,
     CLASSES,
@@ -27,8 +28,6 @@ from lazarus_nb.data.prompts import (
     Sample,
     heldout_fingerprint,
     probe_samples,
-    target_words,
-    train_heldout_split,
     word_forms,
 )
 from lazarus_nb.data.tokens import (
@@ -80,12 +79,14 @@ def load(model: str, log: Log = quiet) -> LoadedModel:
 
 
 def evaluate_model(loaded: LoadedModel, tokens: ClassTokens, heldout: Sequence[Sample], layer: int, answers: bool,
-              terminator: str) -> Evaluation:
+                   terminator: str, labels: LabelMap | None = None) -> Evaluation:
     """``evaluate`` of the model as it is now, with every control: the canonical prompts, the held-out set and
     the same problems as word prompts (cross-format transfer); with ``answers``, the answer half: greedy answers,
-    answer NLL and collateral damage on the general text."""
-    return evaluate(LogitLens(loaded.model), loaded.tokenizer, tokens, heldout, CANONICAL, layer, answers,
-                    terminator, words=word_forms(heldout), general=answers, context_length=loaded.context_length)
+    answer NLL and collateral damage on the general text. ``heldout`` carries its lens targets already
+    (``TrainConfig.split``); ``labels`` (default: the true map) gives the canonical prompts theirs."""
+    canonical = (labels or LabelMap()).apply(CANONICAL)
+    return evaluate(LogitLens(loaded.model), loaded.tokenizer, tokens, heldout, canonical, layer, answers, terminator,
+                    words=word_forms(heldout), general=answers, context_length=loaded.context_length)
 
 
 def last_token_hidden(loaded: LoadedModel, prompts: Sequence[str], chunk: int = 64) -> np.ndarray:
@@ -193,8 +194,8 @@ def baseline_lens(loaded: LoadedModel, config: TrainConfig | None = None, top_k:
     """Step 2 on the held-out set and classifier layer that training with ``config`` would use."""
     cfg = (config or TrainConfig()).for_model(loaded.num_layers)
     tokens = resolve_class_tokens(loaded.tokenizer, target_words(cfg.label_map))
-    _, heldout = train_heldout_split(cfg.num_samples, cfg.heldout_samples, cfg.seed)
-    ev = evaluate_model(loaded, tokens, heldout, cfg.classifier_layer, False, cfg.answer_terminator)
+    _, heldout = cfg.split()
+    ev = evaluate_model(loaded, tokens, heldout, cfg.classifier_layer, False, cfg.answer_terminator, cfg.labels)
     canonical = run_lens(loaded, [s.prompt for s in CANONICAL], list(CLASSES), None, top_k, class_tokens=tokens)
     return BaselineLens(loaded.name, loaded.num_layers, tokens, ev, canonical)
 
@@ -285,7 +286,7 @@ def run_dual_reward(
 
     def evaluation() -> Evaluation:
         return evaluate_model(loaded, state.class_tokens, state.heldout, state.classifier_layer, answers,
-                         state.config.answer_terminator)
+                              state.config.answer_terminator, state.config.labels)
 
     key = (state.class_tokens.ids, heldout_fingerprint(state.heldout), state.classifier_layer, answers,
            state.config.answer_terminator)
@@ -314,6 +315,7 @@ def run_dual_reward(
             **TrainedMetrics.of(final).record_values(),
             "final_answer_accuracy": final.answer_accuracy,
             "steps_to_readable": state.history.steps_to_readable(state.classifier_layer),
+            "steps_to_readable_train": state.history.steps_to_readable(state.classifier_layer, on="train"),
         })
     tokens = [trained_tokens(loaded.tokenizer, s, state.config.answer_terminator) for s in CANONICAL]
     return DualRewardResult(loaded.name, loaded.num_layers, state.classifier_layer, state.class_tokens,
@@ -335,16 +337,18 @@ def verify(path: str | Path, model: str | None = None, answers: bool = True,
     tokens = class_tokens_from_ids(loaded.tokenizer, record.class_tokens)
     expected = TrainedMetrics.of(trained) if trained is not None else None
     if heldout is None:
-        _, heldout = train_heldout_split(record.train.num_samples, record.train.heldout_samples, record.train.seed)
+        _, heldout = record.train.split()
         check_heldout(record, heldout, path)
         expected = expected or TrainedMetrics.saved(record)
     terminator = record.train.answer_terminator
     if base is None:
         log("evaluating the base model...")
-        base = evaluate_model(loaded, tokens, heldout, record.classifier_layer, answers, terminator)
+        base = evaluate_model(loaded, tokens, heldout, record.classifier_layer, answers, terminator,
+                              record.train.labels)
     log(f"loading the adapter from disk ({path})...")
     checkpoint.load_adapter(loaded, path, record)
     log("evaluating the adapter...")
-    adapted = evaluate_model(loaded, tokens, heldout, record.classifier_layer, answers, terminator)
+    adapted = evaluate_model(loaded, tokens, heldout, record.classifier_layer, answers, terminator,
+                             record.train.labels)
     matches = None if expected is None else TrainedMetrics.of(adapted).matches(expected)
     return VerifyResult(str(path), record, base, adapted, matches)

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lazarus_nb.data.prompts import CANONICAL, CLASSES, LABEL_MAPS, PERMUTED, PROBE_PROMPTS
+from lazarus_nb.data.labels import DESCRIPTIONS, LABEL_MAPS
+from lazarus_nb.data.prompts import CANONICAL, CLASSES, PROBE_PROMPTS
 from lazarus_nb.results.verify import TrainedMetrics, VerifyResult
 from lazarus_nb.show.format import depth, format_layers, pct, prob, token
 from lazarus_nb.train.config import READABLE, STOP_STREAK
@@ -126,9 +127,9 @@ def canonical_lens_table(baseline: BaselineLens) -> list[str]:
     """Step 2 on the canonical prompts: the lens's top token at the classifier layer and the class word's rank."""
     layer = baseline.classifier_layer
     lines = [f"  {'Prompt':<14}{'Top token at L' + str(layer):<24}{'P(expected)':<14}Rank of expected"]
-    for s, p in zip(CANONICAL, baseline.canonical.prompts):
+    for s, p, c in zip(CANONICAL, baseline.canonical.prompts, baseline.heldout.canonical):
         row = p.at(layer)
-        t = row.targets[baseline.class_tokens.words[s.label_index]]  # the word the class is read as
+        t = row.targets[c.expected]  # the word the label map reads this problem as
         tok, q = row.top[0]
         lines.append(f"  {s.prompt!r:<14}{token(tok) + ' ' + prob(q):<24}{prob(t.prob):<14}#{t.rank + 1}")
     ev = baseline.heldout
@@ -214,8 +215,7 @@ def training_header(state: TrainState, num_layers: int, resumed: tuple[str, str]
         lines.append(f"  Data-parallel: {ranks} ranks, {cfg.batch_size // ranks} problems of each batch of "
                      f"{cfg.batch_size} per rank; gradients averaged over the ranks, rank 0 writes")
     if cfg.label_map != LABEL_MAPS[0]:
-        lines.append(f"  Label map: {cfg.label_map} (control: the lens must read another class's word: "
-                     f"{', '.join(f'{c} -> {w}' for c, w in PERMUTED.items())})")
+        lines.append(f"  Label map: {cfg.label_map} (control task: the lens must read {DESCRIPTIONS[cfg.label_map]})")
     if resumed is not None:
         lines.append(f"  Resuming '{resumed[0]}' at step {state.step} of {cfg.steps} ({resumed[1]}); the settings "
                      "above come from its config.json")
@@ -319,11 +319,15 @@ def halves(before: Evaluation, after: Evaluation, names: tuple[str, str] = ("bef
 
 def readable_line(result: DualRewardResult) -> str:
     """When the classifier became readable (the snapshot step, measured on the snapshot set)."""
-    cfg, step = result.state.config, result.steps_to_readable
-    when = f"step {step}" if step is not None else "never (no snapshot reached it)"
-    return (f"Steps to readable: {when}  (first snapshot with full-vocab top-1 >= {pct(READABLE, 0)} at "
-            f"L{result.classifier_layer} on the snapshot set: the fixed class-balanced subset of the held-out set, "
-            f"snapshot_size {cfg.snapshot_size}; snapshots "
+    cfg = result.state.config
+
+    def when(step: int | None) -> str:
+        return f"step {step}" if step is not None else "never"
+
+    return (f"Steps to readable: {when(result.steps_to_readable)} on held-out problems, "
+            f"{when(result.steps_to_readable_train)} on training problems  (first snapshot with full-vocab top-1 >= "
+            f"{pct(READABLE, 0)} at L{result.classifier_layer} on a snapshot set: a fixed class-balanced subset of "
+            f"the held-out set, and as many training problems; snapshot_size {cfg.snapshot_size}; snapshots "
             f"{_every(cfg.snapshot_every, 'at the first and last step only')})")
 
 

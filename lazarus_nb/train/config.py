@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lazarus_nb.data.prompts import LABEL_MAPS, PERMUTED, TERMINATORS, train_heldout_split
+from lazarus_nb.data.labels import DESCRIPTIONS, LABEL_MAPS, LabelMap
+from lazarus_nb.data.prompts import TERMINATORS, Sample, train_heldout_split
 from lazarus_nb.errors import SettingError
 from lazarus_nb.model.layers import check_layers, default_classifier_layer
 
@@ -75,11 +76,11 @@ class TrainConfig:
         "help": "compile the training step with mx.compile (the same losses, a faster step; the first compiled "
                 "run on a machine spends seconds in g++: docs/performance.md): always, never, or auto (runs of at "
                 f"least {COMPILE_MIN_STEPS} steps that do not stop when readable)", "choices": COMPILE_CHOICES})
-    # the permuted-label control (data.prompts.PERMUTED): the class -> word map the lens must read
+    # the control tasks (data.labels, docs/science.md "Control tasks"): what the lens must read for each problem
     label_map: str = field(default="true", metadata={
-        "help": "what the lens at the classifier layer must read for each class: true (its own word) or permuted "
-                f"(a fixed derangement of the class words: {', '.join(f'{c}->{w}' for c, w in PERMUTED.items())}; "
-                "the control run)", "choices": LABEL_MAPS})
+        "help": "what the lens at the classifier layer must read: " + "; ".join(
+            f"{name}: {text}" for name, text in DESCRIPTIONS.items()) + " (the last three are controls)",
+        "choices": LABEL_MAPS})
     # Off by default, so a run does all its steps (the original's semantics). "const": the value of the option
     # given without one (cli_args makes such a field an optional-value option).
     stop_when_readable: float | None = field(default=None, metadata={
@@ -130,6 +131,17 @@ class TrainConfig:
             if self.classifier_layer is not None:
                 check_layers([self.classifier_layer], num_layers, "classifier_layer")
             check_layers(self.lora_layers or [], num_layers, "lora_layers")
+
+    @property
+    def labels(self) -> LabelMap:
+        """The run's label map, seeded with the run's seed (a control draws its random classes from it)."""
+        return LabelMap(self.label_map, self.seed)
+
+    def split(self) -> tuple[list[Sample], list[Sample]]:
+        """The run's (train, held-out) problems with their lens targets attached (``data.labels``): the one place
+        a run's data is built, so training, evaluation, resume and verify read the same targets."""
+        train, heldout = train_heldout_split(self.num_samples, self.heldout_samples, self.seed)
+        return self.labels.apply(train), self.labels.apply(heldout)
 
     def check_ranks(self, ranks: int) -> None:
         """The data-parallel rule: each of ``ranks`` processes takes an equal share of every global batch, so

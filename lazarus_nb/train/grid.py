@@ -275,6 +275,7 @@ def make_row(path: Path, record: Mapping[str, Any], result: Mapping[str, Any] | 
     row: dict[str, Any] = {"run": path.name, "config": dict(record),
                            "final": result["final"] if result else None,
                            "steps_to_readable": result["steps_to_readable"] if result else None,
+                           "steps_to_readable_train": result.get("steps_to_readable_train") if result else None,
                            "seconds": seconds}
     if result and "stop_reason" in result:
         row["stop_reason"] = result["stop_reason"]

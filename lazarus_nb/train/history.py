@@ -11,6 +11,9 @@ import numpy as np
 
 from lazarus_nb.train.config import READABLE, STOP_STREAK
 
+SNAPSHOT_SETS: dict[str, str] = {"heldout": "top1_acc", "train": "train_top1_acc"}
+"""The snapshot sets, and the ``Snapshot`` field of each one's full-vocab top-1 accuracy."""
+
 
 @dataclass
 class StepLog:
@@ -33,6 +36,12 @@ class Snapshot:
     # set's problems of that class, so "which operation becomes readable first" can be seen. Empty in
     # histories written before it was recorded.
     class_prob: dict[str, list[float]] = field(default_factory=dict)
+    # the same lens on a fixed, class-balanced subset of the *training* problems (docs/science.md "Snapshots"):
+    # memorisation (the ``problem`` control) shows here, generalisation in the held-out lists above. Empty in
+    # histories written before it was recorded.
+    train_prob: list[float] = field(default_factory=list)
+    train_restricted_acc: list[float] = field(default_factory=list)
+    train_top1_acc: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -47,15 +56,18 @@ class History:
         values = np.array([getattr(s, metric) for s in self.snapshots], dtype=float).T
         return steps, self.layers, values.reshape(len(self.layers), len(steps))
 
-    def steps_to_readable(self, layer: int, threshold: float = READABLE) -> int | None:
+    def steps_to_readable(self, layer: int, threshold: float = READABLE, on: str = "heldout") -> int | None:
         """The first snapshot step at which the full-vocab top-1 accuracy of the lens at ``layer`` reaches
         ``threshold`` (``READABLE``), None if no snapshot does (docs/science.md "Steps to readable").
 
-        Measured on the *snapshot set*, the fixed class-balanced subset of the held-out set that every snapshot
-        scores (``snapshot_size`` problems, 32 by default: 0.9 means at least 29 of 32), not on the whole
-        held-out set; and only at snapshot steps, so it is a multiple of ``snapshot_every`` (or the last step)."""
+        Measured on a *snapshot set*: ``on="heldout"`` the fixed class-balanced subset of the held-out set that
+        every snapshot scores (``snapshot_size`` problems, 32 by default: 0.9 means at least 29 of 32), not on the
+        whole held-out set; ``on="train"`` its training-set twin (None in a history without one). Only at snapshot
+        steps, so it is a multiple of ``snapshot_every`` (or the last step)."""
         i = self.layers.index(layer)
-        return next((s.step for s in self.snapshots if s.top1_acc[i] >= threshold), None)
+        metric = SNAPSHOT_SETS[on]
+        return next((s.step for s in self.snapshots if getattr(s, metric) and getattr(s, metric)[i] >= threshold),
+                    None)
 
     def readable_streak(self, layer: int, threshold: float, length: int = STOP_STREAK) -> bool:
         """Whether the last ``length`` snapshots all read full-vocab top-1 >= ``threshold`` at ``layer`` (on the

@@ -25,18 +25,18 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.nn.utils import average_gradients
 
+from lazarus_nb.data.labels import target_words
 from lazarus_nb.data.prompts import (
     CANONICAL,
     CLASSES,
     Sample,
     balanced_batches,
     balanced_subset,
-    target_words,
-    train_heldout_split,
+    triple,
 )
 from lazarus_nb.data.tokens import Batch, ClassTokens, encode_example, make_batch, resolve_class_tokens
 from lazarus_nb.errors import LazarusError
-from lazarus_nb.measure.evaluate import sample_lens_stats
+from lazarus_nb.measure.evaluate import sets_lens_stats
 from lazarus_nb.measure.losses import dual_loss
 from lazarus_nb.model.lens import LogitLens
 from lazarus_nb.model.load import LoadedModel
@@ -70,7 +70,7 @@ def prepare(loaded: LoadedModel, config: TrainConfig, class_tokens: ClassTokens 
     cfg = config.for_model(loaded.num_layers)
     class_tokens = class_tokens or resolve_class_tokens(loaded.tokenizer, target_words(cfg.label_map))
     try:
-        train_set, heldout = train_heldout_split(cfg.num_samples, cfg.heldout_samples, cfg.seed)
+        train_set, heldout = cfg.split()
     except ValueError as exc:
         raise LazarusError(str(exc)) from None
     if adapters(loaded.model):
@@ -214,9 +214,21 @@ def snapshot_set(state: TrainState) -> list[Sample]:
     return balanced_subset(state.heldout, len(CLASSES) * min(state.config.snapshot_size // len(CLASSES), per_class))
 
 
+def train_snapshot_set(state: TrainState) -> list[Sample]:
+    """The training-set twin of ``snapshot_set``: as many distinct *training* problems, class-balanced, fixed for
+    the run (the first of each class in the training set's order), so memorisation is measured where it happens."""
+    distinct = list({triple(s): s for s in state.train_set}.values())
+    per_class = min(sum(s.label == c for s in distinct) for c in CLASSES)
+    n = len(snapshot_set(state)) // len(CLASSES)
+    return balanced_subset(distinct, len(CLASSES) * min(n, per_class))
+
+
 def snapshot(lens: LogitLens, loaded: LoadedModel, state: TrainState) -> Snapshot:
-    stats = sample_lens_stats(lens, loaded.tokenizer, snapshot_set(state), state.class_tokens)
-    return Snapshot(state.step, stats.prob, stats.restricted_acc, stats.top1_acc, stats.class_prob)
+    """The lens on the held-out snapshot set and on its training-set twin, read in one pass."""
+    held, train = sets_lens_stats(lens, loaded.tokenizer, [snapshot_set(state), train_snapshot_set(state)],
+                                  state.class_tokens)
+    return Snapshot(state.step, held.prob, held.restricted_acc, held.top1_acc, held.class_prob,
+                    train.prob, train.restricted_acc, train.top1_acc)
 
 
 def rank_zero_decides(flag: bool, group: mx.distributed.Group | None) -> bool:

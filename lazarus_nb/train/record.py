@@ -57,6 +57,7 @@ class RunRecord:
     final_answer_accuracy: float | None = None
     # first snapshot step with full-vocab top-1 >= 0.9 at the classifier layer on the snapshot set (train.History)
     steps_to_readable: int | None = None
+    steps_to_readable_train: int | None = None  # the same on the training-set snapshot set
     heldout_fingerprint: str | None = None  # data.heldout_fingerprint of the held-out set (None: older runs)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know
 

@@ -23,13 +23,12 @@ import pytest
 
 import lazarus_nb
 from lazarus_nb import LazarusError, files
+from lazarus_nb.data.labels import DESCRIPTIONS, LABEL_MAPS, PERMUTED, target_words
 from lazarus_nb.data.prompts import (
     CANONICAL,
     CLASSES,
-    PERMUTED,
     WORD_TEMPLATES,
     problem,
-    target_words,
     train_heldout_split,
     triple,
     word_forms,
@@ -125,7 +124,8 @@ def test_label_map_option_comes_from_the_config():
     parser = cli.build_parser()
     sub = parser._subparsers._group_actions[0].choices["introspect"]._subparsers._group_actions[0]
     action = next(a for a in sub.choices["dual-reward"]._actions if a.dest == "label_map")
-    assert action.choices == ("true", "permuted") and "derangement" in action.help
+    assert action.choices == LABEL_MAPS == ("true", "permuted", "operand", "problem")
+    assert all(text in action.help for text in DESCRIPTIONS.values())
     assert "multiply->divide" in action.help
 
 

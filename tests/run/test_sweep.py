@@ -109,7 +109,8 @@ def test_grid_check_names_the_option_of_a_bad_run():
     assert info.value.render(cli_args.option) == "--classifier-layer: layer 9 is outside this model's layers 0..3"
     with pytest.raises(LazarusError) as info:
         sweep.Grid.of({"label_map": ["true", "wrong"]}).check(4)
-    assert info.value.render(cli_args.option) == "--label-map must be one of true, permuted, got 'wrong'"
+    assert info.value.render(cli_args.option) == ("--label-map must be one of true, permuted, operand, problem, "
+                                                  "got 'wrong'")
 
 
 def test_ranks_share_the_runs_round_robin():
@@ -159,7 +160,8 @@ def test_rows_are_the_runs_config_json_and_dual_reward_final_block(swept, model_
     for row in on_disk:
         assert row["config"] == json.loads((out / row["run"] / checkpoint.CONFIG).read_text())
         assert row["config"]["status"] == "complete" and row["config"]["steps_completed"] == 3
-        assert set(row) == {"run", "config", "final", "steps_to_readable", "stop_reason", "seconds"}
+        assert set(row) == {"run", "config", "final", "steps_to_readable", "steps_to_readable_train", "stop_reason",
+                        "seconds"}
         assert row["seconds"] > 0 and row["stop_reason"] == row["config"]["stop_reason"] == "steps"
     # the same run alone, on a freshly loaded model: the sweep's second run trained on the model its first run
     # had adapted, so this also shows that removing the adapters gives back the base model exactly

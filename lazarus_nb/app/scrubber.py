@@ -11,8 +11,9 @@ from matplotlib.figure import Figure
 from lazarus_nb.app.display import FigureSlot
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.show import figures
+from lazarus_nb.show.format import pct
 from lazarus_nb.train import checkpoint
-from lazarus_nb.train.history import History
+from lazarus_nb.train.history import History, Snapshot
 
 PLAY_MS = (500, 1500)
 """The play control's interval per snapshot, least and most: slow enough to read each frame, fast enough to watch
@@ -84,9 +85,21 @@ class EmergenceScrubber:
             self.slider.value = self.figure.index  # e.g. show(-1): its observer redraws the same snapshot once
             return fig
         n = len(self.history.snapshots)
-        self.label.value = f"step <b>{self.step}</b> &middot; snapshot {self.figure.index + 1} of {n}"
+        self.label.value = (f"step <b>{self.step}</b> &middot; snapshot {self.figure.index + 1} of {n}"
+                            + self._top1_text(self.history.snapshots[self.figure.index]))
         self.slot.update(fig)
         return fig
+
+    def _top1_text(self, snap: Snapshot) -> str:
+        """The lens's full-vocab top-1 at the classifier layer on both snapshot sets (held-out: generalisation,
+        training: memorisation), so the scrubber carries what ``steps_to_readable`` reads."""
+        if self.classifier_layer is None:
+            return ""
+        i = self.history.layers.index(self.classifier_layer)
+        parts = [f"held-out {pct(snap.top1_acc[i], 0)}"]
+        if snap.train_top1_acc:
+            parts.append(f"training {pct(snap.train_top1_acc[i], 0)}")
+        return f" &middot; top-1 at L{self.classifier_layer}: {', '.join(parts)}"
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lazarus_nb.results.controls import ControlComparison
 from lazarus_nb.train import grid as sweeps
-
-if TYPE_CHECKING:
-
-    pass
 
 
 @dataclass
@@ -29,6 +26,8 @@ class SweepResult:
     rank: int
     size: int  # ranks (processes) that shared the grid
     seconds: float
+    # the truth beside its control tasks, one per setting of the other axes (a grid with label_map true and a control)
+    controls: list[ControlComparison] = field(default_factory=list)
 
     @property
     def missing(self) -> list[str]:
@@ -39,4 +38,4 @@ class SweepResult:
         return {"output": str(self.output), "grid": {k: list(v) for k, v in self.grid.axes.items()},
                 "runs": [run.name for run in self.grid.runs()], "rows": self.rows, "missing": self.missing,
                 "ran": self.ran, "skipped": self.skipped, "files": self.files, "ranks": self.size,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "controls": [c.to_dict() for c in self.controls]}

@@ -15,6 +15,7 @@ from lazarus_nb.measure.evaluate import Evaluation
 from lazarus_nb.model.load import DEFAULT_MODEL, LoadedModel, peek_config
 from lazarus_nb.model.lora import remove_adapters
 from lazarus_nb.results.sweep import SweepResult
+from lazarus_nb.run.controls import compare_controls
 from lazarus_nb.run.steps import Log, load, quiet, run_dual_reward
 from lazarus_nb.show import figures
 from lazarus_nb.show import text as report
@@ -78,7 +79,8 @@ def sweep(
     Ranks: under ``mlx.launch -n N`` (``group``, default ``mx.distributed.init()``: one process outside
     mlx.launch) rank r runs the grid's runs r, r + N, ...; every run is single-process, so its row is the row the
     sequential sweep writes. The ranks wait for each other at the end, then rank 0 writes the figures
-    (``trade_off.png``, ``steps_to_readable.png``) and every rank returns all rows.
+    (``trade_off.png``, ``steps_to_readable.png``, and ``controls.png`` for a grid of the truth and control tasks:
+    ``run.controls.compare_controls``) and every rank returns all rows.
     ``callback_for(planned)`` gives each trained run its training callback (the CLI's step table)."""
     t_start = time.perf_counter()
     grid = grid if isinstance(grid, sweeps.Grid) else sweeps.Grid.of(grid, base)
@@ -110,10 +112,11 @@ def sweep(
     if size > 1:
         _wait_for_ranks(group)
     rows = sweeps.grid_rows(grid, sweeps.read_rows(root), loaded.num_layers)
+    controls = compare_controls(root, rows)
     files = {sweeps.ROWS: str(sweeps.rows_path(root))}
     if rank == 0:
-        for name, fig in figures.sweep_figures(rows).items():
+        for name, fig in figures.sweep_figures(rows, controls).items():
             files[name] = str(plot_output.save(fig, root / name))
     skipped = [p.run.name for p in mine if p.action == sweeps.DONE]
     return SweepResult(root, grid, loaded.num_layers, rows, ran, skipped, files, rank, size,
-                       time.perf_counter() - t_start)
+                       time.perf_counter() - t_start, controls)

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from lazarus_nb import files
 from lazarus_nb.errors import SettingError
+from lazarus_nb.show.plots import controls as controls_plots
 from lazarus_nb.show.plots import emergence as emergence_plots
 from lazarus_nb.show.plots import lens as lens_plots
 from lazarus_nb.show.plots import probe as probe_plots
@@ -25,12 +26,14 @@ from lazarus_nb.show.plots import sweep as sweep_plots
 from lazarus_nb.show.plots import training as training_plots
 from lazarus_nb.show.plots.emergence import ScrubFigure
 from lazarus_nb.show.plots.grid import GridPanel, logit_lens_grid
+from lazarus_nb.train.config import READABLE
 from lazarus_nb.train.grid import final, series, spread
 
 if TYPE_CHECKING:  # the result types only: their modules load mlx-lm, which drawing a figure does not need
     from lazarus_nb.measure.evaluate import Evaluation
     from lazarus_nb.measure.lens_grid import LensGrid
     from lazarus_nb.measure.probe import ProbeResult
+    from lazarus_nb.results.controls import ControlComparison
     from lazarus_nb.results.lens import LensReport
     from lazarus_nb.train.history import History
 
@@ -67,9 +70,11 @@ def loss_figure(history: History) -> Figure:
     return training_plots.loss_curves(*_losses(history))
 
 
-def emergence_figures(history: History, classifier_layer: int | None = None) -> tuple[Figure, Figure]:
-    """(heatmap, curves) of the snapshots' mean P(correct class token) by layer and training step."""
-    steps, layers, values = history.emergence("prob")
+def emergence_figures(history: History, classifier_layer: int | None = None,
+                      on: str = "heldout") -> tuple[Figure, Figure]:
+    """(heatmap, curves) of the snapshots' mean P(correct class token) by layer and training step, on the held-out
+    snapshot set or (``on="train"``) its training-set twin."""
+    steps, layers, values = history.emergence("prob" if on == "heldout" else "train_prob")
     return (emergence_plots.emergence_heatmap(steps, layers, values, classifier_layer=classifier_layer),
             emergence_plots.emergence_curves(steps, layers, values, classifier_layer=classifier_layer))
 
@@ -212,6 +217,25 @@ def steps_to_readable_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
     return sweep_plots.readable_heatmap(panels)
 
 
-def sweep_figures(rows: Sequence[Mapping[str, Any]]) -> dict[str, Figure]:
-    """The sweep's figures by file name: ``trade_off.png`` and ``steps_to_readable.png``."""
-    return {"trade_off.png": trade_off_figure(rows), "steps_to_readable.png": steps_to_readable_figure(rows)}
+CONTROL_SETS = {"heldout": "held-out problems (generalisation)", "train": "training problems (memorisation)"}
+"""The control figure's panel titles by snapshot set."""
+
+
+def controls_figure(comparison: ControlComparison) -> Figure:
+    """The truth beside each control: lens top-1 at the classifier layer against training step, on held-out and on
+    training problems, each label map's seed mean with its min..max band."""
+    panels = {k: {m: (c.steps, [c.by_seed[s] for s in sorted(c.by_seed)]) for m, sets in comparison.curves.items()
+                  if (c := sets.get(k)) is not None} for k in CONTROL_SETS}
+    where = ", ".join(f"{k}={v}" for k, v in comparison.settings.items())
+    title = (f"Control tasks: lens top-1 at L{comparison.classifier_layer} on {comparison.n} problems per set"
+             + (f" ({where})" if where else ""))
+    return controls_plots.controls_curves({k: v for k, v in panels.items() if v}, CONTROL_SETS, title, READABLE)
+
+
+def sweep_figures(rows: Sequence[Mapping[str, Any]], controls: Sequence[ControlComparison] = ()) -> dict[str, Figure]:
+    """The sweep's figures by file name: ``trade_off.png``, ``steps_to_readable.png`` and, for a grid with the
+    truth and controls, ``controls.png`` (``controls_1.png``, ... for each further setting of the other axes)."""
+    out = {"trade_off.png": trade_off_figure(rows), "steps_to_readable.png": steps_to_readable_figure(rows)}
+    for i, comparison in enumerate(controls):
+        out[f"controls{f'_{i}' if i else ''}.png"] = controls_figure(comparison)
+    return out

@@ -21,6 +21,7 @@ from lazarus_nb.train.grid import DIVERGED, DONE, NEW, RESUME, Grid, Planned
 if TYPE_CHECKING:
     from lazarus_nb.measure.evaluate import CanonicalRow, Evaluation
     from lazarus_nb.model.load import LoadedModel
+    from lazarus_nb.results.controls import ControlComparison
     from lazarus_nb.results.demo import DemoResult
     from lazarus_nb.results.lens import BaselineLens, LensReport
     from lazarus_nb.results.probe import ProbeReport
@@ -469,7 +470,51 @@ def sweep_summary(result: SweepResult) -> list[str]:
              *sweep_table(result.rows, result.grid)]
     if result.missing:
         lines.append(f"  No row yet: {', '.join(result.missing)} (run the sweep again to finish them)")
+    for comparison in result.controls:
+        lines += ["", *controls_table(comparison)]
     return [*lines, "", f"Results in {result.output}/:", *(f"  {path}" for path in result.files.values())]
+
+
+CONTROL_SET_NAMES = {"heldout": "held-out", "train": "training"}
+
+
+def _shown_steps(steps: Sequence[int], most: int = 5) -> list[int]:
+    """A few of the snapshot steps for a table: the first after step 0, evenly spread ones, the last."""
+    later = [s for s in steps if s > 0]
+    if len(later) <= most:
+        return later
+    picks = {later[round(i * (len(later) - 1) / (most - 1))] for i in range(most)}
+    return sorted(picks)
+
+
+def _ci(interval: Sequence[float] | None) -> str:
+    return "n/a (1 seed)" if interval is None else f"[{interval[0]:+.2f}, {interval[1]:+.2f}]"
+
+
+def controls_table(comparison: ControlComparison) -> list[str]:
+    """Selectivity of the truth against each control (docs/science.md "Control tasks"): full-vocab top-1 of the lens
+    at the classifier layer, seed means, at a few matched step budgets on both snapshot sets and on the whole
+    held-out set at the end, with the 95% intervals within a run (Newcombe) and across seeds (Student t)."""
+    c = comparison
+    where = ", ".join(f"{k}={value}" for k, value in c.settings.items())
+    lines = [f"Control tasks at L{c.classifier_layer}{f' ({where})' if where else ''}: selectivity = true top-1 minus "
+             "the control's",
+             "  (lens full-vocab top-1, seed means, as fractions; 95% intervals within a run: Newcombe on the counts",
+             "  pooled over seeds; across seeds: Student t over the paired seed differences)",
+             f"  {'control':<10}{'problems':<18}{'step':>6}{'true':>8}{'control':>9}{'selectivity':>13}"
+             f"  {'within a run':<18}across seeds"]
+    for control, sets in c.selectivity.items():
+        rows = [(CONTROL_SET_NAMES[k] + f" ({c.n})", s) for k, found in sets.items()
+                for s in found if s.step in _shown_steps([x.step for x in found])]
+        if control in c.final:
+            rows.append((f"all held-out ({c.heldout_n})", c.final[control]))
+        for name, s in rows:
+            lines.append(f"  {control:<10}{name:<18}{s.step:>6}{s.true_accuracy:>8.2f}{s.control_accuracy:>9.2f}"
+                         f"{s.value:>+13.2f}  {_ci(s.within):<18}{_ci(s.across)}")
+    if "problem" in c.selectivity:
+        lines.append("  problem: a held-out problem has no learnable class (chance by construction); its training rows "
+                     "are its measure")
+    return lines
 
 
 def sweep_interrupted(output: str | Path) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lazarus_nb.data.labels import DESCRIPTIONS, LABEL_MAPS, LabelMap
-from lazarus_nb.data.prompts import TERMINATORS, Sample, train_heldout_split
+from lazarus_nb.data.prompts import CLASSES, TERMINATORS, Sample, train_heldout_split
 from lazarus_nb.errors import SettingError
 from lazarus_nb.model.layers import check_layers, default_classifier_layer
 
@@ -64,7 +64,7 @@ class TrainConfig:
     snapshot_every: int = _opt(25, "logit-lens snapshot interval in steps, 0 = first and last only")
     # small: snapshots are overhead
     snapshot_size: int = _opt(32, "fixed class-balanced held-out problems scored at every snapshot (a multiple "
-                                  "of 4; fewer when the held-out set is smaller)")
+                                  "of 4; fewer when the held-out set is smaller), and as many training problems")
     checkpoint_every: int = _opt(100, "checkpoint interval in steps when a checkpoint is written, 0 = at the end only")
     answer_terminator: str = field(default="eos", metadata={
         "help": "what ends the answer target: eos (the tokenizer's end-of-sequence token, scored by the answer "
@@ -131,6 +131,12 @@ class TrainConfig:
             if self.classifier_layer is not None:
                 check_layers([self.classifier_layer], num_layers, "classifier_layer")
             check_layers(self.lora_layers or [], num_layers, "lora_layers")
+
+    @property
+    def snapshot_count(self) -> int:
+        """Problems in each snapshot set: ``snapshot_size``, or as many as the held-out set holds of its smallest
+        class, times 4 (a balanced draw gives every class ``heldout_samples // 4`` or one more)."""
+        return len(CLASSES) * min(self.snapshot_size // len(CLASSES), self.heldout_samples // len(CLASSES))
 
     @property
     def labels(self) -> LabelMap:

@@ -209,9 +209,8 @@ def make_step(
 
 def snapshot_set(state: TrainState) -> list[Sample]:
     """The fixed, class-balanced held-out problems every snapshot scores (docs/science.md "Snapshots"):
-    ``snapshot_size`` of them, or as many as the held-out set holds of its smallest class, times 4."""
-    per_class = min(sum(s.label == c for s in state.heldout) for c in CLASSES)
-    return balanced_subset(state.heldout, len(CLASSES) * min(state.config.snapshot_size // len(CLASSES), per_class))
+    ``TrainConfig.snapshot_count`` of them."""
+    return balanced_subset(state.heldout, state.config.snapshot_count)
 
 
 def train_snapshot_set(state: TrainState) -> list[Sample]:
@@ -219,8 +218,7 @@ def train_snapshot_set(state: TrainState) -> list[Sample]:
     the run (the first of each class in the training set's order), so memorisation is measured where it happens."""
     distinct = list({triple(s): s for s in state.train_set}.values())
     per_class = min(sum(s.label == c for s in distinct) for c in CLASSES)
-    n = len(snapshot_set(state)) // len(CLASSES)
-    return balanced_subset(distinct, len(CLASSES) * min(n, per_class))
+    return balanced_subset(distinct, len(CLASSES) * min(state.config.snapshot_count // len(CLASSES), per_class))
 
 
 def snapshot(lens: LogitLens, loaded: LoadedModel, state: TrainState) -> Snapshot:

@@ -155,7 +155,7 @@ def reference_lens_stats(loaded, samples, ct) -> dict:
     way ``sample_lens_stats`` computed it before it was batched over layers and moved to numpy."""
     batch = make_batch(loaded.tokenizer, samples, ct, with_answers=False)
     hidden, _ = forward_hidden(loaded.model, batch.tokens)
-    rows, labels = np.arange(batch.size), np.array([s.label_index for s in samples])
+    rows, labels = np.arange(batch.size), np.array([s.target_index for s in samples])
     lens = LogitLens(loaded.model)
     out: dict = {"prob": [], "restricted_acc": [], "top1_acc": [], "median_rank": []}
     for h in hidden:
@@ -199,11 +199,12 @@ def test_sample_lens_stats_equal_the_per_layer_computation(llama):
 
 
 def test_snapshots_match_the_reference_and_leave_training_unchanged(tiny_model_dir):
-    """Every snapshot of a short run equals the per-layer computation at that step's adapters, and taking
+    """Every snapshot of a short run (held-out set and its training twin) equals the per-layer computation at that
+    step's adapters, and taking
     snapshots at every step changes no step of the run (the History of the run without them)."""
     from lazarus_nb.app.profiles import SMOKE_TRAIN
     from lazarus_nb.train.callbacks import TrainingCallback
-    from lazarus_nb.train.loop import prepare, snapshot_set, train
+    from lazarus_nb.train.loop import prepare, snapshot_set, train, train_snapshot_set
 
     path = str(tiny_model_dir("llama"))
     loaded = lazarus_nb.load_model(path)
@@ -219,6 +220,10 @@ def test_snapshots_match_the_reference_and_leave_training_unchanged(tiny_model_d
                 if check:
                     ref = reference_lens_stats(loaded, snapshot_set(state), state.class_tokens)
                     assert_stats_match(snapshot, ref)
+                    twin = reference_lens_stats(loaded, train_snapshot_set(state), state.class_tokens)
+                    assert snapshot.train_prob == pytest.approx(twin["prob"], rel=1e-5, abs=0)
+                    assert snapshot.train_top1_acc == pytest.approx(twin["top1_acc"], abs=1e-12)
+                    assert snapshot.train_restricted_acc == pytest.approx(twin["restricted_acc"], abs=1e-12)
                     checked.append((state.step, max(ref["top1_acc"])))
 
         train(loaded, state, callback=Check())

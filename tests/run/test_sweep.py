@@ -484,3 +484,37 @@ def test_sweep_panel_shows_the_rows_and_redraws_as_runs_finish(swept, loaded, tm
 
     panel.fields["cls_weight"].value = "0.5, x"
     assert panel.run() is None and "cls_weight: must be a number, got &#x27;x&#x27;" in panel.status.value
+
+
+def test_a_grid_of_the_truth_and_a_control_reports_selectivity_from_the_runs_histories(loaded, tmp_path):
+    out = tmp_path / "controls"
+    result = run_sweep.sweep(out, {"label_map": ["true", "operand", "problem"], "seed": [0, 1]}, TINY, model=loaded,
+                             answers=False)
+    (comparison,) = result.controls
+    assert set(comparison.selectivity) == {"operand", "problem"} and comparison.settings == {}
+    assert comparison.n == TINY.snapshot_count == 4
+
+    def top1(label_map: str, seed: int, key: str) -> list[float]:
+        run = next(r["run"] for r in result.rows if (r["config"]["label_map"], r["config"]["seed"]) == (label_map, seed))
+        history = json.loads((out / run / checkpoint.HISTORY).read_text())  # the file, read back
+        i = history["layers"].index(comparison.classifier_layer)
+        return [s[key][i] for s in history["snapshots"]]
+
+    for control in ("operand", "problem"):
+        for where, key in (("heldout", "top1_acc"), ("train", "train_top1_acc")):
+            found = comparison.selectivity[control][where]
+            assert [s.step for s in found] == list(range(TINY.steps + 1))
+            for s in found:
+                expected = [top1("true", seed, key)[s.step] - top1(control, seed, key)[s.step] for seed in (0, 1)]
+                assert s.value == pytest.approx(sum(expected) / 2, abs=1e-9)
+                assert s.seeds == [0, 1] and s.across is not None and s.within[0] <= s.value <= s.within[1]
+    d = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert d["controls"][0]["selectivity"]["operand"]["train"][0]["step"] == 0
+    assert (out / "controls.png").stat().st_size > 10_000 and result.files["controls.png"] == str(out / "controls.png")
+    table = "\n".join(report.sweep_summary(result))
+    assert "Control tasks at L" in table and "operand" in table and "chance by construction" in table
+
+
+def test_a_grid_without_a_control_has_no_comparison(swept):
+    _, result, _ = swept
+    assert result.controls == [] and "controls.png" not in result.files

@@ -436,3 +436,28 @@ def test_empty_lora_layers_is_rejected():
 def test_impossible_data_request_is_a_lazarus_error(fresh):
     with pytest.raises(LazarusError):
         prepare(fresh(), replace(TINY, heldout_samples=100_000))
+
+
+def test_training_snapshot_set_is_distinct_balanced_training_problems():
+    """The training twin of the snapshot set: as many problems as the held-out snapshot set, class-balanced, each
+    a training problem, none held out, none repeated, under every label map (the same problems)."""
+    from lazarus_nb.data.prompts import CLASSES, problem, triple
+    from lazarus_nb.train.config import TrainConfig
+    from lazarus_nb.train.loop import snapshot_set, train_snapshot_set
+    from lazarus_nb.train.state import TrainState
+
+    def state(cfg: TrainConfig) -> TrainState:
+        train_set, heldout = cfg.split()
+        return TrainState(cfg, None, 0, [], 0, 0, None, None, train_set, heldout, 0.0)
+
+    sets = []
+    for label_map in ("true", "problem"):
+        st = state(TrainConfig(num_samples=800, heldout_samples=100, snapshot_size=32, label_map=label_map))
+        twin = train_snapshot_set(st)
+        held = {problem(triple(s)) for s in st.heldout}
+        assert len(twin) == len(snapshot_set(st)) == 32
+        assert all(s in st.train_set for s in twin) and not any(problem(triple(s)) in held for s in twin)
+        assert len({triple(s) for s in twin}) == len(twin)
+        assert [sum(s.label == c for s in twin) for c in CLASSES] == [8, 8, 8, 8]
+        sets.append([triple(s) for s in twin])
+    assert sets[0] == sets[1]

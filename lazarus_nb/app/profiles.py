@@ -17,8 +17,9 @@ so a person, ``papermill -p MODEL ...`` and the test suite (nbval) all share tha
   everything runs, not that the classifier emerges.
 
 The sweep notebook (05) takes its grid and base settings from the profile too: ``full`` sweeps cls_weight
-0, 0.2, ..., 1 over seeds 0 and 1 (12 runs of the default 500 steps: hours on a laptop CPU); ``smoke`` two
-2-step runs (cls_weight 0.2 and 0.8).
+0, 0.2, ..., 1 over seeds 0 and 1 (12 runs of the default 500 steps: hours on a laptop CPU), and the control
+tasks: every label map over seeds 0, 1 and 2 (12 more runs); ``smoke`` two 2-step runs (cls_weight 0.2 and 0.8)
+and two for the controls (the truth and the ``operand`` control).
 
 ``LAZARUS_NB_MODEL`` overrides the model (embedded name, Hugging Face id or local mlx-lm directory) and
 ``LAZARUS_NB_RUN_DIR`` the directory the notebooks hand their results through (default
@@ -33,6 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lazarus_nb.data.labels import LABEL_MAPS
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.model.load import DEFAULT_MODEL, load_model
 from lazarus_nb.run.steps import run_dual_reward
@@ -62,6 +64,13 @@ SMOKE_SWEEP: dict[str, list[Any]] = {"cls_weight": [0.2, 0.8]}
 """The grids of notebook 05 (field -> values; every combination is one run), over ``Profile.sweep_train``."""
 
 
+FULL_CONTROLS: dict[str, list[Any]] = {"label_map": list(LABEL_MAPS), "seed": [0, 1, 2]}
+
+
+SMOKE_CONTROLS: dict[str, list[Any]] = {"label_map": ["true", "operand"]}
+"""The control-task grids of notebook 05 (the truth beside its controls), over ``Profile.sweep_train``."""
+
+
 @dataclass(frozen=True)
 class Profile:
     """Settings of one notebook run (see the module docstring)."""
@@ -74,6 +83,7 @@ class Profile:
     answers: bool = True  # greedy answer accuracy before/after training (on the held-out set)
     sweep_grid: dict[str, list[Any]] = field(default_factory=lambda: deepcopy(FULL_SWEEP))  # notebook 05's grid
     sweep_train: TrainConfig = field(default_factory=TrainConfig)  # ... and the settings it does not vary
+    controls_grid: dict[str, list[Any]] = field(default_factory=lambda: deepcopy(FULL_CONTROLS))  # ... its controls
 
     @property
     def checkpoint(self) -> Path:
@@ -84,6 +94,11 @@ class Profile:
     def sweep_dir(self) -> Path:
         """Where notebook 05 sweeps (one per profile: a sweep directory holds runs of one setting)."""
         return self.run_dir / f"sweep-{self.name}"
+
+    @property
+    def controls_dir(self) -> Path:
+        """Where notebook 05 sweeps the control tasks."""
+        return self.run_dir / f"controls-{self.name}"
 
     def train_config(self, **overrides: Any) -> TrainConfig:
         """A fresh copy of :attr:`train` with ``overrides`` (TrainConfig field names) applied."""
@@ -122,7 +137,8 @@ def profile(name: str | None = None) -> Profile:
     run_dir = Path(env_dir).expanduser().resolve() if env_dir else default_run_dir()
     if name == "smoke":
         return Profile(name, model, run_dir, probe_per_class=8, train=replace(SMOKE_TRAIN), answers=True,
-                       sweep_grid=deepcopy(SMOKE_SWEEP), sweep_train=replace(SMOKE_TRAIN, steps=2))
+                       sweep_grid=deepcopy(SMOKE_SWEEP), sweep_train=replace(SMOKE_TRAIN, steps=2),
+                       controls_grid=deepcopy(SMOKE_CONTROLS))
     return Profile(name, model, run_dir, probe_per_class=50, train=TrainConfig(), answers=True)
 
 

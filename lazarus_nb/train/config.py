@@ -117,6 +117,10 @@ class TrainConfig:
             (self.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0, got {self.checkpoint_every}"),
             (self.stop_when_readable is None or 0 < self.stop_when_readable <= 1,  # also rejects nan
              "stop_when_readable", f"must be an accuracy in (0, 1], got {self.stop_when_readable}"),
+            # the stop rule reads the held-out snapshot set, where the memorisation control has nothing to learn
+            (self.stop_when_readable is None or self.label_map != "problem", "stop_when_readable",
+             "cannot be used with the problem label map: it reads held-out problems, which have no learnable "
+             "class under that control (it would never stop)"),
         ]
         for ok, name, message in checks:
             if not ok:

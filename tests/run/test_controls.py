@@ -118,6 +118,19 @@ def test_label_map_is_a_checked_saved_setting():
     assert old.train.label_map == "true" and old.steps_to_readable is None
 
 
+def test_the_memorisation_control_refuses_the_readable_stop(tmp_path, capsys):
+    """``stop_when_readable`` reads held-out problems, which have no learnable class under ``problem``: one
+    sentence naming both options, exit 2, nothing written."""
+    from lazarus_nb.app import cli
+
+    out = tmp_path / "run"
+    code = cli.main(["introspect", "dual-reward", "--label-map", "problem", "--stop-when-readable", "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and not out.exists()
+    assert err.count("\n") == 0 and "--stop-when-readable cannot be used with the problem label map" in err
+    TrainConfig(label_map="operand", stop_when_readable=0.9).check()  # a control with held-out answers may stop
+
+
 def test_label_map_option_comes_from_the_config():
     from lazarus_nb.app import cli
 

@@ -495,7 +495,8 @@ def test_a_grid_of_the_truth_and_a_control_reports_selectivity_from_the_runs_his
     assert comparison.n == TINY.snapshot_count == 4
 
     def top1(label_map: str, seed: int, key: str) -> list[float]:
-        run = next(r["run"] for r in result.rows if (r["config"]["label_map"], r["config"]["seed"]) == (label_map, seed))
+        run = next(r["run"] for r in result.rows
+                   if (r["config"]["label_map"], r["config"]["seed"]) == (label_map, seed))
         history = json.loads((out / run / checkpoint.HISTORY).read_text())  # the file, read back
         i = history["layers"].index(comparison.classifier_layer)
         return [s[key][i] for s in history["snapshots"]]

@@ -24,6 +24,7 @@ from lazarus_nb.data.labels import LABEL_MAPS
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.model.load import LoadedModel
 from lazarus_nb.results.sweep import SweepResult
+from lazarus_nb.run.steps import Log, quiet
 from lazarus_nb.run.sweep import sweep
 from lazarus_nb.show import figures
 from lazarus_nb.show import text as report
@@ -118,8 +119,9 @@ class SweepPanel(RunPanel):
 
     # ------------------------------------------------------------------------------------------------ run
 
-    def run(self) -> SweepResult | None:
-        """Sweep the grid in the fields; the result, or None with the error sentence in ``output``."""
+    def run(self, log: Log = quiet) -> SweepResult | None:
+        """Sweep the grid in the fields; the result, or None with the error sentence in ``output``. ``log`` hears
+        the sweep's progress lines (a cell passes ``print`` to see them in its own output, under the panel)."""
         started = time.monotonic()
         self.output.outputs = ()
         try:
@@ -135,7 +137,7 @@ class SweepPanel(RunPanel):
         self._show()
         try:
             result = sweep(self.out_dir, grid, model=self.loaded, answers=self.answers, on_row=self._on_row,
-                           callback_for=self._callback_for)
+                           callback_for=self._callback_for, log=log)
         except LazarusError as exc:
             return self._fail(str(exc))
         except KeyboardInterrupt:

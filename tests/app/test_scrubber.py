@@ -139,8 +139,10 @@ def _history(n_layers: int = 5) -> History:
     for k, step in enumerate((0, 10, 25)):
         cp = {c: [1e-6 * (1 + i) * (k + 1) * (j + 1) for i in range(n_layers)] for j, c in enumerate(CLASSES)}
         cp["multiply"][3] = (0.001, 0.4, 0.9)[k]
-        snaps.append(Snapshot(step, list(np.mean([cp[c] for c in CLASSES], axis=0)), [0.25] * n_layers,
-                              [0.0] * n_layers, cp))
+        top1 = [0.0] * n_layers
+        top1[3] = (0.0, 0.5, 1.0)[k]
+        snaps.append(Snapshot(step, list(np.mean([cp[c] for c in CLASSES], axis=0)), [0.25] * n_layers, top1, cp,
+                              train_top1_acc=[(0.0, 0.75, 1.0)[k]] * n_layers))
     return History(list(range(n_layers)), [], snaps)
 
 
@@ -165,6 +167,9 @@ def test_scrubber_slider_moves_the_marker_and_the_lines_and_redraws():
             np.testing.assert_array_equal(ln.get_xdata(), history.layers)
             np.testing.assert_array_equal(ln.get_ydata(), history.snapshots[index].class_prob[c])
         assert f"step <b>{step}</b>" in scrubber.label.value and f"Step {step} " in scrubber.figure.ax_lines.get_title()
+        # both snapshot sets' top-1 at the classifier layer, as the history holds them
+        held, train = history.snapshots[index].top1_acc[3], history.snapshots[index].train_top1_acc[3]
+        assert f"top-1 at L3: held-out {100 * held:.0f}%, training {100 * train:.0f}%" in scrubber.label.value
     assert _redraws(scrubber.slot) == 3 and scrubber.slot.renders == 3
     assert scrubber.figure.fig is fig  # the same figure, updated in place
     assert len(fig.axes) == 3  # lines, heatmap, its colour bar: nothing added by redraws

@@ -1,20 +1,45 @@
-"""End to end in a real browser: JupyterLab + headless Chromium (Selenium) on notebook 03.
+"""End to end in a real browser: JupyterLab + headless Chromium (Selenium) on notebooks 03, 04 and 05.
 
-Reads the page as a person sees it, never JupyterLab's JavaScript internals: waits for the notebook toolbar's
-kernel indicator to show idle (answering a "Select Kernel" dialog with Select, as a person would), clicks
-Run > Run All Cells on ``03_train_dual_reward`` (smoke profile, set in the Jupyter server's environment), then
-sets the panel's steps to 2, clicks **Train**, and checks that the progress bar completes, the status says
-done and the live figure was redrawn during the run (counted by the panel's redraw counter in the DOM, so
-the check does not depend on timing). A screenshot is saved in the test's tmp directory.
+Reads the page as a person sees it, never JupyterLab's JavaScript internals: for each notebook it waits for the
+notebook toolbar's kernel indicator to show idle (answering a "Select Kernel" dialog with Select, as a person
+would), clicks Run > Run All Cells, and waits until every code cell has run with no error output. Then:
 
+* ``03_train_dual_reward``: checks the headless run cell's status, sets the panel's steps to 2, clicks **Train**,
+  and checks that the progress bar completes, the status says done and the live figure was redrawn during the
+  run (counted by the panel's redraw counter in the DOM, so the check does not depend on timing).
+* ``04_verify`` (it trains its own smoke checkpoint, notebook 03 has not run in its server): on the lens
+  explorer, the prompt the dropdown shows is the prompt the figure's title names (the slot's hidden
+  ``data-title``: a PNG's title cannot be read from the page), after Run All, after picking another canonical
+  prompt in the dropdown, and after typing a prompt in the text box and pressing Enter (the dropdown then shows
+  no selection); the grid tab says its grid is computed when the tab is opened, and once it is opened shows the
+  typed prompt's grid as a PNG at its own width, wider than the tab, which scrolls sideways instead of shrinking
+  it.
+* ``05_sweeps``: the sweep panel's status says the grid is done and its table has one row per run, no run
+  twice; then typing seeds ``0 1`` and clicking **Run sweep** trains the two new runs only: the status line
+  changes as the run goes (at least two progress texts between the click and the end), ends with "done" naming 2
+  runs trained now and 2 with rows from earlier, and the table lists the 4 runs, none twice.
+
+Each test has its own server and run directory (``lab``), so notebook 04 never sees notebook 03's checkpoint.
 The server serves a *copy* of ``notebooks/`` (JupyterLab autosaves executed notebooks, and the stored
 notebooks must stay without outputs). Needs the Debian packages ``chromium`` and ``chromium-driver``;
 skipped when they are missing or ``LAZARUS_NB_SKIP_BROWSER=1``.
+
+Environment:
+
+* ``LAZARUS_NB_SCREENSHOTS=DIR``: save the screenshots (``03_train_panel.png``, ``04_explorer.png``,
+  ``04_grid.png``, ``05_sweep.png``, and ``<notebook>_failure.png`` when a notebook fails) in ``DIR`` to look
+  at them; by default they go to each test's tmp directory.
+* ``LAZARUS_NB_BROWSER_PROFILE=full``: serve the notebooks with the full profile instead of ``smoke``, for a
+  manual full-size run (waits of up to 3 hours). The checks that depend on smoke sizes are then skipped: the
+  headless run's step count in 03, and adding seeds in 05 (the full grid already has seeds 0 and 1; another
+  seed would train six more 500-step runs).
 """
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -29,7 +54,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-NOTEBOOK = "03_train_dual_reward.ipynb"
+PROFILE = os.environ.get("LAZARUS_NB_BROWSER_PROFILE", "").strip() or "smoke"
+SMOKE = PROFILE == "smoke"
+LONG = 900 if SMOKE else 3 * 3600  # seconds for the long waits: Run All, a Train click, a sweep
 
 pytestmark = pytest.mark.browser
 
@@ -82,6 +109,8 @@ def lab(tmp_path):
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
+    if PROFILE not in ("smoke", "full"):
+        pytest.fail(f"LAZARUS_NB_BROWSER_PROFILE must be 'smoke' or 'full', got {PROFILE!r}")
     jupyter = Path(sys.executable).parent / "jupyter"
     served = tmp_path / "notebooks"
     shutil.copytree(ROOT / "notebooks", served, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
@@ -92,7 +121,7 @@ def lab(tmp_path):
         '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}'
     )
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "LAZARUS_NB_PROFILE": "smoke", "LAZARUS_NB_RUN_DIR": str(tmp_path / "runs"),
+    env = {**os.environ, "LAZARUS_NB_PROFILE": PROFILE, "LAZARUS_NB_RUN_DIR": str(tmp_path / "runs"),
            "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
            "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"), "JUPYTER_PLATFORM_DIRS": "1"}
     env.pop("LAZARUS_NB_MODEL", None)
@@ -123,6 +152,15 @@ def lab(tmp_path):
     finally:
         _stop(proc)
         log.close()
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """Where the screenshots go: ``$LAZARUS_NB_SCREENSHOTS`` when set, else the test's tmp directory."""
+    chosen = os.environ.get("LAZARUS_NB_SCREENSHOTS", "").strip()
+    folder = Path(chosen).expanduser() if chosen else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture
@@ -229,16 +267,16 @@ def _run_all_from_menu(d) -> None:
     _click(d, ".lm-Menu-item", text="Run All Cells")
 
 
-def test_train_panel_in_jupyterlab(lab, browser, tmp_path):
+def _open_and_run_all(d, lab: dict, notebook: str, shots: Path) -> float:
+    """Open ``notebook``, click Run All Cells and wait until every code cell has run with no error output and the
+    kernel is idle; the seconds it took. On failure the page is saved as ``<notebook>_failure.png``."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     t0 = time.monotonic()
-    d = browser
-    d.get(f"{lab['base']}/lab/tree/{NOTEBOOK}?token={lab['token']}")
-    _wait(lambda: d.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Notebook .jp-Cell"), 120,
-          "JupyterLab to open the notebook")
+    d.get(f"{lab['base']}/lab/tree/{notebook}?token={lab['token']}")
     try:
+        _wait(lambda: d.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Notebook .jp-Cell"), 120,
+              "JupyterLab to open the notebook")
         _wait_for_idle_kernel(d, 120)
         _run_all_from_menu(d)
 
@@ -249,15 +287,31 @@ def test_train_panel_in_jupyterlab(lab, browser, tmp_path):
                 raise AssertionError("a cell failed:\n" + "\n".join(errors))
             return prompts and all(p.startswith("[") and p[1:-2].strip().isdigit() for p in prompts)
 
-        _wait(all_ran, 600, "all cells of the notebook to run", interval=1.0)
+        _wait(all_ran, LONG, f"all cells of {notebook} to run", interval=1.0)
+        _wait_for_idle_kernel(d, 60)
     except AssertionError:
-        d.save_screenshot(str(tmp_path / "failure.png"))
+        d.save_screenshot(str(shots / f"{Path(notebook).stem}_failure.png"))
         raise
-    ran = time.monotonic() - t0
+    return time.monotonic() - t0
 
-    panel = d.find_element(By.CSS_SELECTOR, ".lazarus-train-panel")
-    d.execute_script("arguments[0].scrollIntoView({block: 'start'});", panel)
-    assert "done: 4 steps" in d.find_element(By.CSS_SELECTOR, ".lazarus-status").text  # the headless run cell
+
+def _scroll_to(d, css: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    d.execute_script("arguments[0].scrollIntoView({block: 'start'});", d.find_element(By.CSS_SELECTOR, css))
+
+
+def test_train_panel_in_jupyterlab(lab, browser, shots):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    t0 = time.monotonic()
+    d = browser
+    ran = _open_and_run_all(d, lab, "03_train_dual_reward.ipynb", shots)
+
+    _scroll_to(d, ".lazarus-train-panel")
+    status = d.find_element(By.CSS_SELECTOR, ".lazarus-status").text
+    assert ("done: 4 steps" if SMOKE else "done: ") in status, status  # the headless run cell
     before = _wait(lambda: d.execute_script(FIGURE_JS), 30, "the dashboard image")
     assert before.startswith("data:image/png;base64,")
     redraws_before = _wait(lambda: d.execute_script(REDRAWS_JS), 30, "the panel's redraw counter")
@@ -275,10 +329,11 @@ def test_train_panel_in_jupyterlab(lab, browser, tmp_path):
             raise AssertionError(f"the panel reported an error (status: {status}):\n{log[-2000:]}")
         return button.is_enabled() and "done: 2 steps" in status
 
+    shot = shots / "03_train_panel.png"
     try:
-        _wait(finished, 600, "the Train button run to finish")
+        _wait(finished, LONG, "the Train button run to finish")
     finally:
-        d.save_screenshot(str(tmp_path / "03_train_panel.png"))
+        d.save_screenshot(str(shot))
     after = d.execute_script(FIGURE_JS)
     redraws = d.execute_script(REDRAWS_JS) - redraws_before
 
@@ -289,6 +344,215 @@ def test_train_panel_in_jupyterlab(lab, browser, tmp_path):
     # The panel redraws when a run starts and at every lens snapshot (steps 0 and 2 of this run): events of
     # the run, not of the clock, so at least 3 redraws reach the page however slow the machine is.
     assert redraws >= 3, f"the live figure was redrawn {redraws} times during the run, expected at least 3"
-    assert (tmp_path / "03_train_panel.png").stat().st_size > 10_000
-    print(f"browser test: run-all {ran:.0f} s, total {time.monotonic() - t0:.0f} s, {redraws} redraws, "
-          f"screenshot {tmp_path / '03_train_panel.png'}")
+    assert shot.stat().st_size > 10_000
+    print(f"03: run-all {ran:.0f} s, total {time.monotonic() - t0:.0f} s, {redraws} redraws, screenshot {shot}")
+
+
+# The lens explorer as the page shows it: the dropdown's shown option (ipywidgets writes its spaces as no-break
+# spaces), the text box, and per tab (lens, grid) the slot's hidden counter and title (app.display.FigureSlot),
+# its text (a "computing" line) and whether it shows a PNG; plus what the explorer's output area says.
+EXPLORER_JS = r"""
+const select = document.querySelector('.lazarus-explorer-dropdown select');
+const figures = Array.from(document.querySelectorAll('.lazarus-explorer-tabs .lazarus-figure'));
+const counters = Array.from(document.querySelectorAll('.lazarus-explorer-tabs .lazarus-redraws[data-count]'));
+if (!select || figures.length !== 2 || counters.length !== 2) return null;
+const slots = figures.map((f, i) => ({
+    count: parseInt(counters[i].getAttribute('data-count')), title: counters[i].getAttribute('data-title'),
+    text: f.textContent.trim(), png: f.querySelector('img[src^="data:image/png"]') !== null}));
+const label = o => o.textContent.replace(/\u00a0/g, ' ');
+return {dropdown: select.selectedIndex < 0 ? '' : label(select.options[select.selectedIndex]),
+        options: Array.from(select.options).map(label),
+        text: document.querySelector('.lazarus-explorer-text input').value,
+        lens: slots[0], grid: slots[1],
+        output: document.querySelector('.lazarus-explorer-output').textContent};
+"""
+# The grid tab's image: its own width, the width it is drawn at, the tab's width, and whether an element between
+# the image and the tab scrolls sideways (what lets a person reach the grid's right-hand part).
+GRID_SIZE_JS = """
+const tabs = document.querySelector('.lazarus-explorer-tabs');
+const img = tabs.querySelectorAll('.lazarus-figure')[1].querySelector('img');
+let scrolls = false;
+for (let e = img.parentElement; e && e !== tabs; e = e.parentElement) {
+    const overflow = getComputedStyle(e).overflowX;
+    if ((overflow === 'auto' || overflow === 'scroll') && e.scrollWidth > e.clientWidth + 1) scrolls = true;
+}
+return {natural: img.naturalWidth, drawn: img.getBoundingClientRect().width, tab: tabs.clientWidth, scrolls};
+"""
+_LITERAL = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*\"""")
+PICKED = "50 - 23 = "  # another canonical prompt, picked in the dropdown
+TYPED = "What is 7 times 8? "  # a word prompt, typed in the text box
+
+
+def _named_prompt(text: str) -> str | None:
+    """The prompt a control or a figure's titles name (they write ``repr(prompt)``): their one Python string
+    literal, or the one prompt all of them name (the grid's panels: base, adapted); None for none or several."""
+    prompts = {ast.literal_eval(m) for m in _LITERAL.findall(text or "")}
+    return prompts.pop() if len(prompts) == 1 else None
+
+
+def _explorer(d) -> dict:
+    state = d.execute_script(EXPLORER_JS)
+    assert state is not None, "the lens explorer (dropdown, two tabs with a figure slot each) is not on the page"
+    if "Error" in state["output"] or "Traceback" in state["output"]:
+        raise AssertionError(f"the explorer reported an error:\n{state['output'][-2000:]}")
+    return state
+
+
+def _after_redraw(d, before: dict, slot: str, what: str) -> dict:
+    """The explorer once ``slot`` ("lens" or "grid") was redrawn after ``before`` and the kernel, which answers
+    the control that asked, is idle again (so every control it moved has reached the page)."""
+    _wait(lambda: _explorer(d)[slot]["count"] > before[slot]["count"], 300 if SMOKE else LONG,
+          f"the {slot} figure to be redrawn after {what}", interval=0.2)
+    _wait_for_idle_kernel(d, 60)
+    return _explorer(d)
+
+
+def test_lens_explorer_in_jupyterlab(lab, browser, shots):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    d = browser
+    ran = _open_and_run_all(d, lab, "04_verify.ipynb", shots)
+    t0 = time.monotonic()
+    _scroll_to(d, ".lazarus-explorer-dropdown")
+    state = _explorer(d)
+    # After Run All: the notebook's last explorer cell, show_grid("7 * 8 = ") (after show("81 / 9 = ")), shows
+    # its prompt in both tabs, and the dropdown names it.
+    assert _named_prompt(state["dropdown"]) == _named_prompt(state["lens"]["title"]) == "7 * 8 = ", state
+    assert state["text"] == "" and state["lens"]["png"]
+    assert state["grid"]["png"] and _named_prompt(state["grid"]["title"]) == "7 * 8 = ", state["grid"]
+
+    select = d.find_element(By.CSS_SELECTOR, ".lazarus-explorer-dropdown select")
+    index = [_named_prompt(o) for o in state["options"]].index(PICKED)
+    select.click()
+    Select(select).select_by_index(index)
+    state = _after_redraw(d, state, "lens", f"picking {PICKED!r}")
+    assert _named_prompt(state["dropdown"]) == _named_prompt(state["lens"]["title"]) == PICKED, state
+    assert state["text"] == ""
+    # the grid tab is closed: it says its grid is computed when opened rather than show another prompt's
+    assert not state["grid"]["png"] and state["grid"]["title"] == "", state["grid"]
+    assert "computed when this tab is opened" in state["grid"]["text"]
+    assert _named_prompt(state["grid"]["text"]) == PICKED
+
+    box = d.find_element(By.CSS_SELECTOR, ".lazarus-explorer-text input")
+    box.click()
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(TYPED, Keys.ENTER)
+    state = _after_redraw(d, state, "lens", f"typing {TYPED!r}")
+    assert state["dropdown"] == "", f"the dropdown still shows {state['dropdown']!r} for a typed prompt"
+    assert Select(select).all_selected_options == []
+    assert state["text"] == TYPED and _named_prompt(state["lens"]["title"]) == TYPED, state
+    assert "computed when this tab is opened" in state["grid"]["text"]
+    assert _named_prompt(state["grid"]["text"]) == TYPED
+    _scroll_to(d, ".lazarus-explorer-dropdown")
+    d.save_screenshot(str(shots / "04_explorer.png"))
+
+    _click(d, ".lazarus-explorer-tabs .lm-TabBar-tab", text="logit-lens grid")
+    shown: list[str] = []  # what the grid tab says until its image arrives
+
+    def grid_shown() -> dict | None:
+        s = _explorer(d)
+        if s["grid"]["text"] and s["grid"]["text"] not in shown:
+            shown.append(s["grid"]["text"])
+        return s if s["grid"]["png"] and s["grid"]["count"] > state["grid"]["count"] else None
+
+    _wait(grid_shown, 300 if SMOKE else LONG, "the grid tab to show the typed prompt's grid", interval=0.2)
+    _wait_for_idle_kernel(d, 60)
+    state = _explorer(d)
+    assert state["grid"]["png"] and _named_prompt(state["grid"]["title"]) == TYPED, state["grid"]
+    assert state["dropdown"] == "" and _named_prompt(state["lens"]["title"]) == TYPED
+    size = d.execute_script(GRID_SIZE_JS)
+    # a grid shrunk to the page would be drawn narrower than its PNG and nothing would scroll
+    assert size["natural"] > size["tab"], f"the grid is no wider than its tab, nothing to check: {size}"
+    assert abs(size["drawn"] - size["natural"]) <= 1, f"the grid is shrunk: {size}"
+    assert size["scrolls"], f"the grid's tab does not scroll sideways: {size}"
+    _scroll_to(d, ".lazarus-explorer-dropdown")
+    d.save_screenshot(str(shots / "04_grid.png"))
+    print(f"04: run-all {ran:.0f} s, explorer {time.monotonic() - t0:.0f} s, grid tab said {shown}, "
+          f"grid {size}, screenshots in {shots}")
+
+
+SWEEP_JS = """
+const panel = document.querySelector('.lazarus-sweep-panel');
+if (!panel) return null;
+const table = panel.querySelector('.lazarus-sweep-table pre');
+return {status: panel.querySelector('.lazarus-sweep-status').textContent.trim(),
+        table: table ? table.textContent : '',
+        output: panel.querySelector('.lazarus-sweep-output').textContent,
+        running: panel.querySelector('button.lazarus-sweep-button').disabled,
+        bar: panel.querySelector('.lazarus-sweep-progress .progress-bar').style.width};
+"""
+_ALL_RUNS = re.compile(r"(?:done|nothing to train): all (\d+) runs have rows")
+
+
+def _sweep(d) -> dict:
+    state = d.execute_script(SWEEP_JS)
+    assert state is not None, "the sweep panel is not on the page"
+    if "Error" in state["output"] or "Traceback" in state["output"]:
+        raise AssertionError(f"the sweep panel reported an error (status: {state['status']}):\n"
+                             f"{state['output'][-2000:]}")
+    return state
+
+
+def _table_runs(table: str) -> list[str]:
+    """The run names of the panel's table: a header, a rule, then one line per run starting with its name."""
+    lines = [line for line in table.splitlines() if line.strip()]
+    if len(lines) < 2 or not lines[1].strip().startswith("---"):
+        return []
+    assert lines[0].split()[0] == "run", table
+    return [line.split()[0] for line in lines[2:]]
+
+
+def test_sweep_panel_in_jupyterlab(lab, browser, shots):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    d = browser
+    ran = _open_and_run_all(d, lab, "05_sweeps.ipynb", shots)
+    t0 = time.monotonic()
+    _scroll_to(d, ".lazarus-sweep-panel")
+    state = _sweep(d)
+    m = _ALL_RUNS.match(state["status"])
+    assert m, f"the status does not say the grid is done: {state['status']!r}"
+    runs = _table_runs(state["table"])
+    assert len(runs) == int(m[1]) and len(set(runs)) == len(runs), state["table"]
+    if not SMOKE:  # the full grid already has seeds 0 and 1; another seed would train six 500-step runs
+        d.save_screenshot(str(shots / "05_sweep.png"))
+        print(f"05: run-all {ran:.0f} s, status {state['status']!r}, screenshot in {shots}")
+        return
+    assert state["status"].startswith("done: all 2 runs have rows (2 trained now)"), state["status"]
+
+    weights = d.find_element(By.CSS_SELECTOR, ".lazarus-sweep-cls-weight input").get_attribute("value").split()
+    seeds = d.find_element(By.CSS_SELECTOR, ".lazarus-sweep-seed input")
+    seeds.click()
+    seeds.send_keys(Keys.CONTROL, "a")
+    seeds.send_keys("0 1")
+    before = state["status"]
+    _click(d, ".lazarus-sweep-panel button", text="Run sweep")
+    statuses = [before]  # every status text seen, in order
+
+    def finished() -> dict | None:
+        s = _sweep(d)
+        if s["status"] != statuses[-1]:
+            statuses.append(s["status"])
+        # the button comes back just before the final status: wait for a status that is not a run's progress
+        return s if not s["running"] and s["status"] != before and not s["status"].startswith("run ") else None
+
+    shot = shots / "05_sweep.png"
+    try:
+        _wait(finished, LONG, "the sweep to finish", interval=0.1)
+        _wait_for_idle_kernel(d, 120)  # the table and the figure are redrawn after the final status
+        state = _sweep(d)
+    finally:
+        _scroll_to(d, ".lazarus-sweep-panel")
+        d.save_screenshot(str(shot))
+    progress = statuses[1:-1]
+    assert len(progress) >= 2, f"the status changed {len(statuses) - 1} times during the sweep: {statuses}"
+    assert all(re.match(r"run [1-4] of 4: ", s) for s in progress), progress
+    assert re.match(r"done: all 4 runs have rows \(2 trained now, 2 had rows from earlier\), ", state["status"]), \
+        state["status"]
+    runs = _table_runs(state["table"])
+    assert sorted(runs) == sorted(f"cls_weight={w},seed={s}" for w in weights for s in "01"), state["table"]
+    assert state["bar"] == "100%", f"progress bar at {state['bar']}"
+    print(f"05: run-all {ran:.0f} s, sweep {time.monotonic() - t0:.0f} s, statuses {statuses}, screenshot {shot}")

@@ -17,8 +17,9 @@ its ``add()`` which keeps only display_data/stream/error), and output produced b
 an ``Output`` widget is discarded altogether. Replacing the ``Output`` widget's ``outputs`` trait is widget
 *state*, so it works the same from a button click, from a plain cell (``panel.run()``), from another
 thread, and in a kernel with no browser attached (nbval, papermill). :class:`FigureSlot` keeps the
-display-handle vocabulary (``update(fig)``), and shows how many times it was updated in a hidden
-``<span class="lazarus-redraws" data-count="N">N</span>`` (what a browser test reads to see live redraws).
+display-handle vocabulary (``update(fig)``), and shows how many times it was updated and the titles of the figure
+it shows in a hidden ``<span class="lazarus-redraws" data-count="N" data-title="...">N</span>`` (what a browser
+test reads to see live redraws, and which figure is shown: a PNG's titles cannot be read from the page).
 
 Errors the user can fix (bad hyperparameters, an unusable checkpoint directory) are
 :class:`~lazarus_nb.errors.LazarusError` sentences; the widgets show them in their output area instead of
@@ -58,13 +59,22 @@ def figure_output(fig: Figure, natural_size: bool = False) -> dict[str, Any]:
     }
 
 
+def figure_title(fig: Figure) -> str:
+    """The titles a person reads on ``fig``, joined by " | ": its suptitle, then each axes' titles (left, centre,
+    right), in axes order; "" for a figure without a title. A figure of several panels is named by its panels'
+    titles too (the logit-lens grid's suptitle is generic, its panel titles name the prompt)."""
+    titles = [fig.get_suptitle()] + [ax.get_title(loc) for ax in fig.axes for loc in ("left", "center", "right")]
+    return " | ".join(t for t in titles if t)
+
+
 class FigureSlot:
     """One place in a widget where a figure is shown; ``update(fig)`` replaces it in place.
 
     ``output`` is an ``ipywidgets.Output`` (CSS class ``lazarus-figure``) whose ``outputs`` hold exactly one
     PNG (see the module docstring for why this is not an IPython display handle), or one line of text while
     the next figure is computed (:meth:`wait`). ``renders`` counts updates; ``redraws`` is a hidden HTML widget
-    showing that count to the browser. ``widget`` holds both. ``natural_size``: the figure keeps its own width
+    showing that count and the shown figure's titles (:func:`figure_title`; empty while text is shown) to the
+    browser. ``widget`` holds both. ``natural_size``: the figure keeps its own width
     and the slot scrolls sideways (for figures whose text is unreadable when shrunk to the page).
     """
 
@@ -76,7 +86,7 @@ class FigureSlot:
         self.widget = w.VBox([self.output, self.redraws])
         self.fig = fig
         self.renders = 0
-        self._count()
+        self._label("")
         if fig is not None:
             self.update(fig)
 
@@ -87,15 +97,17 @@ class FigureSlot:
             return
         self.output.outputs = (figure_output(self.fig, self.natural_size),)
         self.renders += 1
-        self._count()
+        self._label(figure_title(self.fig))
 
     def wait(self, text: str) -> None:
         """Show ``text`` in place of the figure (say, what is being computed), so a stale figure is never shown
         as the current one; the next :meth:`update` replaces it."""
         self.output.outputs = ({"output_type": "stream", "name": "stdout", "text": text.rstrip("\n") + "\n"},)
+        self._label("")
 
-    def _count(self) -> None:
-        self.redraws.value = f'<span class="lazarus-redraws" data-count="{self.renders}">{self.renders}</span>'
+    def _label(self, title: str) -> None:
+        self.redraws.value = (f'<span class="lazarus-redraws" data-count="{self.renders}" '
+                              f'data-title="{html.escape(title, quote=True)}">{self.renders}</span>')
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

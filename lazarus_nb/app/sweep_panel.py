@@ -52,7 +52,9 @@ class SweepPanel(RunPanel):
 
     Attributes: ``progress`` (runs with a row, of the grid's), ``status``, ``table`` (the CLI's sweep table),
     ``figure`` (:class:`FigureSlot` with the trade-off figure, redrawn as each run finishes), ``rows`` (the
-    grid's rows so far), ``output`` (error messages), ``result`` (the last finished sweep).
+    grid's rows so far), ``output`` (error messages), ``result`` (the last finished sweep). Each field and control
+    carries the CSS class ``lazarus-sweep-<name>`` (dashed: ``lazarus-sweep-cls-weight``,
+    ``lazarus-sweep-status``), the panel ``lazarus-sweep-panel``.
     """
 
     def __init__(self, loaded: LoadedModel, out_dir: str | Path, base: TrainConfig | None = None,
@@ -88,6 +90,8 @@ class SweepPanel(RunPanel):
         self.table = w.HTML()
         self.figure = FigureSlot(figures.trade_off_figure([]))
         self.output = w.Output()
+        for name in ("button", "progress", "status", "table", "output"):
+            getattr(self, name).add_class(f"lazarus-sweep-{name}")
         self.button.on_click(self._on_click)
         typed = [f for n, f in self.fields.items() if n not in _PICKED]
         picked = [f for n, f in self.fields.items() if n in _PICKED]

@@ -34,7 +34,8 @@ TINY = TrainConfig(steps=3, num_samples=16, heldout_samples=12, snapshot_size=8,
 
 
 def _redraws(slot) -> int:
-    m = re.fullmatch(r'<span class="lazarus-redraws" data-count="(\d+)">(\d+)</span>', slot.redraws.value)
+    m = re.fullmatch(r'<span class="lazarus-redraws" data-count="(\d+)" data-title="[^"]*">(\d+)</span>',
+                     slot.redraws.value)
     assert m and m[1] == m[2], slot.redraws.value
     return int(m[1])
 

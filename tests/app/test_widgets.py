@@ -63,7 +63,8 @@ def _data_lines(fig) -> list:
 
 def _redraws(slot: FigureSlot) -> int:
     """The count the browser sees: the hidden span's data-count, which must equal its text."""
-    m = re.fullmatch(r'<span class="lazarus-redraws" data-count="(\d+)">(\d+)</span>', slot.redraws.value)
+    m = re.fullmatch(r'<span class="lazarus-redraws" data-count="(\d+)" data-title="[^"]*">(\d+)</span>',
+                     slot.redraws.value)
     assert m and m[1] == m[2], slot.redraws.value
     return int(m[1])
 
@@ -97,6 +98,30 @@ def test_figure_slot_redraw_counter_counts_updates():
     for n in (1, 2, 3):
         slot.update(fig)
         assert _redraws(slot) == slot.renders == n
+
+
+def _shown_title(slot: FigureSlot) -> str:
+    """The titles the browser reads: the hidden span's data-title."""
+    m = re.search(r'data-title="([^"]*)"', slot.redraws.value)
+    assert m, slot.redraws.value
+    return html.unescape(m[1])
+
+
+def test_figure_slot_names_the_titles_of_the_figure_it_shows():
+    from matplotlib.figure import Figure
+
+    slot = FigureSlot()
+    assert _shown_title(slot) == ""
+    fig = Figure(figsize=(2, 1), dpi=50)
+    fig.add_subplot().set_title("Loss on '7 * 8 = ' & <more>", loc="left")
+    slot.update(fig)
+    assert _shown_title(slot) == "Loss on '7 * 8 = ' & <more>"  # quoted for the attribute, read back intact
+    fig.suptitle("Training \"dashboard\"")  # read first, then the panels' titles
+    fig.add_subplot(2, 1, 2).set_title("Lens")
+    slot.update()
+    assert _shown_title(slot) == 'Training "dashboard" | Loss on \'7 * 8 = \' & <more> | Lens'
+    slot.wait("computing...")  # text in place of the figure: no figure title is shown
+    assert _shown_title(slot) == "" and _redraws(slot) == 2
 
 
 def test_train_panel_run(tiny_loaded, tmp_path):
@@ -295,6 +320,7 @@ def test_lens_explorer_controls_name_the_prompt_the_figures_show(tiny_loaded):
     explorer.show("81 / 9 = ")  # a canonical prompt from a cell
     assert named() == _titled_prompt(explorer.fig) == "81 / 9 = " and explorer.dropdown.value == "81 / 9 = "
     assert explorer.slot.renders == renders + 1  # moving the controls did not show the prompt a second time
+    assert _shown_title(explorer.slot) == explorer.fig.axes[0].get_title()  # what the browser reads
     explorer.show("What is 7 times 8? ")  # any other prompt
     assert named() == _titled_prompt(explorer.fig) == "What is 7 times 8? " and explorer.dropdown.value is None
     assert "computed when this tab is opened" in _text(explorer.grid_slot.output)  # not a stale grid

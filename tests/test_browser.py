@@ -19,7 +19,8 @@ would), clicks Run > Run All Cells, and waits until every code cell has run with
   changes as the run goes (at least two progress texts between the click and the end), ends with "done" naming 2
   runs trained now and 2 with rows from earlier, and the table lists the 4 runs, none twice.
 
-Each test has its own server and run directory (``lab``), so notebook 04 never sees notebook 03's checkpoint.
+Each test has its own server and run directory (``lab``), so notebook 04 never sees notebook 03's checkpoint
+(unless ``LAZARUS_NB_BROWSER_RUN_DIR`` says otherwise).
 The server serves a *copy* of ``notebooks/`` (JupyterLab autosaves executed notebooks, and the stored
 notebooks must stay without outputs). Needs the Debian packages ``chromium`` and ``chromium-driver``;
 skipped when they are missing or ``LAZARUS_NB_SKIP_BROWSER=1``.
@@ -32,7 +33,10 @@ Environment:
 * ``LAZARUS_NB_BROWSER_PROFILE=full``: serve the notebooks with the full profile instead of ``smoke``, for a
   manual full-size run (waits of up to 3 hours). The checks that depend on smoke sizes are then skipped: the
   headless run's step count in 03, and adding seeds in 05 (the full grid already has seeds 0 and 1; another
-  seed would train six more 500-step runs).
+  seed would train six more 500-step runs), and 03 does not retrain with the panel's button (it keeps the
+  full checkpoint for 04).
+* ``LAZARUS_NB_BROWSER_RUN_DIR=DIR``: one run directory for every test instead of one each, so 04 verifies the
+  checkpoint 03 trained (with the full profile, run 03 before 04).
 """
 
 from __future__ import annotations
@@ -121,7 +125,8 @@ def lab(tmp_path):
         '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}'
     )
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "LAZARUS_NB_PROFILE": PROFILE, "LAZARUS_NB_RUN_DIR": str(tmp_path / "runs"),
+    runs = Path(os.environ.get("LAZARUS_NB_BROWSER_RUN_DIR", "").strip() or tmp_path / "runs")
+    env = {**os.environ, "LAZARUS_NB_PROFILE": PROFILE, "LAZARUS_NB_RUN_DIR": str(runs),
            "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
            "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"), "JUPYTER_PLATFORM_DIRS": "1"}
     env.pop("LAZARUS_NB_MODEL", None)
@@ -147,7 +152,7 @@ def lab(tmp_path):
                 log.flush()
                 pytest.fail("JupyterLab did not start:\n" + (tmp_path / "jupyter.log").read_text()[-3000:])
             time.sleep(0.5)
-        yield {"base": base, "token": token, "dir": served, "runs": tmp_path / "runs",
+        yield {"base": base, "token": token, "dir": served, "runs": runs,
                "log": tmp_path / "jupyter.log"}
     finally:
         _stop(proc)
@@ -315,6 +320,10 @@ def test_train_panel_in_jupyterlab(lab, browser, shots):
     before = _wait(lambda: d.execute_script(FIGURE_JS), 30, "the dashboard image")
     assert before.startswith("data:image/png;base64,")
     redraws_before = _wait(lambda: d.execute_script(REDRAWS_JS), 30, "the panel's redraw counter")
+    if not SMOKE:  # a full-size run: keep its checkpoint for notebook 04 rather than retrain it for 2 steps
+        d.save_screenshot(str(shots / "03_train_panel.png"))
+        print(f"browser test (full profile): run-all {ran:.0f} s, status {status!r}")
+        return
 
     steps = d.find_element(By.CSS_SELECTOR, ".lazarus-steps input")
     steps.send_keys(Keys.CONTROL, "a")

@@ -27,10 +27,19 @@ import mlx.core as mx
 import numpy as np
 
 from lazarus_nb.data.prompts import CLASSES, Sample
-from lazarus_nb.data.tokens import ClassTokens, encode_example, encode_prompt, make_batch, stop_ids
+from lazarus_nb.data.tokens import (
+    ClassTokens,
+    encode_example,
+    encode_prompt,
+    encode_prompts,
+    make_batch,
+    pad_prompts,
+    stop_ids,
+)
 from lazarus_nb.measure.collateral import GeneralText, general_text_metrics
 from lazarus_nb.measure.losses import answer_loss
 from lazarus_nb.model.lens import LensReadout, LogitLens, forward_hidden, readout
+from lazarus_nb.model.load import LoadedModel
 
 
 def lens_readout(
@@ -52,6 +61,19 @@ def lens_readout(
     cat = {k: mx.concatenate([getattr(p, k) for p in parts], axis=1)
            for k in ("probs", "ranks", "top_ids", "top_probs")}
     return LensReadout(parts[0].layers, parts[0].target_ids, **cat)
+
+
+def last_token_hidden(loaded: LoadedModel, prompts: Sequence[str], chunk: int = 64) -> np.ndarray:
+    """(num_layers, N, D) float32 hidden states at each prompt's last token (the classification position): what the
+    probe and the reader baseline train on. Every prompt is encoded and length-checked before the first chunk runs."""
+    encoded = encode_prompts(loaded.tokenizer, prompts, loaded.context_length)
+    out = []
+    for i in range(0, len(encoded), chunk):
+        tokens, last = pad_prompts(loaded.tokenizer, encoded[i : i + chunk])
+        hidden, _ = forward_hidden(loaded.model, tokens)
+        rows = mx.arange(tokens.shape[0])
+        out.append(np.stack([np.array(h[rows, last].astype(mx.float32)) for h in hidden]))
+    return np.concatenate(out, axis=1)
 
 
 @dataclass

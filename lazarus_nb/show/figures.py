@@ -21,10 +21,12 @@ from lazarus_nb.errors import SettingError
 from lazarus_nb.show.plots import emergence as emergence_plots
 from lazarus_nb.show.plots import lens as lens_plots
 from lazarus_nb.show.plots import probe as probe_plots
+from lazarus_nb.show.plots import reader as reader_plots
 from lazarus_nb.show.plots import sweep as sweep_plots
 from lazarus_nb.show.plots import training as training_plots
 from lazarus_nb.show.plots.emergence import ScrubFigure
 from lazarus_nb.show.plots.grid import GridPanel, logit_lens_grid
+from lazarus_nb.train.config import READABLE
 from lazarus_nb.train.grid import final, series, spread
 
 if TYPE_CHECKING:  # the result types only: their modules load mlx-lm, which drawing a figure does not need
@@ -32,6 +34,7 @@ if TYPE_CHECKING:  # the result types only: their modules load mlx-lm, which dra
     from lazarus_nb.measure.lens_grid import LensGrid
     from lazarus_nb.measure.probe import ProbeResult
     from lazarus_nb.results.lens import LensReport
+    from lazarus_nb.results.reader import ReaderResult
     from lazarus_nb.train.history import History
 
 
@@ -215,3 +218,13 @@ def steps_to_readable_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
 def sweep_figures(rows: Sequence[Mapping[str, Any]]) -> dict[str, Figure]:
     """The sweep's figures by file name: ``trade_off.png`` and ``steps_to_readable.png``."""
     return {"trade_off.png": trade_off_figure(rows), "steps_to_readable.png": steps_to_readable_figure(rows)}
+
+
+def reader_figure(result: ReaderResult) -> Figure:
+    """The reader-only baseline: held-out full-vocab top-1 of the trained reader by layer with its 95% intervals,
+    beside the plain logit lens (the same reader at step 0), the readable threshold and the classifier layer."""
+    held, plain = result.heldout.to_dict(), result.plain.to_dict()
+    shown = result.classifier_layer if result.classifier_layer in result.layers else None
+    return reader_plots.reader_accuracy(result.layers, held["top1_acc"], held["top1_acc_ci"], plain["top1_acc"],
+                                        plain["top1_acc_ci"], READABLE, classifier_layer=shown, n=result.heldout.n,
+                                        title=f"Reader-only baseline on {result.model} (label map {result.label_map})")

@@ -94,11 +94,22 @@ def test_layers_trained_in_one_pass_train_as_each_layer_alone(tiny_llama):
         assert np.abs(np.array(both[name][1])).max() > 0  # trained (B and b start at 0)
         np.testing.assert_allclose(np.array(both[name][1]), np.array(alone[name][0]), rtol=1e-5, atol=1e-7)
     assert not np.allclose(np.array(both["B"][0]), np.array(both["B"][1]))  # the layers did not share parameters
+    # each layer's loss is its own: layer 3's beside layer 1's is layer 3's alone
+    rows = mx.array(targets)
+    np.testing.assert_allclose(np.array(layer_losses(both, lens, hidden[mx.array([1, 3])], rows))[1],
+                               np.array(layer_losses(alone, lens, hidden[3:4], rows))[0], rtol=1e-5)
 
 
-def test_results_are_fractions_with_intervals_strict_json_and_reproducible(tiny_llama):
+@pytest.fixture(scope="module")
+def small_run(tiny_llama):
+    """(config, result) of a small seeded run at layers 1 and 3."""
     config = replace(SMALL, learning_rate=1e-2)
-    first, again = reader_baseline(tiny_llama, config, [1, 3]), reader_baseline(tiny_llama, config, [1, 3])
+    return config, reader_baseline(tiny_llama, config, [1, 3])
+
+
+def test_results_are_fractions_with_intervals_strict_json_and_reproducible(tiny_llama, small_run):
+    config, first = small_run
+    again = reader_baseline(tiny_llama, config, [1, 3])
     assert first.layers == [1, 3] and first.params_per_layer == 2 * 16 * tiny_llama.hidden_size + tiny_llama.hidden_size
     for stats in (first.plain, first.heldout, first.train):
         d = stats.to_dict()
@@ -120,6 +131,26 @@ def test_results_are_fractions_with_intervals_strict_json_and_reproducible(tiny_
     timing = ("seconds", "hidden_seconds")
     same = {k: v for k, v in d.items() if k not in timing}
     assert same == {k: v for k, v in json.loads(files.dumps(again)).items() if k not in timing}
+
+
+def test_the_figure_draws_the_reader_beside_the_plain_lens_and_the_text_has_a_row_per_layer(small_run):
+    from matplotlib.container import ErrorbarContainer
+
+    from lazarus_nb.show.figures import reader_figure
+    from lazarus_nb.show.reader_text import summary
+    from lazarus_nb.train.config import READABLE
+
+    _, result = small_run
+    ax = reader_figure(result).axes[0]
+    curves = {c.get_label(): c.lines[0] for c in ax.containers if isinstance(c, ErrorbarContainer)}
+    assert list(curves["trained reader"].get_xdata()) == [1, 3]
+    assert list(curves["trained reader"].get_ydata()) == result.heldout.top1_acc
+    assert list(curves["plain logit lens (step 0)"].get_ydata()) == result.plain.top1_acc
+    assert any(list(line.get_ydata()) == [READABLE, READABLE] for line in ax.get_lines())
+    assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1  # beside the data, not on it
+    rows = [line.split() for line in summary(result) if line.split()[:1] and line.split()[0].isdigit()]
+    assert [int(r[0]) for r in rows] == [1, 3]
+    assert [r[2] for r in rows] == [f"{100 * p:.1f}%" for p in result.heldout.top1_acc]  # the reader's column
 
 
 def test_the_operand_control_trains_and_scores_the_label_maps_targets_on_the_runs_batches(fresh, monkeypatch):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
 from lazarus_nb.show.format import pct
@@ -14,7 +15,6 @@ from lazarus_nb.show.plots import inputs as check
 from lazarus_nb.show.plots.style import (
     GREY,
     OTHER_COLORS,
-    add_legend,
     figure_style,
     mark_classifier_layer,
     new_axes,
@@ -57,11 +57,11 @@ def reader_accuracy(
     order = np.argsort(lay)
     with figure_style():
         fig, ax = new_axes(None, (9.5, 4.4))  # wide: the legend sits outside the axes
+        ax.errorbar(lay[order], acc[order], yerr=acc_err[:, order], color=OTHER_COLORS[0], marker="o", markersize=4,
+                    linewidth=2, capsize=2.5, elinewidth=0.9, label="trained reader", zorder=3)
         ax.errorbar(lay[order], base[order], yerr=base_err[:, order], color=GREY, marker="s", markersize=4,
                     markerfacecolor="white", linewidth=1.4, linestyle="--", capsize=2.5, elinewidth=0.9,
                     label="plain logit lens (step 0)", zorder=2.5)
-        ax.errorbar(lay[order], acc[order], yerr=acc_err[:, order], color=OTHER_COLORS[1], marker="o", markersize=4,
-                    linewidth=2, capsize=2.5, elinewidth=0.9, label="trained reader", zorder=3)
         ax.axhline(readable, color=GREY, linestyle=":", linewidth=1.3, label=f"readable ({pct(readable, 0)})")
         mark_classifier_layer(ax, cls)
         set_layer_axis(ax, lay, "x")
@@ -71,6 +71,11 @@ def reader_accuracy(
         ax.set_ylabel(f"held-out full-vocab top-1{of}\n(bars: 95% Wilson interval)")
         ax.set_title(title)
         ax.grid(True, axis="y")
-        # outside the axes: the curves can sit anywhere in [0, 1]
-        add_legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        # outside the axes: the curves can sit anywhere in [0, 1]; the two curves first (errorbar containers are
+        # listed after plain lines)
+        handles, labels = ax.get_legend_handles_labels()
+        first = [i for i, h in enumerate(handles) if isinstance(h, ErrorbarContainer)]
+        keep = first + [i for i in range(len(handles)) if i not in first]
+        ax.legend([handles[i] for i in keep], [labels[i] for i in keep], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0.0)
     return fig

@@ -38,7 +38,7 @@ from lazarus_nb.data.tokens import (
 )
 from lazarus_nb.measure.collateral import GeneralText, general_text_metrics
 from lazarus_nb.measure.losses import answer_loss
-from lazarus_nb.model.lens import LensReadout, LogitLens, forward_hidden, readout
+from lazarus_nb.model.lens import LensReadout, LogitLens, forward_hidden, hidden_states, readout
 from lazarus_nb.model.load import LoadedModel
 
 
@@ -63,17 +63,21 @@ def lens_readout(
     return LensReadout(parts[0].layers, parts[0].target_ids, **cat)
 
 
-def last_token_hidden(loaded: LoadedModel, prompts: Sequence[str], chunk: int = 64) -> np.ndarray:
-    """(num_layers, N, D) float32 hidden states at each prompt's last token (the classification position): what the
-    probe and the reader baseline train on. Every prompt is encoded and length-checked before the first chunk runs."""
+def last_token_hidden(loaded: LoadedModel, prompts: Sequence[str], chunk: int = 64,
+                      layers: Sequence[int] | None = None) -> np.ndarray:
+    """(len(layers), N, D) float32 hidden states at each prompt's last token (the classification position) of the
+    blocks ``layers`` (default: every block): what the probe and the reader baseline train on. Every prompt is encoded
+    and length-checked before the first chunk runs; the forward stops at the deepest block asked for."""
     encoded = encode_prompts(loaded.tokenizer, prompts, loaded.context_length)
+    layers = list(range(loaded.num_layers)) if layers is None else list(layers)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths share a chunk: less padding
     out = []
-    for i in range(0, len(encoded), chunk):
-        tokens, last = pad_prompts(loaded.tokenizer, encoded[i : i + chunk])
-        hidden, _ = forward_hidden(loaded.model, tokens)
+    for i in range(0, len(order), chunk):
+        tokens, last = pad_prompts(loaded.tokenizer, [encoded[j] for j in order[i : i + chunk]])
+        hidden = hidden_states(loaded.model, tokens, max(layers))
         rows = mx.arange(tokens.shape[0])
-        out.append(np.stack([np.array(h[rows, last].astype(mx.float32)) for h in hidden]))
-    return np.concatenate(out, axis=1)
+        out.append(np.stack([np.array(hidden[layer][rows, last].astype(mx.float32)) for layer in layers]))
+    return np.concatenate(out, axis=1)[:, np.argsort(order)]
 
 
 @dataclass

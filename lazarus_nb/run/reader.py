@@ -68,7 +68,7 @@ def reader_baseline(
     prompts = list(dict.fromkeys(s.prompt for s in [*train_set, *heldout]))
     column = {p: i for i, p in enumerate(prompts)}
     t0 = time.perf_counter()
-    hidden = mx.array(last_token_hidden(loaded, prompts)[layers])
+    hidden = mx.array(last_token_hidden(loaded, prompts, layers=layers))  # no block above the deepest layer
     hidden_seconds = time.perf_counter() - t0
     log(reader_text.hidden_line(len(prompts), len(layers), hidden_seconds))
 

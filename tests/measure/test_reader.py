@@ -53,6 +53,22 @@ def test_a_zero_reader_is_the_plain_logit_lens_and_at_the_last_layer_the_models_
     assert through.top1_acc == plain.top1_acc and through.restricted_acc == plain.restricted_acc
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3_text"])
+def test_hidden_states_stop_at_the_deepest_layer_asked_and_equal_the_full_forwards(tiny_model_dir, arch):
+    from lazarus_nb.model.lens import forward_hidden, hidden_states
+
+    loaded = lazarus_nb.load_model(str(tiny_model_dir(arch)))
+    prompts = [s.prompt for s in CANONICAL] + ["1 + 2 = ", "What is 7 times 8? "]  # lengths differ: padding
+    tokens, _ = prompt_batch(loaded.tokenizer, prompts, None)
+    full, _ = forward_hidden(loaded.model, tokens)
+    upto = hidden_states(loaded.model, tokens, 1)
+    assert len(upto) == 2
+    for a, b in zip(upto, full):
+        np.testing.assert_array_equal(np.array(a), np.array(b))
+    every = last_token_hidden(loaded, prompts)
+    np.testing.assert_allclose(last_token_hidden(loaded, prompts, layers=[2, 0]), every[[2, 0]], rtol=1e-6, atol=1e-6)
+
+
 def test_training_leaves_every_model_weight_bit_identical(fresh):
     loaded = fresh()
     before = weights(loaded.model)

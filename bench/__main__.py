@@ -10,6 +10,7 @@ is a short module of its own, sharing the package's code:
   full_run.py     ``--full``: a full default run, and the snapshot overhead (100 steps, snapshots on vs off)
   study.py        ``--study``: mx.compile, length bucketing, the unread last column, the step's breakdown
   scaling.py      ``--sweep``: the model-size x batch-size table
+  reader.py       ``--reader``: the reader-only baseline at one layer and at every layer
   first_batch.py, mlx_lm_peer.py, machine.py, report.py: the batch, the peer, timing, the printed report
 
 ``--model PATH`` benchmarks any model ``lazarus_nb.load_model`` can load (the tests run it on a tiny one).
@@ -22,7 +23,7 @@ import json
 import os
 from pathlib import Path
 
-from bench import default_run, full_run, scaling, step, study
+from bench import default_run, full_run, reader, scaling, step, study
 from bench.machine import OUT_DIR, write
 from bench.report import report
 from lazarus_nb import LazarusError
@@ -46,6 +47,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--study-steps", type=int, default=60, help="training steps per variant in --study")
     p.add_argument("--cold", action="store_true", help="--study with an empty mx.compile kernel cache")
     p.add_argument("--sweep", action="store_true", help="model size x batch size table (subprocesses)")
+    p.add_argument("--reader", action="store_true",
+                   help="time the reader-only baseline on the embedded model with the default settings instead")
+    p.add_argument("--reader-layers", nargs="+", default=["classifier", "all"], metavar="SPEC",
+                   help="--reader's layer sets, each a run: classifier (the default classifier layer), all, N or "
+                        "N,M (default: classifier all)")
     return p
 
 
@@ -66,6 +72,10 @@ def main(argv: list[str] | None = None) -> None:
         print("warning: mlx runs on the reference BLAS (no optimized BLAS was preloaded): expect 10-20x slower")
     if args.sweep:
         return scaling.sweep(args)
+    if args.reader:
+        r = reader.measure(args.reader_layers)
+        reader.report(r)
+        return write(args.out or OUT_DIR / "reader.json", r)
     if args.study:
         r = study.study(args)
         print(json.dumps(r, indent=1))

@@ -1,4 +1,4 @@
-"""The ``lazarus-nb`` command line: ``info``, ``fetch``, ``introspect {dual-reward, classifier, logit-lens}``,
+"""The ``lazarus-nb`` command line: ``info``, ``fetch``, ``introspect {dual-reward, classifier, logit-lens, reader}``,
 ``demo`` (the four workflow steps headless) and ``sweep`` (a grid of dual-reward runs). The parser and the error
 policy live here; the parsing of values is :mod:`lazarus_nb.app.cli_args`'s, the checks of a request
 :mod:`lazarus_nb.app.preflight`'s, the commands :mod:`lazarus_nb.app.commands`'s.
@@ -23,6 +23,7 @@ from typing import Any
 import lazarus_nb  # noqa: F401  (already imported as our package; keeps the BLAS preload first explicitly)
 from lazarus_nb.app.cli_args import (
     Parser,
+    add_config_options,
     add_train_options,
     int_at_least,
     integer,
@@ -38,12 +39,13 @@ from lazarus_nb.app.commands import (
     cmd_fetch,
     cmd_info,
     cmd_logit_lens,
+    cmd_reader,
     cmd_sweep,
 )
 from lazarus_nb.data.prompts import DEMO_PROBE_PROMPTS, PROBE_PROMPTS
 from lazarus_nb.errors import LazarusError, SettingError
 from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED
-from lazarus_nb.train.config import DEMO_TRAIN
+from lazarus_nb.train.config import DEMO_TRAIN, READER_FIELDS
 from lazarus_nb.train.grid import GRID_FIELDS
 
 
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                "--targets multiply --targets add\n"
                f"  {PROG} introspect dual-reward -m {DEFAULT_MODEL} --steps 500 -o runs/dual\n"
                f"  {PROG} introspect logit-lens -m {DEFAULT_MODEL} --adapter runs/dual --layers all\n"
+               f"  {PROG} introspect reader -m {DEFAULT_MODEL} --layers 8,16 --label-map operand\n"
                f"  {PROG} demo -o runs/demo\n"
                f"  {PROG} sweep -o runs/sweep --cls-weight 0 0.4 0.8 --seed 0 1\n\n"
                "Set LAZARUS_NB_DEBUG=1 to see tracebacks of unexpected errors.",
@@ -98,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"embedded model: {', '.join(EMBEDDED)} (default: {DEFAULT_MODEL})")
     _add_common(p)
 
-    intro = sub.add_parser("introspect", help="dual-reward | classifier | logit-lens",
+    intro = sub.add_parser("introspect", help="dual-reward | classifier | logit-lens | reader",
                            description="The workbench's analyses (the original tool's `introspect` commands).")
     isub = intro.add_subparsers(dest="introspect_command", required=True, metavar="ANALYSIS")
 
@@ -145,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "row of grids per prompt, for the first 8 prompts; the layers of --layer/--layers, else every "
                         "layer (32 evenly spaced ones for deeper models); the last 32 positions of a longer prompt; "
                         "with --adapter the base model's grid beside the adapted one's")
+    _add_common(p, output_file=True)
+
+    p = _command(isub, "reader", cmd_reader, "reader-only baseline: a trained low-rank reader per layer on the frozen "
+                                             "model, read like the logit lens")
+    _add_model(p)
+    p.add_argument("--layers", type=layer_spec_arg, default=parse_layer_spec("all"), metavar="SPEC",
+                   help="layers to train a reader at: all, N, N,M or a-b (default: all)")
+    add_config_options(p, only=READER_FIELDS)
     _add_common(p, output_file=True)
 
     p = _command(sub, "demo", cmd_demo, "the whole four-step workflow headless, with JSON results and PNG figures")

@@ -179,13 +179,27 @@ def _bool(text: str) -> bool:
 
 
 def add_train_options(p: argparse.ArgumentParser, grid: Collection[str] = ()) -> None:
+    """The options of a command that trains: one per TrainConfig field (``add_config_options``), ``--log-every``
+    and ``--no-answers``."""
+    add_config_options(p, grid)
+    p.add_argument("--log-every", type=int_at_least(1), default=100, metavar="N",
+                   help="print a row of the step table every N steps (default: 100)")
+    p.add_argument("--no-answers", action="store_true",
+                   help="skip the answer half before/after: greedy answer accuracy, answer NLL and the "
+                        "general-text KL and perplexity (faster)")
+
+
+def add_config_options(p: argparse.ArgumentParser, grid: Collection[str] = (),
+                       only: Collection[str] | None = None) -> None:
     """One option per TrainConfig field (name, type, default and help from the dataclass), as mlx-lm's
     ``TrainingArgs`` and tuned-lens's dataclass CLI do; the default stays None, so a resumed run can tell
     which options were given. Field metadata: ``choices``; ``metavar``; ``const``, the value of the option given
     without one (an optional-value option, e.g. ``--stop-when-readable [ACC]``). The fields in ``grid`` (a sweep's)
-    take one or more values."""
+    take one or more values; ``only``: just these fields (a command that uses some of the settings)."""
     hints = get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
+        if only is not None and f.name not in only:
+            continue
         parse, metavar = _parser_for(hints[f.name])
         default = "" if f.default is None else f" (default: {f.default})"
         choices, const = f.metadata.get("choices"), f.metadata.get("const")
@@ -196,11 +210,6 @@ def add_train_options(p: argparse.ArgumentParser, grid: Collection[str] = ()) ->
         p.add_argument(option(f.name), dest=f.name, type=parse, metavar="{" + ",".join(choices) + "}" if choices
                        else f.metadata.get("metavar", metavar), choices=choices,
                        help=f.metadata["help"] + default + ("; one or more values" if sweep else ""), **nargs)
-    p.add_argument("--log-every", type=int_at_least(1), default=100, metavar="N",
-                   help="print a row of the step table every N steps (default: 100)")
-    p.add_argument("--no-answers", action="store_true",
-                   help="skip the answer half before/after: greedy answer accuracy, answer NLL and the "
-                        "general-text KL and perplexity (faster)")
 
 
 def grid_config(args: argparse.Namespace, grid: Collection[str]) -> tuple[TrainConfig, dict[str, list[Any]]]:
@@ -223,8 +232,8 @@ def parse_values(name: str, text: str) -> list[Any]:
 
 def train_config(args: argparse.Namespace, base: TrainConfig | None = None) -> tuple[TrainConfig, dict[str, Any]]:
     """The TrainConfig of the options, and the options the user gave (the rest keeps ``base``'s values,
-    TrainConfig's defaults if None)."""
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    TrainConfig's defaults if None; so do the fields the command has no option for)."""
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
     values = dict(given)
     if "lora_layers" in values:  # "all" is None
         spec = values.pop("lora_layers")

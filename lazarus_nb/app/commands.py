@@ -1,6 +1,7 @@
 """The ``lazarus-nb`` commands: what each one does once its request has passed the preflight
 (:mod:`lazarus_nb.app.preflight`), and the human text and ``--json`` result it prints. The parser and the error
-policy are :mod:`lazarus_nb.app.cli`'s; the work is :mod:`lazarus_nb.run`'s, the text :mod:`lazarus_nb.show.text`'s.
+policy are :mod:`lazarus_nb.app.cli`'s; the work is :mod:`lazarus_nb.run`'s, the text :mod:`lazarus_nb.show.text`'s
+(the reader baseline's :mod:`lazarus_nb.show.reader_text`'s).
 
 matplotlib (seconds to import) is imported inside the commands that draw, so the others, and a request the
 preflight refuses, never pay for it; mlx-lm is imported by the model load itself.
@@ -26,8 +27,10 @@ from lazarus_nb.data.tokens import class_tokens_from_ids
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.model import blas
 from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED, embedded_dir, fetch_embedded, home
+from lazarus_nb.run.reader import reader_baseline
 from lazarus_nb.run.steps import data_parallel_group, load, probe_classes, probe_family, run_dual_reward, run_lens
 from lazarus_nb.show import format as fmt
+from lazarus_nb.show import reader_text
 from lazarus_nb.show import text as report
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train.callbacks import TrainingCallback
@@ -292,6 +295,22 @@ def cmd_logit_lens(args: argparse.Namespace) -> int:
         out(f"Logit-lens grid written to: {args.figure}{cut}")
     out.result({"model": request.model.name, "num_layers": loaded.num_layers, "adapter": attached,
                 "summary_layer": lens.layers[-1], **lens.to_dict()}, args.output)
+    return 0
+
+
+def cmd_reader(args: argparse.Namespace) -> int:
+    """Reader-only baseline: with the model frozen, train per layer a low-rank affine reader h -> h + B A h + b
+    before the model's own final norm and unembedding (B = 0, b = 0 at step 0: the plain logit lens), with the
+    classification loss on the data, batches, rank and step budget of a dual-reward run with the same settings.
+    Prints per layer the held-out full-vocab top-1 of the plain lens and of the trained reader (95% intervals), on
+    the training problems, and the step it became readable: how readable the class is without changing the
+    model."""
+    out = Out(args.json)
+    request = preflight.reader(args)
+    loaded = load(request.model.name, out)
+    result = reader_baseline(loaded, request.config, request.layers.ids(loaded.num_layers), log=out)
+    out(*reader_text.summary(result))
+    out.result(result, args.output)
     return 0
 
 

@@ -128,6 +128,23 @@ def classifier(args: argparse.Namespace) -> Classifier:
 
 
 @dataclass(frozen=True)
+class Reader:
+    model: Model
+    config: TrainConfig
+    layers: Layers
+
+
+def reader(args: argparse.Namespace) -> Reader:
+    """``introspect reader``: the settings (checked against the model's layer count), the output file, the layers."""
+    config, _ = train_config(args)
+    if args.output is not None:
+        files.check_output(args.output, "file", args.force)
+    model = peek(args.model)
+    config.check(model.num_layers)
+    return Reader(model, config, Layers.of(args.layers.ids, model))
+
+
+@dataclass(frozen=True)
 class Lens:
     model: Model
     prompts: list[str]

@@ -179,6 +179,12 @@ def triple(s: Sample) -> tuple[int, str, int]:
     return (s.a, s.label, s.b)
 
 
+def distinct(samples: Sequence[Sample]) -> list[Sample]:
+    """``samples`` with each ``(a, label, b)`` once (the first occurrence), in order: the training set cycles through
+    its problems when it asks for more than there are (docs/science.md "Data")."""
+    return list({triple(s): s for s in samples}.values())
+
+
 COMMUTATIVE: tuple[str, ...] = ("multiply", "add")
 """Operations whose ``a op b`` and ``b op a`` are one problem (docs/science.md "Evaluation sets")."""
 

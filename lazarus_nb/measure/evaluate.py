@@ -27,10 +27,19 @@ import mlx.core as mx
 import numpy as np
 
 from lazarus_nb.data.prompts import CLASSES, Sample
-from lazarus_nb.data.tokens import ClassTokens, encode_example, encode_prompt, make_batch, stop_ids
+from lazarus_nb.data.tokens import (
+    ClassTokens,
+    encode_example,
+    encode_prompt,
+    encode_prompts,
+    make_batch,
+    pad_prompts,
+    stop_ids,
+)
 from lazarus_nb.measure.collateral import GeneralText, general_text_metrics
 from lazarus_nb.measure.losses import answer_loss
-from lazarus_nb.model.lens import LensReadout, LogitLens, forward_hidden, readout
+from lazarus_nb.model.lens import LensReadout, LogitLens, forward_hidden, hidden_states, readout
+from lazarus_nb.model.load import LoadedModel
 
 
 def lens_readout(
@@ -52,6 +61,23 @@ def lens_readout(
     cat = {k: mx.concatenate([getattr(p, k) for p in parts], axis=1)
            for k in ("probs", "ranks", "top_ids", "top_probs")}
     return LensReadout(parts[0].layers, parts[0].target_ids, **cat)
+
+
+def last_token_hidden(loaded: LoadedModel, prompts: Sequence[str], chunk: int = 64,
+                      layers: Sequence[int] | None = None) -> np.ndarray:
+    """(len(layers), N, D) float32 hidden states at each prompt's last token (the classification position) of the
+    blocks ``layers`` (default: every block): what the probe and the reader baseline train on. Every prompt is encoded
+    and length-checked before the first chunk runs; the forward stops at the deepest block asked for."""
+    encoded = encode_prompts(loaded.tokenizer, prompts, loaded.context_length)
+    layers = list(range(loaded.num_layers)) if layers is None else list(layers)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths share a chunk: less padding
+    out = []
+    for i in range(0, len(order), chunk):
+        tokens, last = pad_prompts(loaded.tokenizer, [encoded[j] for j in order[i : i + chunk]])
+        hidden = hidden_states(loaded.model, tokens, max(layers))
+        rows = mx.arange(tokens.shape[0])
+        out.append(np.stack([np.array(hidden[layer][rows, last].astype(mx.float32)) for layer in layers]))
+    return np.concatenate(out, axis=1)[:, np.argsort(order)]
 
 
 @dataclass

@@ -9,7 +9,8 @@ its logits (Granite's logit scaling, Cohere's logit scale) would give a silently
 checks ``last_layer_gap`` and refuses one where it is not zero up to float rounding.
 
 Hidden states are captured by temporarily giving each block a subclass whose ``__call__`` records its
-output, so the model's own forward (masks, sliding windows, embedding scale) runs unchanged.
+output, so the model's own forward (masks, sliding windows, embedding scale) runs unchanged; ``hidden_states`` ends
+that forward after the deepest block it needs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,20 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-_RECORDERS: list[list[mx.array]] = []  # stack of active captures (nested captures are allowed)
+
+class _Record(list):
+    """The block outputs one capture records; ``upto``: the last block it needs (None: every block)."""
+
+    def __init__(self, upto: int | None = None):
+        super().__init__()
+        self.upto = upto
+
+
+class _Enough(Exception):
+    """Raised by a tapped block once its capture holds block ``upto``: the blocks above it are not run."""
+
+
+_RECORDERS: list[_Record] = []  # stack of active captures (nested captures are allowed)
 
 
 _TAPPED: dict[type, type] = {}
@@ -36,7 +50,10 @@ def _tapped_class(cls: type) -> type:
         def __call__(self, *args, **kwargs):  # noqa: N807 - replaces the block's call
             out = super(tapped, self).__call__(*args, **kwargs)
             if _RECORDERS:
-                _RECORDERS[-1].append(out)
+                record = _RECORDERS[-1]
+                record.append(out)
+                if record.upto is not None and len(record) > record.upto:
+                    raise _Enough
             return out
 
         tapped = type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__})
@@ -54,11 +71,12 @@ def parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
 
 
 @contextmanager
-def capture(model: nn.Module) -> Iterator[list[mx.array]]:
-    """Inside the block, every forward of ``model`` appends each block's output to the yielded list."""
+def capture(model: nn.Module, upto: int | None = None) -> Iterator[list[mx.array]]:
+    """Inside the block, every forward of ``model`` appends each block's output to the yielded list; with ``upto``,
+    block ``upto`` ends the forward (``_Enough``) once it has recorded its output (``hidden_states``)."""
     _, trunk = parts(model)
     originals = [type(block) for block in trunk.layers]
-    record: list[mx.array] = []
+    record = _Record(upto)
     for block, cls in zip(trunk.layers, originals):
         block.__class__ = _tapped_class(cls)
     _RECORDERS.append(record)
@@ -80,6 +98,18 @@ def forward_hidden(model: nn.Module, tokens: mx.array) -> tuple[list[mx.array], 
     with capture(model) as hidden:
         final = trunk(tokens)
     return hidden, final
+
+
+def hidden_states(model: nn.Module, tokens: mx.array, upto: int) -> list[mx.array]:
+    """The outputs of blocks 0..``upto`` (B, T, D each): the model's own forward, stopped once block ``upto`` has run,
+    so the blocks above it cost nothing (a readout of layer 16 of 30 runs 17 blocks)."""
+    _, trunk = parts(model)
+    with capture(model, upto) as hidden:
+        try:
+            trunk(tokens)
+        except _Enough:
+            pass
+    return list(hidden)
 
 
 class LogitLens:

@@ -1,6 +1,6 @@
 """The steps as the CLI, the notebooks and the widgets run them: ``run.probe_family``, ``run.baseline_lens``,
 ``run.run_dual_reward``, ``run.verify``, ``run.run_demo``; a sweep is ``run.sweep.sweep`` (its module shares the
-name).
+name); the reader-only baseline is ``run.reader.reader_baseline``.
 
 Names resolve on first use (:mod:`lazarus_nb.exports`).
 """
@@ -9,7 +9,7 @@ from lazarus_nb.exports import lazy
 
 _EXPORTS = {
     "load": "lazarus_nb.run.steps:load",
-    "last_token_hidden": "lazarus_nb.run.steps:last_token_hidden",
+    "last_token_hidden": "lazarus_nb.measure.evaluate:last_token_hidden",
     "run_probe": "lazarus_nb.run.steps:run_probe",
     "probe_family": "lazarus_nb.run.steps:probe_family",
     "probe_classes": "lazarus_nb.run.steps:probe_classes",
@@ -19,6 +19,7 @@ _EXPORTS = {
     "resume_state": "lazarus_nb.run.steps:resume_state",
     "verify": "lazarus_nb.run.steps:verify",
     "run_demo": "lazarus_nb.run.demo:run_demo",
+    "reader": "lazarus_nb.run.reader",
 }
 __all__ = sorted(_EXPORTS)
 

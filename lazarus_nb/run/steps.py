@@ -33,17 +33,15 @@ from lazarus_nb.data.prompts import (
 from lazarus_nb.data.tokens import (
     ClassTokens,
     class_tokens_from_ids,
-    encode_prompts,
-    pad_prompts,
     prompt_batch,
     resolve_class_tokens,
     resolve_targets,
     trained_tokens,
 )
 from lazarus_nb.errors import LazarusError
-from lazarus_nb.measure.evaluate import Evaluation, evaluate
+from lazarus_nb.measure.evaluate import Evaluation, evaluate, last_token_hidden
 from lazarus_nb.measure.probe import ProbeConfig, ProbeResult, probe_layers
-from lazarus_nb.model.lens import LogitLens, forward_hidden, readout
+from lazarus_nb.model.lens import LogitLens, readout
 from lazarus_nb.model.load import LoadedModel, load_model
 from lazarus_nb.results.lens import BaselineLens, LayerRead, LensReport, PromptRead, TargetRead
 from lazarus_nb.results.probe import ProbeReport
@@ -87,19 +85,6 @@ def evaluate_model(loaded: LoadedModel, tokens: ClassTokens, heldout: Sequence[S
     canonical = (labels or LabelMap()).apply(CANONICAL)
     return evaluate(LogitLens(loaded.model), loaded.tokenizer, tokens, heldout, canonical, layer, answers, terminator,
                     words=word_forms(heldout), general=answers, context_length=loaded.context_length)
-
-
-def last_token_hidden(loaded: LoadedModel, prompts: Sequence[str], chunk: int = 64) -> np.ndarray:
-    """(num_layers, N, D) float32 hidden states at each prompt's last token (the classification position).
-    Every prompt is encoded and length-checked before the first chunk runs."""
-    encoded = encode_prompts(loaded.tokenizer, prompts, loaded.context_length)
-    out = []
-    for i in range(0, len(encoded), chunk):
-        tokens, last = pad_prompts(loaded.tokenizer, encoded[i : i + chunk])
-        hidden, _ = forward_hidden(loaded.model, tokens)
-        rows = mx.arange(tokens.shape[0])
-        out.append(np.stack([np.array(h[rows, last].astype(mx.float32)) for h in hidden]))
-    return np.concatenate(out, axis=1)
 
 
 def run_probe(

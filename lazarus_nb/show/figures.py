@@ -22,6 +22,7 @@ from lazarus_nb.show.plots import controls as controls_plots
 from lazarus_nb.show.plots import emergence as emergence_plots
 from lazarus_nb.show.plots import lens as lens_plots
 from lazarus_nb.show.plots import probe as probe_plots
+from lazarus_nb.show.plots import reader as reader_plots
 from lazarus_nb.show.plots import sweep as sweep_plots
 from lazarus_nb.show.plots import training as training_plots
 from lazarus_nb.show.plots.emergence import ScrubFigure
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # the result types only: their modules load mlx-lm, which dra
     from lazarus_nb.measure.probe import ProbeResult
     from lazarus_nb.results.controls import ControlComparison
     from lazarus_nb.results.lens import LensReport
+    from lazarus_nb.results.reader import ReaderResult
     from lazarus_nb.train.history import History
 
 
@@ -239,3 +241,13 @@ def sweep_figures(rows: Sequence[Mapping[str, Any]], controls: Sequence[ControlC
     for i, comparison in enumerate(controls):
         out[f"controls{f'_{i}' if i else ''}.png"] = controls_figure(comparison)
     return out
+
+
+def reader_figure(result: ReaderResult) -> Figure:
+    """The reader-only baseline: held-out full-vocab top-1 of the trained reader by layer with its 95% intervals,
+    beside the plain logit lens (the same reader at step 0), the readable threshold and the classifier layer."""
+    held, plain = result.heldout.to_dict(), result.plain.to_dict()
+    shown = result.classifier_layer if result.classifier_layer in result.layers else None
+    return reader_plots.reader_accuracy(result.layers, held["top1_acc"], held["top1_acc_ci"], plain["top1_acc"],
+                                        plain["top1_acc_ci"], READABLE, classifier_layer=shown, n=result.heldout.n,
+                                        title=f"Reader-only baseline on {result.model} (label map {result.label_map})")

@@ -181,6 +181,14 @@ class TrainConfig:
                        else list(self.lora_layers))
 
 
+READER_FIELDS: tuple[str, ...] = ("steps", "learning_rate", "adam_bias_correction", "num_samples", "heldout_samples",
+                                  "lora_rank", "batch_size", "seed", "snapshot_every", "snapshot_size",
+                                  "answer_terminator", "label_map")
+"""The settings the reader-only baseline shares with a dual-reward run (docs/science.md "Reader-only baseline"): its
+data, targets and batch schedule (the terminator is part of the token lengths the batches are bucketed by), rank,
+step budget, optimiser and snapshots. The others are about adapters, the answer loss or checkpoints."""
+
+
 DEMO_TRAIN = TrainConfig(stop_when_readable=READABLE, snapshot_every=10)
 """The demo's training: the default run, stopped at the second consecutive snapshot (every 10 steps) with the
 classifier readable. The classifier is readable by step ~40 of 500 (docs/results.md), so the other ~450 steps only

@@ -32,7 +32,7 @@ from lazarus_nb.data.prompts import (
     Sample,
     balanced_batches,
     balanced_subset,
-    triple,
+    distinct,
 )
 from lazarus_nb.data.tokens import Batch, ClassTokens, encode_example, make_batch, resolve_class_tokens
 from lazarus_nb.errors import LazarusError
@@ -92,12 +92,16 @@ def token_lengths(tokenizer: Any, samples: Sequence[Sample], terminator: str) ->
 
 
 def schedule(tokenizer: Any, state: TrainState) -> list[np.ndarray]:
-    """The sample indices of every step of ``state``'s run: class-balanced, length-bucketed batches
-    (``data.balanced_batches``) over the real token lengths. Computed once per run; the benchmark calls it
-    too, so its "step 1" is the trainer's step 1."""
-    cfg = state.config
-    lengths = token_lengths(tokenizer, state.train_set, cfg.answer_terminator)
-    return balanced_batches([s.label for s in state.train_set], lengths, cfg.batch_size, cfg.steps, cfg.seed)
+    """The sample indices of every step of ``state``'s run (``batch_plan``). Computed once per run; the benchmark
+    calls it too, so its "step 1" is the trainer's step 1."""
+    return batch_plan(tokenizer, state.train_set, state.config)
+
+
+def batch_plan(tokenizer: Any, train_set: Sequence[Sample], config: TrainConfig) -> list[np.ndarray]:
+    """The sample indices of every step of a run with ``config`` on ``train_set``: class-balanced, length-bucketed
+    batches (``data.balanced_batches``) over the real token lengths. The reader baseline reads the same plan."""
+    lengths = token_lengths(tokenizer, train_set, config.answer_terminator)
+    return balanced_batches([s.label for s in train_set], lengths, config.batch_size, config.steps, config.seed)
 
 
 def batch_for(tokenizer: Any, state: TrainState, indices: Sequence[int]) -> Batch:
@@ -207,24 +211,32 @@ def make_step(
     return step
 
 
+def snapshot_sets(heldout: Sequence[Sample], train_set: Sequence[Sample],
+                  count: int) -> tuple[list[Sample], list[Sample]]:
+    """(held-out, training) snapshot sets (docs/science.md "Snapshots"): ``count`` (``TrainConfig.snapshot_count``)
+    fixed, class-balanced held-out problems, and the training-set twin: as many distinct *training* problems,
+    class-balanced, fixed for the run (the first of each class in the training set's order), so memorisation is
+    measured where it happens."""
+    held = balanced_subset(heldout, count)
+    problems = distinct(train_set)
+    per_class = min(sum(s.label == c for s in problems) for c in CLASSES)
+    return held, balanced_subset(problems, len(CLASSES) * min(count // len(CLASSES), per_class))
+
+
 def snapshot_set(state: TrainState) -> list[Sample]:
-    """The fixed, class-balanced held-out problems every snapshot scores (docs/science.md "Snapshots"):
-    ``TrainConfig.snapshot_count`` of them."""
-    return balanced_subset(state.heldout, state.config.snapshot_count)
+    """The held-out snapshot set of ``state``'s run (``snapshot_sets``)."""
+    return snapshot_sets(state.heldout, state.train_set, state.config.snapshot_count)[0]
 
 
 def train_snapshot_set(state: TrainState) -> list[Sample]:
-    """The training-set twin of ``snapshot_set``: as many distinct *training* problems, class-balanced, fixed for
-    the run (the first of each class in the training set's order), so memorisation is measured where it happens."""
-    distinct = list({triple(s): s for s in state.train_set}.values())
-    per_class = min(sum(s.label == c for s in distinct) for c in CLASSES)
-    return balanced_subset(distinct, len(CLASSES) * min(state.config.snapshot_count // len(CLASSES), per_class))
+    """The training snapshot set of ``state``'s run (``snapshot_sets``)."""
+    return snapshot_sets(state.heldout, state.train_set, state.config.snapshot_count)[1]
 
 
 def snapshot(lens: LogitLens, loaded: LoadedModel, state: TrainState) -> Snapshot:
     """The lens on the held-out snapshot set and on its training-set twin, read in one pass."""
-    held, train = sets_lens_stats(lens, loaded.tokenizer, [snapshot_set(state), train_snapshot_set(state)],
-                                  state.class_tokens)
+    sets = snapshot_sets(state.heldout, state.train_set, state.config.snapshot_count)
+    held, train = sets_lens_stats(lens, loaded.tokenizer, sets, state.class_tokens)
     return Snapshot(state.step, held.prob, held.restricted_acc, held.top1_acc, held.class_prob,
                     train.prob, train.restricted_acc, train.top1_acc)
 

@@ -153,7 +153,7 @@ def test_last_token_hidden_in_chunks_equals_one_batch(tiny_model_dir):
     chunking: 5 prompts of different lengths in chunks of 2 (3 chunks) equal one batch of 5."""
     import numpy as np
 
-    from lazarus_nb.run.steps import last_token_hidden
+    from lazarus_nb.measure.evaluate import last_token_hidden
 
     loaded = load_model(str(tiny_model_dir("llama")))
     prompts = ["7 * 8 = ", "What is 7 times 8? ", "1 + 2 = ", "12 - 5 = ", "81 / 9 = "]

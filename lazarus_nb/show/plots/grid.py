@@ -109,7 +109,9 @@ def logit_lens_grid(
                     axes[i][j].set_axis_off()  # a row with fewer models than the widest one
         fig.colorbar(image, ax=axes, label="P(top-1 token)", shrink=min(1.0, 4.0 / sum(heights)), pad=0.01,
                      aspect=15)
-        fig.suptitle(title)
+        # left-aligned: the grid is shown at its own width in a tab that scrolls sideways, so a centred title
+        # starts off screen
+        fig.suptitle(title, x=0.01, ha="left")
     return fig
 
 

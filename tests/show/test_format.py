@@ -97,7 +97,7 @@ def test_metrics_change_and_readable_line():
     assert report.metrics_change(ev(3, 0.125, 0.25), ev(8, 0.875, 1.0)) == (
         "canonical 3/8 -> 8/8; held-out full-vocab top-1 12.5% -> 87.5%; class-restricted 25.0% -> 100.0%")
     result = SimpleNamespace(state=SimpleNamespace(config=SimpleNamespace(snapshot_size=32, snapshot_every=10)),
-                             steps_to_readable=40, classifier_layer=2)
+                             steps_to_readable=40, steps_to_readable_train=None, classifier_layer=2)
     line = report.readable_line(result)
-    assert line.startswith(f"Steps to readable: step 40  (first snapshot with full-vocab top-1 >= "
-                           f"{round(100 * READABLE)}% at L2 on the snapshot set")
+    assert line.startswith(f"Steps to readable: step 40 on held-out problems, never on training problems  (first "
+                           f"snapshot with full-vocab top-1 >= {round(100 * READABLE)}% at L2 on a snapshot set")

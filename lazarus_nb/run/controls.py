@@ -39,9 +39,12 @@ def compare_controls(root: str | Path, rows: Sequence[Mapping[str, Any]]) -> lis
     """One comparison per setting of the other axes that has complete ``true`` runs and runs of at least one control
     (rows of other runs are ignored): curves per label map and set, selectivity of the truth against each control at
     every shared snapshot step (each set) and on the final held-out evaluation."""
+    records = [(RunRecord.from_dict(row["config"]), row) for row in rows]
+    # the other axes the sweep varies: a comparison names its values
+    others = [f for f in GRID_FIELDS if f not in ("label_map", "seed")
+              and len({json.dumps(getattr(r.train, f)) for r, _ in records}) > 1]
     groups: dict[str, dict[str, dict[int, tuple[RunRecord, Mapping[str, Any]]]]] = {}
-    for row in rows:
-        record = RunRecord.from_dict(row["config"])
+    for record, row in records:
         if record.status != "complete" or not row.get("final"):
             continue
         cfg = record.train
@@ -52,16 +55,14 @@ def compare_controls(root: str | Path, rows: Sequence[Mapping[str, Any]]) -> lis
     for by_map in groups.values():
         if LABEL_MAPS[0] not in by_map or not set(by_map) & set(CONTROLS):
             continue
-        truth = next(iter(by_map[LABEL_MAPS[0]].values()))[0]
+        truth, truth_row = next(iter(by_map[LABEL_MAPS[0]].values()))
         layer, cfg = truth.classifier_layer, truth.train
         curves: dict[str, dict[str, Curve]] = {}
         for name, runs in by_map.items():
             histories = {seed: checkpoint.read_history(Path(root) / row["run"]) for seed, (_, row) in runs.items()}
             curves[name] = {k: c for k in SETS if (c := _curve(histories, layer, SNAPSHOT_SETS[k])) is not None}
-        others = [f for f in GRID_FIELDS if f not in ("label_map", "seed") and _varies(rows, f)]
-        heldout_n = next(iter(by_map[LABEL_MAPS[0]].values()))[1]["final"]["heldout_n"]
-        comparison = ControlComparison({f: getattr(cfg, f) for f in others}, layer, cfg.snapshot_count, heldout_n,
-                                       curves)
+        comparison = ControlComparison({f: getattr(cfg, f) for f in others}, layer, cfg.snapshot_count,
+                                       truth_row["final"]["heldout_n"], curves)
         for control in (m for m in CONTROLS if m in by_map):
             comparison.selectivity[control] = {}
             for k in SETS:
@@ -85,8 +86,3 @@ def _at(curve: Curve, step: int) -> dict[int, float]:
     """seed -> accuracy at ``step``."""
     i = curve.steps.index(step)
     return {seed: values[i] for seed, values in curve.by_seed.items()}
-
-
-def _varies(rows: Sequence[Mapping[str, Any]], field: str) -> bool:
-    """Whether the sweep's rows take more than one value of ``field`` (so a comparison must name its value)."""
-    return len({json.dumps(getattr(RunRecord.from_dict(r["config"]).train, field)) for r in rows}) > 1

@@ -10,7 +10,7 @@ stays cheap and the CLI can check a request before it loads anything heavy.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import mlx.core as mx
 
@@ -24,14 +24,9 @@ from lazarus_nb.model.layers import check_layers
 from lazarus_nb.model.lens import LogitLens
 from lazarus_nb.model.load import LoadedModel
 from lazarus_nb.results.reader import ReaderResult, ReaderSnapshot
+from lazarus_nb.run.steps import Log, quiet
 from lazarus_nb.show import reader_text
 from lazarus_nb.train.config import TrainConfig
-
-Log = Callable[[str], None]
-
-
-def quiet(line: str) -> None:
-    """The default ``log``: the baseline runs silently unless the caller wants the text."""
 
 
 def reader_baseline(

@@ -504,8 +504,10 @@ def controls_table(comparison: ControlComparison) -> list[str]:
              f"  {'control':<10}{'problems':<18}{'step':>6}{'true':>8}{'control':>9}{'selectivity':>13}"
              f"  {'within a run':<18}across seeds"]
     for control, sets in c.selectivity.items():
-        rows = [(CONTROL_SET_NAMES[k] + f" ({c.n})", s) for k, found in sets.items()
-                for s in found if s.step in _shown_steps([x.step for x in found])]
+        rows = []
+        for k, found in sets.items():
+            shown = _shown_steps([s.step for s in found])
+            rows += [(CONTROL_SET_NAMES[k] + f" ({c.n})", s) for s in found if s.step in shown]
         if control in c.final:
             rows.append((f"all held-out ({c.heldout_n})", c.final[control]))
         for name, s in rows:

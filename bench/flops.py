@@ -18,7 +18,7 @@ import lazarus_nb  # noqa: F401, I001  (first: preloads the optimized BLAS befor
 import mlx.core as mx
 import mlx.nn as nn
 
-from lazarus_nb.model.lens import parts
+from lazarus_nb.model.hooks import parts
 from lazarus_nb.model.lora import adapters
 
 

@@ -38,7 +38,8 @@ from lazarus_nb.data.tokens import (
 )
 from lazarus_nb.measure.collateral import GeneralText, general_text_metrics
 from lazarus_nb.measure.losses import answer_loss
-from lazarus_nb.model.lens import LensReadout, LogitLens, forward_hidden, hidden_states, readout
+from lazarus_nb.model.hooks import forward_hidden, hidden_states
+from lazarus_nb.model.lens import LensReadout, LogitLens, readout
 from lazarus_nb.model.load import LoadedModel
 
 

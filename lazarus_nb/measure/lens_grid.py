@@ -2,7 +2,7 @@
 for one prompt, at every layer and every prompt position, the lens's top-1 token and its probability.
 
 Where :func:`lens.readout` reads one position per prompt (the classification position), the grid reads all of
-them from the same single forward pass (``lens.forward_hidden``), so the cell at (layer, position) is what the
+them from the same single forward pass (``hooks.forward_hidden``), so the cell at (layer, position) is what the
 lens of that block's output predicts as the token *after* that position; at the last layer it is the model's
 own prediction. With adapters on the model, :func:`compare` reads the grid twice, once with the adapters
 switched off (``lora.disabled``: exactly the base model), so base and adapter can be shown side by side.
@@ -23,8 +23,9 @@ import numpy as np
 
 from lazarus_nb.data.tokens import encode_prompts
 from lazarus_nb.errors import LazarusError
+from lazarus_nb.model.hooks import forward_hidden
 from lazarus_nb.model.layers import check_layers
-from lazarus_nb.model.lens import LogitLens, forward_hidden, read_states
+from lazarus_nb.model.lens import LogitLens, read_states
 from lazarus_nb.model.load import LoadedModel
 from lazarus_nb.model.lora import adapters, disabled
 

@@ -15,7 +15,8 @@ import mlx.core as mx
 
 from lazarus_nb.data.tokens import Batch
 from lazarus_nb.measure.xent import cross_entropy
-from lazarus_nb.model.lens import LogitLens, forward_hidden
+from lazarus_nb.model.hooks import forward_hidden
+from lazarus_nb.model.lens import LogitLens
 
 
 def averaged(ce: mx.array, count: mx.array | None = None) -> mx.array:

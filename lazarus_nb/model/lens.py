@@ -1,4 +1,4 @@
-"""Hidden states of every block and the logit lens ``unembed(final_norm(h_l))``.
+"""The logit lens ``unembed(final_norm(h_l))`` and its readout at chosen positions, layers and target tokens.
 
 The lens is built from the model's own modules, so it is exact for every mlx-lm architecture that keeps
 the usual layout (``model.layers``, ``model.norm``, ``embed_tokens``/``lm_head``): tied embeddings use
@@ -8,108 +8,20 @@ model's own logits (tests pin this for llama, qwen2 and gemma3); an architecture
 its logits (Granite's logit scaling, Cohere's logit scale) would give a silently wrong lens, so loading a model
 checks ``last_layer_gap`` and refuses one where it is not zero up to float rounding.
 
-Hidden states are captured by temporarily giving each block a subclass whose ``__call__`` records its
-output, so the model's own forward (masks, sliding windows, embedding scale) runs unchanged; ``hidden_states`` ends
-that forward after the deepest block it needs.
+The hidden states it reads come from :mod:`lazarus_nb.model.hooks`, which records every block's output inside the
+model's own forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-
-class _Record(list):
-    """The block outputs one capture records; ``upto``: the last block it needs (None: every block)."""
-
-    def __init__(self, upto: int | None = None):
-        super().__init__()
-        self.upto = upto
-
-
-class _Enough(Exception):
-    """Raised by a tapped block once its capture holds block ``upto``: the blocks above it are not run."""
-
-
-_RECORDERS: list[_Record] = []  # stack of active captures (nested captures are allowed)
-
-
-_TAPPED: dict[type, type] = {}
-
-
-def _tapped_class(cls: type) -> type:
-    if cls in _TAPPED.values():  # already tapped by an outer capture: record once, into the innermost list
-        return cls
-    if cls not in _TAPPED:
-
-        def __call__(self, *args, **kwargs):  # noqa: N807 - replaces the block's call
-            out = super(tapped, self).__call__(*args, **kwargs)
-            if _RECORDERS:
-                record = _RECORDERS[-1]
-                record.append(out)
-                if record.upto is not None and len(record) > record.upto:
-                    raise _Enough
-            return out
-
-        tapped = type(cls.__name__, (cls,), {"__call__": __call__, "__module__": cls.__module__})
-        _TAPPED[cls] = tapped
-    return _TAPPED[cls]
-
-
-def parts(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """(head, trunk): the module owning ``lm_head``/``args`` and the one owning ``layers``/``norm``."""
-    head = getattr(model, "language_model", model)
-    trunk = head.model
-    if not all(hasattr(trunk, a) for a in ("layers", "norm", "embed_tokens")):
-        raise ValueError(f"unsupported model layout: {type(trunk).__name__} lacks layers/norm/embed_tokens")
-    return head, trunk
-
-
-@contextmanager
-def capture(model: nn.Module, upto: int | None = None) -> Iterator[list[mx.array]]:
-    """Inside the block, every forward of ``model`` appends each block's output to the yielded list; with ``upto``,
-    block ``upto`` ends the forward (``_Enough``) once it has recorded its output (``hidden_states``)."""
-    _, trunk = parts(model)
-    originals = [type(block) for block in trunk.layers]
-    record = _Record(upto)
-    for block, cls in zip(trunk.layers, originals):
-        block.__class__ = _tapped_class(cls)
-    _RECORDERS.append(record)
-    try:
-        yield record
-    finally:
-        _RECORDERS.pop()
-        for block, cls in zip(trunk.layers, originals):
-            block.__class__ = cls
-
-
-def forward_hidden(model: nn.Module, tokens: mx.array) -> tuple[list[mx.array], mx.array]:
-    """Run the trunk once: (hidden state of every block (B, T, D) each, final-normed output (B, T, D)).
-
-    The final vocabulary projection is *not* computed here, so callers pay for logits only where they
-    need them (see ``LogitLens.unembed``).
-    """
-    _, trunk = parts(model)
-    with capture(model) as hidden:
-        final = trunk(tokens)
-    return hidden, final
-
-
-def hidden_states(model: nn.Module, tokens: mx.array, upto: int) -> list[mx.array]:
-    """The outputs of blocks 0..``upto`` (B, T, D each): the model's own forward, stopped once block ``upto`` has run,
-    so the blocks above it cost nothing (a readout of layer 16 of 30 runs 17 blocks)."""
-    _, trunk = parts(model)
-    with capture(model, upto) as hidden:
-        try:
-            trunk(tokens)
-        except _Enough:
-            pass
-    return list(hidden)
+from lazarus_nb.model.hooks import forward_hidden, parts
 
 
 class LogitLens:

@@ -24,8 +24,9 @@ from mlx.utils import tree_flatten, tree_map
 
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.model.convert import gguf_to_mlx
+from lazarus_nb.model.hooks import parts
 from lazarus_nb.model.layers import default_classifier_layer
-from lazarus_nb.model.lens import last_layer_gap, parts
+from lazarus_nb.model.lens import last_layer_gap
 
 
 @dataclass(frozen=True)

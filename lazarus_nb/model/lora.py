@@ -16,8 +16,8 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 from mlx_lm.tuner.lora import LoRALinear
 
+from lazarus_nb.model.hooks import parts
 from lazarus_nb.model.layers import check_layers
-from lazarus_nb.model.lens import parts
 
 # Short name used in checkpoint keys -> module path inside a transformer block.
 TARGETS: dict[str, str] = {"v": "self_attn.v_proj", "o": "self_attn.o_proj"}

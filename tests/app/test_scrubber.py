@@ -20,7 +20,8 @@ import pytest  # noqa: E402
 from lazarus_nb import LazarusError, files  # noqa: E402
 from lazarus_nb.app.scrubber import MIN_PLAY_MS, PLAY_MS, EmergenceScrubber  # noqa: E402
 from lazarus_nb.data.prompts import CLASSES  # noqa: E402
-from lazarus_nb.model.lens import LogitLens, forward_hidden  # noqa: E402
+from lazarus_nb.model.hooks import forward_hidden
+from lazarus_nb.model.lens import LogitLens  # noqa: E402
 from lazarus_nb.run import steps as workflow  # noqa: E402
 from lazarus_nb.show.figures import MEAN_LABEL  # noqa: E402
 from lazarus_nb.show.plots.emergence import GID_STEP  # noqa: E402

@@ -19,7 +19,8 @@ import lazarus_nb
 from lazarus_nb.data.prompts import CANONICAL, CLASSES, make_sample
 from lazarus_nb.data.tokens import ClassTokens, encode_prompt, make_batch, resolve_class_tokens
 from lazarus_nb.measure import evaluate as ev
-from lazarus_nb.model.lens import LensReadout, LogitLens, forward_hidden, readout
+from lazarus_nb.model.hooks import forward_hidden
+from lazarus_nb.model.lens import LensReadout, LogitLens, readout
 from lazarus_nb.show import text as report
 
 # different lengths, so padding and greedy length groups are exercised

@@ -25,7 +25,8 @@ from lazarus_nb.app import cli  # noqa: E402
 from lazarus_nb.app.lens_explorer import GRID_TAB, LensExplorer  # noqa: E402
 from lazarus_nb.measure import lens_grid  # noqa: E402
 from lazarus_nb.model import lora  # noqa: E402
-from lazarus_nb.model.lens import LogitLens, forward_hidden  # noqa: E402
+from lazarus_nb.model.hooks import forward_hidden
+from lazarus_nb.model.lens import LogitLens  # noqa: E402
 from lazarus_nb.model.load import load_model  # noqa: E402
 from lazarus_nb.show import figures  # noqa: E402
 from lazarus_nb.show.plots.grid import cell_text  # noqa: E402

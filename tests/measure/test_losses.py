@@ -21,7 +21,8 @@ from lazarus_nb.data.prompts import CANONICAL, make_sample
 from lazarus_nb.data.tokens import encode_example, make_batch, resolve_class_tokens
 from lazarus_nb.measure.losses import dual_loss
 from lazarus_nb.model import lora
-from lazarus_nb.model.lens import LogitLens, forward_hidden
+from lazarus_nb.model.hooks import forward_hidden
+from lazarus_nb.model.lens import LogitLens
 
 SAMPLES = [*CANONICAL, make_sample(3, "add", 4), make_sample(50, "multiply", 50)]  # answers of 1 to 4 tokens
 

@@ -55,7 +55,7 @@ def test_a_zero_reader_is_the_plain_logit_lens_and_at_the_last_layer_the_models_
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3_text"])
 def test_hidden_states_stop_at_the_deepest_layer_asked_and_equal_the_full_forwards(tiny_model_dir, arch):
-    from lazarus_nb.model.lens import forward_hidden, hidden_states
+    from lazarus_nb.model.hooks import forward_hidden, hidden_states
 
     loaded = lazarus_nb.load_model(str(tiny_model_dir(arch)))
     prompts = [s.prompt for s in CANONICAL] + ["1 + 2 = ", "What is 7 times 8? "]  # lengths differ: padding

@@ -10,8 +10,9 @@ from conftest import TINY_CONFIGS
 from mlx_lm.models.base import create_attention_mask
 
 from lazarus_nb import load_model
-from lazarus_nb.model import lens
-from lazarus_nb.model.lens import LogitLens, capture, forward_hidden
+from lazarus_nb.model import hooks, lens
+from lazarus_nb.model.hooks import capture, forward_hidden
+from lazarus_nb.model.lens import LogitLens
 
 ARCHS = sorted(TINY_CONFIGS)
 # 2 rows x 7 tokens: longer than gemma3's sliding window (4), so its windowed mask is exercised too
@@ -104,7 +105,7 @@ def test_capture_restores_block_classes(tiny_by_arch, arch):
     # after the capture, a forward pass records nothing and nothing is left on the recorder stack
     lm.model(TOKENS)
     assert len(record) == lm.num_layers
-    assert lens._RECORDERS == []
+    assert hooks._RECORDERS == []
 
 
 def test_capture_restores_block_classes_when_forward_raises(tiny_by_arch):
@@ -115,7 +116,7 @@ def test_capture_restores_block_classes_when_forward_raises(tiny_by_arch):
     with pytest.raises(ValueError):
         forward_hidden(lm.model, bad)
     assert [type(b) for b in layers] == originals
-    assert lens._RECORDERS == []
+    assert hooks._RECORDERS == []
     with pytest.raises(RuntimeError, match="inside"):
         with capture(lm.model):
             raise RuntimeError("raised inside the capture")
@@ -134,7 +135,7 @@ def test_nested_captures_restore_the_original_classes(tiny_by_arch):
             lm.model(TOKENS)
         lm.model(TOKENS[:, :3])
     assert [type(b) for b in layers] == originals
-    assert lens._RECORDERS == []
+    assert hooks._RECORDERS == []
     assert all(h.shape[1] == 3 for h in outer)  # the inner forward went to the inner record only
 
 
@@ -163,3 +164,38 @@ def test_last_layer_gap_measures_a_logit_scale(tiny_by_arch, monkeypatch):
     real = type(model).__call__
     monkeypatch.setattr(type(model), "__call__", lambda self, *a, **k: 2.0 * real(self, *a, **k))
     assert lens.last_layer_gap(model, TOKENS) == pytest.approx(0.5, rel=1e-6)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_an_identity_edit_changes_nothing_and_a_zero_edit_is_what_the_next_block_sees(tiny_by_arch, arch):
+    lm = tiny_by_arch[arch]
+    originals = [type(b) for b in lm.model.model.layers]
+    clean, _ = forward_hidden(lm.model, TOKENS)
+    with hooks.edited(lm.model, {1: lambda h: h}):
+        same = lm.model(TOKENS)
+    assert mx.array_equal(same, lm.model(TOKENS)).item()
+    # replacing block 1's output by block 1's own clean output ignores the input: blocks 0..1 need not run
+    with hooks.edited(lm.model, {1: lambda h: clean[1]}):
+        replaced, _ = forward_hidden(lm.model, TOKENS)
+    assert all(mx.array_equal(a, b).item() for a, b in zip(replaced[1:], clean[1:]))
+    # an edit at block 0 reaches every later block, and the capture records the edited output
+    with hooks.edited(lm.model, {0: lambda h: h * 0.5}):
+        halved, _ = forward_hidden(lm.model, TOKENS)
+    assert mx.allclose(halved[0], clean[0] * 0.5).item()
+    assert not mx.allclose(halved[-1], clean[-1]).item()
+    assert [type(b) for b in lm.model.model.layers] == originals and not hooks._EDITS
+
+
+def test_edits_nest_and_are_checked(tiny_by_arch):
+    lm = tiny_by_arch["llama"]
+    clean, _ = forward_hidden(lm.model, TOKENS)
+    with hooks.edited(lm.model, {0: lambda h: h + 1.0}):
+        with hooks.edited(lm.model, {0: lambda h: h * 2.0}):
+            both, _ = forward_hidden(lm.model, TOKENS)
+        outer_only, _ = forward_hidden(lm.model, TOKENS)
+    assert mx.allclose(both[0], (clean[0] + 1.0) * 2.0).item()  # outermost first
+    assert mx.allclose(outer_only[0], clean[0] + 1.0).item()
+    assert hooks._EDITS == [] and hooks._LAYER == {}
+    with pytest.raises(ValueError, match="no block 9"):
+        with hooks.edited(lm.model, {9: lambda h: h}):
+            pass

@@ -10,7 +10,7 @@ from mlx.utils import tree_flatten
 import lazarus_nb
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.model import lora
-from lazarus_nb.model.lens import forward_hidden
+from lazarus_nb.model.hooks import forward_hidden
 
 # (layers, hidden, kv_width = n_kv_heads * head_dim, q_width = n_heads * head_dim) of the conftest tiny models
 TINY_SHAPES = {

@@ -17,7 +17,8 @@ from lazarus_nb import LazarusError
 from lazarus_nb.data.prompts import balanced_batches
 from lazarus_nb.measure.losses import dual_loss
 from lazarus_nb.model import lora
-from lazarus_nb.model.lens import LogitLens, parts
+from lazarus_nb.model.hooks import parts
+from lazarus_nb.model.lens import LogitLens
 from lazarus_nb.run import steps as workflow
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train.callbacks import TrainingCallback

@@ -72,6 +72,20 @@ SMOKE_CONTROLS: dict[str, list[Any]] = {"label_map": ["true", "operand"]}
 
 
 @dataclass(frozen=True)
+class CausalSizes:
+    """How much of each causal test notebook 06 runs (``full``: the CLI's defaults)."""
+
+    pairs: int = 24  # activation-patching pairs
+    draws: int = 20  # random subspaces the ablation is compared with
+    problems: int = 64  # held-out problems the ablation scores
+    text_windows: int | None = 2  # general-text windows for the ablation's KL (None: the whole text)
+    alphas: tuple[float, ...] = (-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0)  # steering doses
+
+
+SMOKE_CAUSAL = CausalSizes(pairs=4, draws=3, problems=8, text_windows=1, alphas=(-2.0, 0.0, 2.0))
+
+
+@dataclass(frozen=True)
 class Profile:
     """Settings of one notebook run (see the module docstring)."""
 
@@ -84,6 +98,7 @@ class Profile:
     sweep_grid: dict[str, list[Any]] = field(default_factory=lambda: deepcopy(FULL_SWEEP))  # notebook 05's grid
     sweep_train: TrainConfig = field(default_factory=TrainConfig)  # ... and the settings it does not vary
     controls_grid: dict[str, list[Any]] = field(default_factory=lambda: deepcopy(FULL_CONTROLS))  # ... its controls
+    causal: CausalSizes = field(default_factory=CausalSizes)  # notebook 06's causal tests
 
     @property
     def checkpoint(self) -> Path:
@@ -138,7 +153,7 @@ def profile(name: str | None = None) -> Profile:
     if name == "smoke":
         return Profile(name, model, run_dir, probe_per_class=8, train=replace(SMOKE_TRAIN), answers=True,
                        sweep_grid=deepcopy(SMOKE_SWEEP), sweep_train=replace(SMOKE_TRAIN, steps=2),
-                       controls_grid=deepcopy(SMOKE_CONTROLS))
+                       controls_grid=deepcopy(SMOKE_CONTROLS), causal=SMOKE_CAUSAL)
     return Profile(name, model, run_dir, probe_per_class=50, train=TrainConfig(), answers=True)
 
 

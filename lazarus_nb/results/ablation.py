@@ -26,6 +26,7 @@ class ModelAblation:
     class_subspace: Scores
     random: list[Scores]
     lower_lora_off: Scores | None = None  # adapted only: LoRA off at the blocks up to the layer, on above it
+    seconds: float = 0.0  # wall time of this model's conditions
 
     def cost(self, metric: str, scores: Scores) -> float:
         """What ``scores`` cost against this model unablated (``measure.ablation.COSTS``)."""
@@ -52,6 +53,7 @@ class ModelAblation:
             "lower_lora_off": scored(self.lower_lora_off) if self.lower_lora_off is not None else None,
             "comparisons": {m: c.to_dict() for m, c in self.comparisons().items()},
             "verdicts": self.verdicts(),
+            "seconds": self.seconds,
         }
 
 

@@ -78,6 +78,7 @@ class SteeringResult:
     train_prompts: dict[str, int]  # per operation: the distinct training prompts its mean is taken over
     pairs: list[PairSteering]
     seconds: float
+    model_seconds: dict[str, float]  # per model: its means and every pair's alphas
 
     def to_dict(self) -> dict[str, Any]:
         """Strict JSON (``files.json_clean``)."""
@@ -98,4 +99,5 @@ class SteeringResult:
                        "(Wilson interval)",
             "pairs": [p.to_dict() for p in self.pairs],
             "seconds": self.seconds,
+            "model_seconds": dict(self.model_seconds),
         })

@@ -131,8 +131,8 @@ def subspace_ablation(
             with disabled(loaded.model, range(layer + 1)):
                 states = scorer.block_states()
             lower = scorer.score(states=states)
-        result = ModelAblation(label, scorer.reference, removed, randoms, lower)
-        log(causal_text.model_done_line(label, time.perf_counter() - t0))
+        result = ModelAblation(label, scorer.reference, removed, randoms, lower, time.perf_counter() - t0)
+        log(causal_text.model_done_line(label, result.seconds))
         return result, scorer.reference_logp.shape[0]
 
     with disabled(loaded.model):

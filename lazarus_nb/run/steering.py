@@ -121,11 +121,13 @@ def steering(
     lens = LogitLens(loaded.model)
     ops = sorted({op for pair in pairs for op in pair}, key=CLASSES.index)
     problems = distinct(train_set)
-    for line in causal_text.steering_settings(loaded.name, layer, lens_layer, positions, alphas, pairs, problems):
+    counts = {op: sum(s.label == op for s in problems) for op in ops}
+    for line in causal_text.steering_settings(loaded.name, layer, lens_layer, positions, alphas, pairs, counts):
         log(line)
 
     curves: dict[tuple[str, str], list[SteerCurve]] = {pair: [] for pair in pairs}
     labels = ["base", "adapted"] if adapter is not None else ["base"]
+    model_seconds: dict[str, float] = {}
     for label in labels:
         with disabled(loaded.model) if label == "base" else nullcontext():
             t0 = time.perf_counter()
@@ -137,9 +139,9 @@ def steering(
                 curves[(from_op, to_op)].append(SteerCurve(label, points, float(np.linalg.norm(vector)),
                                                            float(np.linalg.norm(means[from_op]))))
                 log(causal_text.steer_line(label, from_op, to_op, curves[(from_op, to_op)][-1]))
-            log(causal_text.model_done_line(label, time.perf_counter() - t0))
+            model_seconds[label] = time.perf_counter() - t0
+            log(causal_text.model_done_line(label, model_seconds[label]))
     result_pairs = [PairSteering(b, a, [s.prompt for s, _ in chosen[(b, a)]], curves[(b, a)]) for b, a in pairs]
-    counts = {op: sum(s.label == op for s in problems) for op in ops}
     return SteeringResult(loaded.name, str(adapter) if adapter is not None else None, loaded.num_layers, layer,
                           lens_layer, positions, [float(a) for a in alphas], cfg.label_map, tokens, counts,
-                          result_pairs, time.perf_counter() - started)
+                          result_pairs, time.perf_counter() - started, model_seconds)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from lazarus_nb.data.prompts import Sample
 from lazarus_nb.data.tokens import ClassTokens
 from lazarus_nb.measure.ablation import COSTS, LEVEL, Scores
 from lazarus_nb.measure.evaluate import wilson
@@ -87,12 +86,15 @@ def ablation_summary(result: AblationResult) -> list[str]:
 
 
 def steering_settings(model: str, layer: int, lens_layer: int, positions: str, alphas: Sequence[float],
-                      pairs: Sequence[tuple[str, str]], train: Sequence[Sample]) -> list[str]:
+                      pairs: Sequence[tuple[str, str]], train_prompts: dict[str, int]) -> list[str]:
+    """What is added, where, and over which training prompts the means are taken (``train_prompts``: per
+    operation)."""
     where = "the last prompt token" if positions == "last" else "every prompt token"
     shown = ", ".join(f"{b} -> {a}" for b, a in pairs)
+    means = ", ".join(f"{n} {op}" for op, n in train_prompts.items())
     return [f"Steering on {model} at L{layer} ({where}), lens class read at L{lens_layer}: {shown}",
-            f"  alpha in {', '.join(f'{a:g}' for a in alphas)} times (mean h[to] - mean h[from]) over "
-            f"{len(train)} distinct training problems; the held-out from-op prompts whose operands are valid for both"]
+            f"  alpha in {', '.join(f'{a:g}' for a in alphas)} times (mean h[to] - mean h[from]), means over the "
+            f"distinct training problems ({means}); on the held-out from-op prompts whose operands are valid for both"]
 
 
 def skipped_pair_line(from_op: str, to_op: str) -> str:

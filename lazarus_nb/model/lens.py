@@ -8,6 +8,10 @@ model's own logits (tests pin this for llama, qwen2 and gemma3); an architecture
 its logits (Granite's logit scaling, Cohere's logit scale) would give a silently wrong lens, so loading a model
 checks ``last_layer_gap`` and refuses one where it is not zero up to float rounding.
 
+The lens is linear in h along one direction per token, up to the per-row scale 1 / rms(h): logit_w(h) =
+d_w . h / rms(h) with d_w = g * u_w, g the final norm's effective gain and u_w the unembedding row
+(``LogitLens.readout_directions``; the class-readout subspace of docs/science.md "Ablation").
+
 The hidden states it reads come from :mod:`lazarus_nb.model.hooks`, which records every block's output inside the
 model's own forward.
 """

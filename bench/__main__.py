@@ -11,6 +11,7 @@ is a short module of its own, sharing the package's code:
   study.py        ``--study``: mx.compile, length bucketing, the unread last column, the step's breakdown
   scaling.py      ``--sweep``: the model-size x batch-size table
   reader.py       ``--reader``: the reader-only baseline at one layer and at every layer
+  causal.py       ``--causal DIR``: the ablation and steering tests with the checkpoint DIR
   first_batch.py, mlx_lm_peer.py, machine.py, report.py: the batch, the peer, timing, the printed report
 
 ``--model PATH`` benchmarks any model ``lazarus_nb.load_model`` can load (the tests run it on a tiny one).
@@ -23,11 +24,12 @@ import json
 import os
 from pathlib import Path
 
-from bench import default_run, full_run, reader, scaling, step, study
+from bench import causal, default_run, full_run, reader, scaling, step, study
 from bench.machine import OUT_DIR, write
 from bench.report import report
 from lazarus_nb import LazarusError
 from lazarus_nb.model import blas
+from lazarus_nb.run.ablation import DRAWS
 from lazarus_nb.train.config import TrainConfig
 
 
@@ -52,6 +54,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reader-layers", nargs="+", default=["classifier", "all"], metavar="SPEC",
                    help="--reader's layer sets, each a run: classifier (the default classifier layer), all, N or "
                         "N,M (default: classifier all)")
+    p.add_argument("--causal", metavar="DIR", type=Path,
+                   help="time the ablation and steering tests (default settings) on the embedded model (or --model) "
+                        "with the checkpoint DIR instead")
+    p.add_argument("--causal-draws", type=int, default=DRAWS, metavar="N",
+                   help=f"--causal's random subspaces per model (default: {DRAWS}, the ablation's default)")
     return p
 
 
@@ -72,6 +79,10 @@ def main(argv: list[str] | None = None) -> None:
         print("warning: mlx runs on the reference BLAS (no optimized BLAS was preloaded): expect 10-20x slower")
     if args.sweep:
         return scaling.sweep(args)
+    if args.causal:
+        r = causal.measure(args.causal, "smollm2-135m" if args.model == "embedded" else args.model, args.causal_draws)
+        causal.report(r)
+        return write(args.out or OUT_DIR / "causal.json", r)
     if args.reader:
         r = reader.measure(args.reader_layers)
         reader.report(r)

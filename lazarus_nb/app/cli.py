@@ -1,6 +1,6 @@
-"""The ``lazarus-nb`` command line: ``info``, ``fetch``, ``introspect {dual-reward, classifier, logit-lens, reader}``,
-``demo`` (the four workflow steps headless) and ``sweep`` (a grid of dual-reward runs). The parser and the error
-policy live here; the parsing of values is :mod:`lazarus_nb.app.cli_args`'s, the checks of a request
+"""The ``lazarus-nb`` command line: ``info``, ``fetch``, ``introspect {dual-reward, classifier, logit-lens, reader,
+ablate, steer}``, ``demo`` (the four workflow steps headless) and ``sweep`` (a grid of dual-reward runs). The parser
+and the error policy live here; the parsing of values is :mod:`lazarus_nb.app.cli_args`'s, the checks of a request
 :mod:`lazarus_nb.app.preflight`'s, the commands :mod:`lazarus_nb.app.commands`'s.
 
 * Human text goes to stdout; with ``--json`` the result (strict JSON) goes to stdout and the text to stderr.
@@ -28,11 +28,13 @@ from lazarus_nb.app.cli_args import (
     int_at_least,
     integer,
     layer_spec_arg,
+    number,
     option,
     parse_layer_spec,
 )
 from lazarus_nb.app.commands import (
     PROG,
+    cmd_ablate,
     cmd_classifier,
     cmd_demo,
     cmd_dual_reward,
@@ -40,11 +42,16 @@ from lazarus_nb.app.commands import (
     cmd_info,
     cmd_logit_lens,
     cmd_reader,
+    cmd_steer,
     cmd_sweep,
 )
-from lazarus_nb.data.prompts import DEMO_PROBE_PROMPTS, PROBE_PROMPTS
+from lazarus_nb.data.prompts import CLASSES, DEMO_PROBE_PROMPTS, PROBE_PROMPTS
 from lazarus_nb.errors import LazarusError, SettingError
+from lazarus_nb.measure.steering import POSITIONS
+from lazarus_nb.measure.subspace import SUBSPACES
 from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED
+from lazarus_nb.run.ablation import DRAWS, MODES, PROBLEMS
+from lazarus_nb.run.steering import ALPHAS, DEFAULT_PAIR
 from lazarus_nb.train.config import DEMO_TRAIN, READER_FIELDS
 from lazarus_nb.train.grid import GRID_FIELDS
 
@@ -75,6 +82,11 @@ def _add_num_prompts(p: argparse.ArgumentParser, what: str, default: int | None 
                    help=what + shown)  # the range is data.check_probe_size's
 
 
+def _add_figure(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--figure", metavar="PATH", help=f"also draw {what} to PATH (.png, .svg or .pdf; its directory "
+                                                    "must exist)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog=PROG,
@@ -85,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                f"  {PROG} introspect dual-reward -m {DEFAULT_MODEL} --steps 500 -o runs/dual\n"
                f"  {PROG} introspect logit-lens -m {DEFAULT_MODEL} --adapter runs/dual --layers all\n"
                f"  {PROG} introspect reader -m {DEFAULT_MODEL} --layers 8,16 --label-map operand\n"
+               f"  {PROG} introspect ablate --adapter runs/dual --draws 20\n"
+               f"  {PROG} introspect steer --adapter runs/dual --from-op add --to-op multiply\n"
                f"  {PROG} demo -o runs/demo\n"
                f"  {PROG} sweep -o runs/sweep --cls-weight 0 0.4 0.8 --seed 0 1\n\n"
                "Set LAZARUS_NB_DEBUG=1 to see tracebacks of unexpected errors.",
@@ -101,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"embedded model: {', '.join(EMBEDDED)} (default: {DEFAULT_MODEL})")
     _add_common(p)
 
-    intro = sub.add_parser("introspect", help="dual-reward | classifier | logit-lens | reader",
+    intro = sub.add_parser("introspect", help="dual-reward | classifier | logit-lens | reader | ablate | steer",
                            description="The workbench's analyses (the original tool's `introspect` commands).")
     isub = intro.add_subparsers(dest="introspect_command", required=True, metavar="ANALYSIS")
 
@@ -156,6 +170,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=layer_spec_arg, default=parse_layer_spec("all"), metavar="SPEC",
                    help="layers to train a reader at: all, N, N,M or a-b (default: all)")
     add_config_options(p, only=READER_FIELDS)
+    _add_common(p, output_file=True)
+
+    p = _command(isub, "ablate", cmd_ablate, "subspace ablation: remove the class-readout subspace at the classifier "
+                                             "layer, against random subspaces")
+    _add_model(p, "the adapter's model, else ")
+    p.add_argument("--adapter", required=True, metavar="DIR", help="the dual-reward checkpoint to test (its held-out "
+                   "problems, class tokens and classifier layer)")
+    p.add_argument("--draws", type=integer, default=DRAWS, metavar="N",
+                   help=f"random subspaces of the same dimension (default: {DRAWS})")
+    p.add_argument("-l", "--layer", type=integer, metavar="N", help="layer to ablate (default: the adapter's "
+                   "classifier layer)")
+    p.add_argument("--problems", type=integer, default=PROBLEMS, metavar="N",
+                   help=f"held-out problems scored, class-balanced, a multiple of 4 (default: {PROBLEMS})")
+    p.add_argument("--subspace", choices=SUBSPACES, default="full", help="full: span of the class tokens' g*u_w "
+                   "(every class logit's linear part); centred: their differences (what the class-restricted argmax "
+                   "reads) (default: full)")
+    p.add_argument("--mode", choices=MODES, default="project", help="project: the component set to 0; mean: set to "
+                   "the mean over training problems' positions (default: project)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, metavar="S", help="seed of the random subspaces "
+                   "(default: 0)")
+    _add_figure(p, "the random distribution of each cost with the class subspace's value marked, base and adapted")
+    _add_common(p, output_file=True)
+
+    p = _command(isub, "steer", cmd_steer, "steering: add alpha * (mean h[to-op] - mean h[from-op]) to from-op prompts")
+    _add_model(p, "the adapter's model with --adapter, else ")
+    p.add_argument("--adapter", metavar="DIR", help="also steer this checkpoint's adapted model (its data, class "
+                   "tokens and classifier layer; without it: the base model on the default run's)")
+    p.add_argument("--from-op", choices=CLASSES, metavar="OP", help=f"operation whose held-out prompts are steered, "
+                   f"one of {', '.join(CLASSES)} (default: {DEFAULT_PAIR[0]})")
+    p.add_argument("--to-op", choices=CLASSES, metavar="OP", help=f"operation they are steered toward (default: "
+                   f"{DEFAULT_PAIR[1]})")
+    p.add_argument("--all-pairs", action="store_true", help="every ordered pair of different operations")
+    p.add_argument("--alphas", type=number, nargs="+", metavar="A", help="multiples of the vector (default: "
+                   f"{' '.join(f'{a:g}' for a in ALPHAS)})")
+    p.add_argument("-l", "--layer", type=integer, metavar="N", help="layer the vector is added at (default: the "
+                   "classifier layer, where the lens class is read)")
+    p.add_argument("--positions", choices=POSITIONS, default="last", help="add it at the last prompt token (where "
+                   "the means are taken and the lens reads the class) or at every prompt token (default: last)")
+    _add_figure(p, "P(to-op answer), P(from-op answer) and the lens class against alpha, base and adapted")
     _add_common(p, output_file=True)
 
     p = _command(sub, "demo", cmd_demo, "the whole four-step workflow headless, with JSON results and PNG figures")

@@ -52,7 +52,7 @@ def integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer, got '{text}'") from None
 
 
-def _float(text: str) -> float:
+def number(text: str) -> float:
     try:
         return float(text)
     except ValueError:
@@ -168,7 +168,7 @@ def _parser_for(kind: Any) -> tuple[Callable[[str], Any], str]:
         kind = next(t for t in get_args(kind) if t is not type(None))
     if get_origin(kind) is list:
         return layer_spec_arg, "SPEC"
-    return {int: (integer, "N"), float: (_float, "F"), str: (str, "WORD"), bool: (_bool, "true|false")}[kind]
+    return {int: (integer, "N"), float: (number, "F"), str: (str, "WORD"), bool: (_bool, "true|false")}[kind]
 
 
 def _bool(text: str) -> bool:

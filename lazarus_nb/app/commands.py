@@ -27,10 +27,12 @@ from lazarus_nb.data.tokens import class_tokens_from_ids
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.model import blas
 from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED, embedded_dir, fetch_embedded, home
+from lazarus_nb.run.ablation import subspace_ablation
 from lazarus_nb.run.reader import reader_baseline
+from lazarus_nb.run.steering import steering
 from lazarus_nb.run.steps import data_parallel_group, load, probe_classes, probe_family, run_dual_reward, run_lens
+from lazarus_nb.show import causal_text, reader_text
 from lazarus_nb.show import format as fmt
-from lazarus_nb.show import reader_text
 from lazarus_nb.show import text as report
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train.callbacks import TrainingCallback
@@ -310,6 +312,52 @@ def cmd_reader(args: argparse.Namespace) -> int:
     loaded = load(request.model.name, out)
     result = reader_baseline(loaded, request.config, request.layers.ids(loaded.num_layers), log=out)
     out(*reader_text.summary(result))
+    out.result(result, args.output)
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    """Subspace ablation at the classifier layer (docs/science.md "Ablation"): remove the class-readout subspace (the
+    class tokens' unembedding rows times the final norm's gain) from the layer's output at every position and
+    continue the forward pass, for the base model (adapters off) and the adapted one; compare the rise in answer NLL,
+    the drop in exact answers, the KL on general text and the lens's class accuracy with removing --draws random
+    subspaces of the same dimension (empirical p-values), and switch the adapter off at the blocks up to the layer.
+    The answer is scored teacher-forced on held-out problems of the adapter's run."""
+    out = Out(args.json)
+    request = preflight.ablate(args)
+    loaded = load(request.model.name, out)
+    result = subspace_ablation(loaded, args.adapter, args.draws, request.layer, args.problems, args.subspace,
+                               args.mode, args.seed, log=out)
+    out(*causal_text.ablation_summary(result))
+    if args.figure is not None:
+        # matplotlib: imported only when a figure is asked for
+        from lazarus_nb.show.figures import ablation_figure
+        from lazarus_nb.show.plots.output import save  # matplotlib too
+
+        save(ablation_figure(result), args.figure)
+        out(f"Figure written to: {args.figure}")
+    out.result(result, args.output)
+    return 0
+
+
+def cmd_steer(args: argparse.Namespace) -> int:
+    """Steering (docs/science.md "Steering"): add alpha * (mean h[--to-op] - mean h[--from-op]) (means over the
+    run's training prompts at the last prompt token) to the --from-op held-out prompts at the layer, for each alpha;
+    print the mean probability of the --to-op answer and of the --from-op answer (teacher-forced, terminator
+    included) and the share of prompts whose lens class at the classifier layer is --to-op, with 95% intervals, for
+    the base model and, with --adapter, the adapted one."""
+    out = Out(args.json)
+    request = preflight.steer(args)
+    loaded = load(request.model.name, out)
+    result = steering(loaded, args.adapter, request.pairs, request.layer, request.alphas, args.positions, log=out)
+    out(*causal_text.steering_summary(result))
+    if args.figure is not None:
+        # matplotlib: imported only when a figure is asked for
+        from lazarus_nb.show.figures import steering_figure
+        from lazarus_nb.show.plots.output import save  # matplotlib too
+
+        save(steering_figure(result), args.figure)
+        out(f"Figure written to: {args.figure}")
     out.result(result, args.output)
     return 0
 

@@ -23,7 +23,9 @@ from lazarus_nb.data.prompts import CANONICAL, CLASSES, DEMO_PROBE_PROMPTS, PROB
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.model.layers import check_layers, default_classifier_layer
 from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED, peek_config
+from lazarus_nb.run.ablation import check_ablation
 from lazarus_nb.run.request import TrainRequest, train_request
+from lazarus_nb.run.steering import ALPHAS, check_steering, pairs_of
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train.config import DEMO_TRAIN, TrainConfig
 from lazarus_nb.train.grid import GRID_FIELDS, Grid, plan
@@ -142,6 +144,65 @@ def reader(args: argparse.Namespace) -> Reader:
     model = peek(args.model)
     config.check(model.num_layers)
     return Reader(model, config, Layers.of(args.layers.ids, model))
+
+
+@dataclass(frozen=True)
+class Ablate:
+    model: Model
+    record: RunRecord  # the adapter's run record (read once)
+    layer: int | None  # None: the adapter's classifier layer
+
+
+def ablate(args: argparse.Namespace) -> Ablate:
+    """``introspect ablate``: the settings, the output file and figure, the adapter (a lazarus_nb checkpoint, read
+    once and checked against the model), the layer."""
+    check_ablation(args.draws, args.problems, args.subspace, args.mode)
+    _check_outputs(args)
+    record = checkpoint.read_record(args.adapter)
+    model = peek(args.model or record.model)
+    checkpoint.check_adapter(args.adapter, dict(model.config), record)
+    if args.layer is not None and model.num_layers is not None:
+        check_layers([args.layer], model.num_layers, "layer")
+    return Ablate(model, record, args.layer)
+
+
+@dataclass(frozen=True)
+class Steer:
+    model: Model
+    record: RunRecord | None  # the adapter's run record (None: no adapter)
+    pairs: list[tuple[str, str]]  # (from_op, to_op)
+    alphas: list[float]
+    layer: int | None  # None: the classifier layer
+
+
+def steer(args: argparse.Namespace) -> Steer:
+    """``introspect steer``: the pairs, the alphas and positions, the output file and figure, the adapter (read once
+    and checked against the model), the layer."""
+    pairs = pairs_of(args.from_op, args.to_op, args.all_pairs)
+    alphas = list(ALPHAS) if args.alphas is None else list(args.alphas)
+    check_steering(alphas, args.positions)
+    _check_outputs(args)
+    record = None
+    if args.adapter is None:
+        model = peek(args.model)
+    else:
+        record = checkpoint.read_record(args.adapter)
+        model = peek(args.model or record.model)
+        checkpoint.check_adapter(args.adapter, dict(model.config), record)
+    if args.layer is not None and model.num_layers is not None:
+        check_layers([args.layer], model.num_layers, "layer")
+    return Steer(model, record, pairs, alphas, args.layer)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """``-o FILE.json`` and ``--figure PATH``: new files (or ``--force``) in existing, writable places."""
+    if args.output is not None:
+        files.check_output(args.output, "file", args.force)
+    if args.figure is not None:
+        # matplotlib is imported only when a figure is asked for
+        from lazarus_nb.show.figures import check_figure_path
+
+        check_figure_path(args.figure, args.force)
 
 
 @dataclass(frozen=True)

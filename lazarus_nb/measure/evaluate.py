@@ -28,6 +28,7 @@ import numpy as np
 
 from lazarus_nb.data.prompts import CLASSES, Sample
 from lazarus_nb.data.tokens import (
+    Batch,
     ClassTokens,
     encode_example,
     encode_prompt,
@@ -38,6 +39,7 @@ from lazarus_nb.data.tokens import (
 )
 from lazarus_nb.measure.collateral import GeneralText, general_text_metrics
 from lazarus_nb.measure.losses import answer_loss
+from lazarus_nb.measure.xent import cross_entropy
 from lazarus_nb.model.hooks import forward_hidden, hidden_states
 from lazarus_nb.model.lens import LensReadout, LogitLens, readout
 from lazarus_nb.model.load import LoadedModel
@@ -295,6 +297,23 @@ def answer_nll(
         total += answer_loss(logits, batch.answer_targets, count=1.0).item()  # the sum over tokens
         count += batch.answer_targets.size
     return total / max(count, 1.0)
+
+
+def teacher_forced_answers(lens: LogitLens, batch: Batch, final: mx.array) -> tuple[np.ndarray, np.ndarray]:
+    """Per problem of ``batch`` (with answers), from the final-normed states ``final`` (B, T, D) of its forward:
+    (the summed NLL of its answer tokens, terminator included; whether the argmax at every one of those positions
+    is the answer token). The second is exact greedy decoding without decoding: greedy output is the answer's
+    tokens followed by the terminator exactly when, teacher-forced, each of them is the argmax at its position
+    (each greedy step sees the prefix teacher forcing gives it, as long as every earlier step was right). It is
+    stricter than ``answer_correct``, which also accepts another tokenisation of the digits or a newline stop."""
+    logits = lens.unembed(final[batch.answer_rows, batch.answer_pos]).astype(mx.float32)
+    nll = np.array(cross_entropy(logits, batch.answer_targets), dtype=np.float64)
+    wrong = np.array(mx.argmax(logits, axis=-1) != batch.answer_targets)
+    rows = np.array(batch.answer_rows)
+    nll_sum, misses = np.zeros(batch.size), np.zeros(batch.size)
+    np.add.at(nll_sum, rows, nll)
+    np.add.at(misses, rows, wrong)
+    return nll_sum, misses == 0
 
 
 def interval_of(p: float, n: int) -> list[float]:

@@ -46,12 +46,13 @@ def newcombe(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float]:
     return max(-1.0, lo), min(1.0, hi)
 
 
-def seed_interval(differences: Sequence[float]) -> tuple[float, float] | None:
-    """95% Student t interval of the mean of per-seed differences; None with fewer than two seeds."""
-    n = len(differences)
+def t_interval(values: Sequence[float]) -> tuple[float, float] | None:
+    """95% Student t interval of the mean of ``values`` (per-seed differences; per-prompt probabilities); None with
+    fewer than two values."""
+    n = len(values)
     if n < 2:
         return None
-    d = np.asarray(differences, dtype=float)
+    d = np.asarray(values, dtype=float)
     half = t95(n - 1) * d.std(ddof=1) / math.sqrt(n)
     return float(d.mean() - half), float(d.mean() + half)
 
@@ -84,4 +85,4 @@ def selectivity(step: int, n: int, true: dict[int, float], control: dict[int, fl
     total = n * len(seeds)
     return Selectivity(step, seeds, n, k_true / total, k_control / total,
                        newcombe(k_true, total, k_control, total),
-                       seed_interval([true[s] - control[s] for s in seeds]))
+                       t_interval([true[s] - control[s] for s in seeds]))

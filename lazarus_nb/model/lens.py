@@ -8,6 +8,10 @@ model's own logits (tests pin this for llama, qwen2 and gemma3); an architecture
 its logits (Granite's logit scaling, Cohere's logit scale) would give a silently wrong lens, so loading a model
 checks ``last_layer_gap`` and refuses one where it is not zero up to float rounding.
 
+The lens is linear in h along one direction per token, up to the per-row scale 1 / rms(h): logit_w(h) =
+d_w . h / rms(h) with d_w = g * u_w, g the final norm's effective gain and u_w the unembedding row
+(``LogitLens.readout_directions``; the class-readout subspace of docs/science.md "Ablation").
+
 The hidden states it reads come from :mod:`lazarus_nb.model.hooks`, which records every block's output inside the
 model's own forward.
 """
@@ -35,15 +39,43 @@ class LogitLens:
             args, "final_logit_softcapping", None
         )
 
+    def linear_logits(self, normed: mx.array) -> mx.array:
+        """The head's linear map of already-normed states (``lm_head``, or the tied embedding), before any
+        soft-capping: logit_w = u_w . normed with u_w the unembedding row of token w."""
+        if "lm_head" in self.head.children():
+            return self.head.lm_head(normed)
+        return self.trunk.embed_tokens.as_linear(normed)
+
     def unembed(self, normed: mx.array) -> mx.array:
         """Vocabulary logits of already-normed states (the model's own head, soft-capped if it has one)."""
-        if "lm_head" in self.head.children():
-            logits = self.head.lm_head(normed)
-        else:
-            logits = self.trunk.embed_tokens.as_linear(normed)
+        logits = self.linear_logits(normed)
         if self.softcap:
             logits = mx.tanh(logits / self.softcap) * self.softcap
         return logits
+
+    def norm_gain(self) -> mx.array:
+        """(D,) the final norm's effective per-feature gain g, with ``norm(h) = g * h / rms(h)``: the model's own
+        norm applied to a large constant vector (rms = its value, so eps is below float rounding), whatever the
+        architecture's convention (Gemma stores w and applies 1 + w). Refused (ValueError) for a norm that is not
+        of that form (a LayerNorm subtracts the mean)."""
+        width = self.trunk.embed_tokens.weight.shape[-1]
+        big = 1e3
+        gain = self.trunk.norm(mx.full((1, width), big, dtype=mx.float32))[0]
+        probe = mx.random.normal((2, width), key=mx.random.key(0))
+        rms = mx.sqrt(mx.mean(probe * probe, axis=-1, keepdims=True))
+        if not mx.allclose(self.trunk.norm(probe), gain * probe / rms, rtol=1e-3, atol=1e-5).item():
+            raise ValueError(f"the final norm of this model ({type(self.trunk.norm).__name__}) is not "
+                             "g * h / rms(h); the readout directions are not defined for it")
+        return gain
+
+    def readout_directions(self, token_ids: Sequence[int]) -> mx.array:
+        """(K, D) the directions the lens reads each token along: d_w = g * u_w, so that (before soft-capping)
+        logit_w(h) = d_w . h / rms(h) exactly. Up to the per-row scale 1 / rms(h), a token's lens logit is linear
+        in h along d_w (docs/science.md "Ablation")."""
+        width = self.trunk.embed_tokens.weight.shape[-1]
+        # the head applied to the identity: column w is u_w, whatever the head's storage (tied, untied, quantized)
+        rows = self.linear_logits(mx.eye(width, dtype=mx.float32))[:, mx.array(list(token_ids))].T
+        return rows * self.norm_gain()[None, :]
 
     def __call__(self, hidden: mx.array) -> mx.array:
         """Lens logits of a block output."""

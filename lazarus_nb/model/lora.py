@@ -7,7 +7,7 @@ A (n_heads * head_dim, r) + B (r, hidden). For grouped-query attention V's outpu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -134,9 +134,11 @@ def set_lora_arrays(model: nn.Module, arrays: dict[str, mx.array]) -> None:
 
 
 @contextmanager
-def disabled(model: nn.Module) -> Iterator[None]:
-    """Temporarily switch every adapter off (scale 0): inside, the model computes exactly the base model."""
-    found = adapters(model)
+def disabled(model: nn.Module, layers: Collection[int] | None = None) -> Iterator[None]:
+    """Temporarily switch adapters off (scale 0): every adapter, so that inside the model computes exactly the base
+    model, or only those of the blocks in ``layers`` (the others keep their scale: inside, the model is the one
+    adapted at the other blocks only; "Ablation" switches off the blocks up to the classifier layer)."""
+    found = {k: m for k, m in adapters(model).items() if layers is None or k[0] in layers}
     scales = {k: m.scale for k, m in found.items()}
     for m in found.values():
         m.scale = 0.0

@@ -1,6 +1,7 @@
 """The steps as the CLI, the notebooks and the widgets run them: ``run.probe_family``, ``run.baseline_lens``,
 ``run.run_dual_reward``, ``run.verify``, ``run.run_demo``; a sweep is ``run.sweep.sweep`` (its module shares the
-name); the reader-only baseline is ``run.reader.reader_baseline``.
+name); the reader-only baseline is ``run.reader.reader_baseline``; the causal tests are
+``run.ablation.subspace_ablation`` and ``run.steering.steering``.
 
 Names resolve on first use (:mod:`lazarus_nb.exports`).
 """
@@ -20,6 +21,8 @@ _EXPORTS = {
     "verify": "lazarus_nb.run.steps:verify",
     "run_demo": "lazarus_nb.run.demo:run_demo",
     "reader": "lazarus_nb.run.reader",
+    "ablation": "lazarus_nb.run.ablation",
+    "steering": "lazarus_nb.run.steering",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -18,11 +18,13 @@ from matplotlib.figure import Figure
 
 from lazarus_nb import files
 from lazarus_nb.errors import SettingError
+from lazarus_nb.show.plots import ablation as ablation_plots
 from lazarus_nb.show.plots import controls as controls_plots
 from lazarus_nb.show.plots import emergence as emergence_plots
 from lazarus_nb.show.plots import lens as lens_plots
 from lazarus_nb.show.plots import probe as probe_plots
 from lazarus_nb.show.plots import reader as reader_plots
+from lazarus_nb.show.plots import steering as steering_plots
 from lazarus_nb.show.plots import sweep as sweep_plots
 from lazarus_nb.show.plots import training as training_plots
 from lazarus_nb.show.plots.emergence import ScrubFigure
@@ -34,9 +36,11 @@ if TYPE_CHECKING:  # the result types only: their modules load mlx-lm, which dra
     from lazarus_nb.measure.evaluate import Evaluation
     from lazarus_nb.measure.lens_grid import LensGrid
     from lazarus_nb.measure.probe import ProbeResult
+    from lazarus_nb.results.ablation import AblationResult
     from lazarus_nb.results.controls import ControlComparison
     from lazarus_nb.results.lens import LensReport
     from lazarus_nb.results.reader import ReaderResult
+    from lazarus_nb.results.steering import SteeringResult
     from lazarus_nb.train.history import History
 
 
@@ -251,3 +255,45 @@ def reader_figure(result: ReaderResult) -> Figure:
     return reader_plots.reader_accuracy(result.layers, held["top1_acc"], held["top1_acc_ci"], plain["top1_acc"],
                                         plain["top1_acc_ci"], READABLE, classifier_layer=shown, n=result.heldout.n,
                                         title=f"Reader-only baseline on {result.model} (label map {result.label_map})")
+
+
+ABLATION_COSTS = {"answer_nll": "answer NLL rise (per token)", "exact": "exact-answer drop",
+                  "kl": "KL on general text (nats)", "lens_restricted": "lens class accuracy drop"}
+"""The ablation figure's columns: a cost of ``measure.ablation.COSTS`` -> its title."""
+
+
+def ablation_figure(result: AblationResult) -> Figure:
+    """The subspace ablation: per model and cost, the random subspaces' costs as points, the class subspace's marked
+    (and, adapted, the adapter switched off up to the layer)."""
+    panels = {}
+    for m in (result.base, result.adapted):
+        panels[m.label] = {c: ([m.cost(c, r) for r in m.random], m.cost(c, m.class_subspace),
+                               m.cost(c, m.lower_lora_off) if m.lower_lora_off is not None else None)
+                           for c in ABLATION_COSTS}
+    title = (f"Removing the class-readout subspace ({result.subspace}, dimension {result.dimension}, {result.mode}) "
+             f"at L{result.layer} of {result.model}, against {result.draws} random subspaces")
+    return ablation_plots.ablation_strips(panels, ABLATION_COSTS, title,
+                                          other_label=f"LoRA off at blocks 0-{result.layer}")
+
+
+STEERING_PANELS = {"p_to": "P({to} answer | {from} prompt)", "p_from": "P({from} answer | {from} prompt)",
+                   "lens_to": "lens class = {to} (share of prompts)"}
+"""The steering figure's panels and their titles."""
+
+
+def steering_figure(result: SteeringResult) -> Figure:
+    """Steering: per pair, P(to answer), P(from answer) and the lens-class-to share against alpha with their 95%
+    intervals, base beside adapted."""
+    pairs = {}
+    for pair in result.pairs:
+        models = {}
+        for curve in pair.curves:
+            points = curve.to_dict()["points"]
+            models[curve.label] = {k: ([d[k] for d in points], [d[f"{k}_ci"] for d in points])
+                                   for k in STEERING_PANELS}
+        pairs[f"{pair.from_op} -> {pair.to_op}"] = models
+    where = "the last prompt token" if result.positions == "last" else "every prompt token"
+    title = (f"Steering at L{result.layer} ({where}) of {result.model}; lens class at L{result.lens_layer}; "
+             "bands: 95% intervals")
+    return steering_plots.steering_curves(result.alphas, pairs, STEERING_PANELS, title)
+

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from lazarus_nb.measure.selectivity import newcombe, seed_interval, selectivity, t95
+from lazarus_nb.measure.selectivity import newcombe, selectivity, t95, t_interval
 
 
 def test_newcombe_matches_the_published_example():
@@ -15,11 +15,11 @@ def test_newcombe_matches_the_published_example():
     assert (round(lo, 4), round(hi, 4)) == (0.0524, 0.3339)
 
 
-def test_seed_interval_by_hand():
-    lo, hi = seed_interval([0.1, 0.2, 0.3])  # mean 0.2, sd 0.1, t(2) = 4.303
+def test_t_interval_by_hand():
+    lo, hi = t_interval([0.1, 0.2, 0.3])  # mean 0.2, sd 0.1, t(2) = 4.303
     half = 4.303 * 0.1 / math.sqrt(3)
     assert (lo, hi) == pytest.approx((0.2 - half, 0.2 + half), abs=1e-12)
-    assert seed_interval([0.4]) is None  # one seed: no spread to measure
+    assert t_interval([0.4]) is None  # one seed: no spread to measure
     assert t95(100) == 1.96 and t95(11) == t95(10)  # the table errs wide between its entries
 
 
@@ -35,5 +35,5 @@ def test_selectivity_pools_counts_and_pairs_seeds():
     assert s.seeds == [0, 1]  # only seeds both have
     assert (s.true_accuracy, s.control_accuracy) == (56 / 64, 16 / 64)
     assert s.within == newcombe(56, 64, 16, 64)
-    assert s.across == pytest.approx(seed_interval([0.75, 0.5]))
+    assert s.across == pytest.approx(t_interval([0.75, 0.5]))
     assert selectivity(0, 32, {0: 1.0}, {1: 0.0}) is None

@@ -36,7 +36,10 @@ from typing import Any
 
 from lazarus_nb.data.labels import LABEL_MAPS
 from lazarus_nb.errors import LazarusError
+from lazarus_nb.measure.ablation import TEXT_WINDOWS
 from lazarus_nb.model.load import DEFAULT_MODEL, load_model
+from lazarus_nb.run.ablation import DRAWS, PROBLEMS
+from lazarus_nb.run.steering import ALPHAS
 from lazarus_nb.run.steps import run_dual_reward
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train.config import TrainConfig
@@ -76,10 +79,10 @@ class CausalSizes:
     """How much of each causal test notebook 06 runs (``full``: the CLI's defaults)."""
 
     pairs: int = 24  # activation-patching pairs
-    draws: int = 20  # random subspaces the ablation is compared with
-    problems: int = 64  # held-out problems the ablation scores
-    text_windows: int | None = 2  # general-text windows for the ablation's KL (None: the whole text)
-    alphas: tuple[float, ...] = (-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0)  # steering doses
+    draws: int = DRAWS  # random subspaces the ablation is compared with
+    problems: int = PROBLEMS  # held-out problems the ablation scores
+    text_windows: int | None = TEXT_WINDOWS  # general-text windows for the ablation's KL (None: the whole text)
+    alphas: tuple[float, ...] = ALPHAS  # steering doses
 
 
 SMOKE_CAUSAL = CausalSizes(pairs=4, draws=3, problems=8, text_windows=1, alphas=(-2.0, 0.0, 2.0))

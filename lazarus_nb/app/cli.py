@@ -39,12 +39,14 @@ from lazarus_nb.app.commands import (
     cmd_fetch,
     cmd_info,
     cmd_logit_lens,
+    cmd_patch,
     cmd_reader,
     cmd_sweep,
 )
 from lazarus_nb.data.prompts import DEMO_PROBE_PROMPTS, PROBE_PROMPTS
 from lazarus_nb.errors import LazarusError, SettingError
 from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED
+from lazarus_nb.run.patching import NUM_PAIRS
 from lazarus_nb.train.config import DEMO_TRAIN, READER_FIELDS
 from lazarus_nb.train.grid import GRID_FIELDS
 
@@ -156,6 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=layer_spec_arg, default=parse_layer_spec("all"), metavar="SPEC",
                    help="layers to train a reader at: all, N, N,M or a-b (default: all)")
     add_config_options(p, only=READER_FIELDS)
+    _add_common(p, output_file=True)
+
+    p = _command(isub, "patch", cmd_patch, "activation patching: one block output at one position copied from a "
+                                           "source prompt's run into a target's, at every layer and position")
+    _add_model(p, "the adapter's model with --adapter, else ")
+    p.add_argument("--adapter", metavar="DIR",
+                   help="also patch the adapted model (this checkpoint, loaded from disk) beside the base model, and "
+                        "read the lens class at its classifier layer; pairs come from its run's held-out problems")
+    p.add_argument("--pairs", action="append", metavar="SOURCE|TARGET",
+                   help="a source and a target prompt 'a OP b = ' that differ only in the operator, e.g. "
+                        "\"7 * 8 = |7 + 8 = \" (repeatable; default: --num-pairs drawn from held-out problems)")
+    p.add_argument("--num-pairs", type=integer, metavar="N",
+                   help=f"pairs drawn from the held-out problems, balanced over the 12 ordered operation pairs "
+                        f"(default: {NUM_PAIRS})")
+    p.add_argument("--seed", type=int_at_least(0), default=0, metavar="S", help="seed of the drawn pairs (default: 0)")
+    p.add_argument("--figure", metavar="PATH",
+                   help="also write the layer x position heatmaps to PATH (.png, .svg or .pdf; its directory must "
+                        "exist): the base model beside the adapted one")
     _add_common(p, output_file=True)
 
     p = _command(sub, "demo", cmd_demo, "the whole four-step workflow headless, with JSON results and PNG figures")

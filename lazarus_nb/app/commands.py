@@ -27,10 +27,11 @@ from lazarus_nb.data.tokens import class_tokens_from_ids
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.model import blas
 from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED, embedded_dir, fetch_embedded, home
+from lazarus_nb.run.patching import activation_patching
 from lazarus_nb.run.reader import reader_baseline
 from lazarus_nb.run.steps import data_parallel_group, load, probe_classes, probe_family, run_dual_reward, run_lens
 from lazarus_nb.show import format as fmt
-from lazarus_nb.show import reader_text
+from lazarus_nb.show import patching_text, reader_text
 from lazarus_nb.show import text as report
 from lazarus_nb.train import checkpoint
 from lazarus_nb.train.callbacks import TrainingCallback
@@ -310,6 +311,31 @@ def cmd_reader(args: argparse.Namespace) -> int:
     loaded = load(request.model.name, out)
     result = reader_baseline(loaded, request.config, request.layers.ids(loaded.num_layers), log=out)
     out(*reader_text.summary(result))
+    out.result(result, args.output)
+    return 0
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    """Activation patching: for pairs of arithmetic prompts that differ only in the operator (default: 24 drawn from
+    the held-out problems, balanced over the ordered operation pairs), copy each block's output at each prompt
+    position from the source prompt's run into the target's and score both answers after the target prompt: effect
+    = (LD_patched - LD_target) / (LD_source - LD_target), LD = log P(source answer) - log P(target answer), on the
+    whole answer and on its first token. --adapter patches the adapted model beside the base model and reads the lens
+    class at its classifier layer after each patch. Prints where the effect lives (mean over pairs, 95% t intervals)
+    and the layer x position table; --figure draws the heatmaps."""
+    out = Out(args.json)
+    request = preflight.patch(args)
+    loaded = load(request.model.name, out)
+    result = activation_patching(loaded, pairs=request.pairs, seed=args.seed, adapter=args.adapter,
+                                 record=request.record, log=out)
+    out(*patching_text.summary(result))
+    if args.figure is not None:
+        # matplotlib: imported only when a figure is asked for
+        from lazarus_nb.show.figures import patching_figure
+        from lazarus_nb.show.plots.output import save  # matplotlib too
+
+        save(patching_figure(result), args.figure)
+        out(f"Patching heatmaps written to: {args.figure}")
     out.result(result, args.output)
     return 0
 

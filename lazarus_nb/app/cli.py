@@ -41,6 +41,7 @@ from lazarus_nb.app.commands import (
     cmd_fetch,
     cmd_info,
     cmd_logit_lens,
+    cmd_patch,
     cmd_reader,
     cmd_steer,
     cmd_sweep,
@@ -51,6 +52,7 @@ from lazarus_nb.measure.steering import POSITIONS
 from lazarus_nb.measure.subspace import SUBSPACES
 from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED
 from lazarus_nb.run.ablation import DRAWS, MODES, PROBLEMS
+from lazarus_nb.run.patching import NUM_PAIRS
 from lazarus_nb.run.steering import ALPHAS, DEFAULT_PAIR
 from lazarus_nb.train.config import DEMO_TRAIN, READER_FIELDS
 from lazarus_nb.train.grid import GRID_FIELDS
@@ -209,6 +211,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--positions", choices=POSITIONS, default="last", help="add it at the last prompt token (where "
                    "the means are taken and the lens reads the class) or at every prompt token (default: last)")
     _add_figure(p, "P(to-op answer), P(from-op answer) and the lens class against alpha, base and adapted")
+    _add_common(p, output_file=True)
+
+    p = _command(isub, "patch", cmd_patch, "activation patching: one block output at one position copied from a "
+                                           "source prompt's run into a target's, at every layer and position")
+    _add_model(p, "the adapter's model with --adapter, else ")
+    p.add_argument("--adapter", metavar="DIR",
+                   help="also patch the adapted model (this checkpoint, loaded from disk) beside the base model, and "
+                        "read the lens class at its classifier layer; pairs come from its run's held-out problems")
+    p.add_argument("--pairs", action="append", metavar="SOURCE|TARGET",
+                   help="a source and a target prompt 'a OP b = ' that differ only in the operator, e.g. "
+                        "\"7 * 8 = |7 + 8 = \" (repeatable; default: --num-pairs drawn from held-out problems)")
+    p.add_argument("--num-pairs", type=integer, metavar="N",
+                   help=f"pairs drawn from the held-out problems, balanced over the 12 ordered operation pairs "
+                        f"(default: {NUM_PAIRS})")
+    p.add_argument("--seed", type=int_at_least(0), default=0, metavar="S", help="seed of the drawn pairs (default: 0)")
+    _add_figure(p, "the layer x position heatmaps, the base model beside the adapted one,")
     _add_common(p, output_file=True)
 
     p = _command(sub, "demo", cmd_demo, "the whole four-step workflow headless, with JSON results and PNG figures")

@@ -28,10 +28,11 @@ from lazarus_nb.errors import LazarusError
 from lazarus_nb.model import blas
 from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED, embedded_dir, fetch_embedded, home
 from lazarus_nb.run.ablation import subspace_ablation
+from lazarus_nb.run.patching import activation_patching
 from lazarus_nb.run.reader import reader_baseline
 from lazarus_nb.run.steering import steering
 from lazarus_nb.run.steps import data_parallel_group, load, probe_classes, probe_family, run_dual_reward, run_lens
-from lazarus_nb.show import causal_text, reader_text
+from lazarus_nb.show import causal_text, patching_text, reader_text
 from lazarus_nb.show import format as fmt
 from lazarus_nb.show import text as report
 from lazarus_nb.train import checkpoint
@@ -316,6 +317,17 @@ def cmd_reader(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figure(out: Out, path: str | None, draw: str, result: Any) -> None:
+    """With ``--figure PATH``: ``show.figures.<draw>(result)`` saved to PATH (matplotlib is imported only then)."""
+    if path is None:
+        return
+    from lazarus_nb.show import figures
+    from lazarus_nb.show.plots.output import save
+
+    save(getattr(figures, draw)(result), path)
+    out(f"Figure written to: {path}")
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     """Subspace ablation at the classifier layer (docs/science.md "Ablation"): remove the class-readout subspace (the
     class tokens' unembedding rows times the final norm's gain) from the layer's output at every position and
@@ -329,13 +341,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     result = subspace_ablation(loaded, args.adapter, args.draws, request.layer, args.problems, args.subspace,
                                args.mode, args.seed, log=out)
     out(*causal_text.ablation_summary(result))
-    if args.figure is not None:
-        # matplotlib: imported only when a figure is asked for
-        from lazarus_nb.show.figures import ablation_figure
-        from lazarus_nb.show.plots.output import save  # matplotlib too
-
-        save(ablation_figure(result), args.figure)
-        out(f"Figure written to: {args.figure}")
+    _figure(out, args.figure, "ablation_figure", result)
     out.result(result, args.output)
     return 0
 
@@ -351,13 +357,26 @@ def cmd_steer(args: argparse.Namespace) -> int:
     loaded = load(request.model.name, out)
     result = steering(loaded, args.adapter, request.pairs, request.layer, request.alphas, args.positions, log=out)
     out(*causal_text.steering_summary(result))
-    if args.figure is not None:
-        # matplotlib: imported only when a figure is asked for
-        from lazarus_nb.show.figures import steering_figure
-        from lazarus_nb.show.plots.output import save  # matplotlib too
+    _figure(out, args.figure, "steering_figure", result)
+    out.result(result, args.output)
+    return 0
 
-        save(steering_figure(result), args.figure)
-        out(f"Figure written to: {args.figure}")
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    """Activation patching: for pairs of arithmetic prompts that differ only in the operator (default: 24 drawn from
+    the held-out problems, balanced over the ordered operation pairs), copy each block's output at each prompt
+    position from the source prompt's run into the target's and score both answers after the target prompt: effect
+    = (LD_patched - LD_target) / (LD_source - LD_target), LD = log P(source answer) - log P(target answer), on the
+    whole answer and on its first token. --adapter patches the adapted model beside the base model and reads the lens
+    class at its classifier layer after each patch. Prints where the effect lives (mean over pairs, 95% t intervals)
+    and the layer x position table; --figure draws the heatmaps."""
+    out = Out(args.json)
+    request = preflight.patch(args)
+    loaded = load(request.model.name, out)
+    result = activation_patching(loaded, pairs=request.pairs, seed=args.seed, adapter=args.adapter,
+                                 record=request.record, log=out)
+    out(*patching_text.summary(result))
+    _figure(out, args.figure, "patching_figure", result)
     out.result(result, args.output)
     return 0
 

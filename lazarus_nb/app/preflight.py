@@ -19,11 +19,13 @@ from typing import Any
 
 from lazarus_nb import files
 from lazarus_nb.app.cli_args import grid_config, option, parse_classes, split_prompts, train_config
+from lazarus_nb.data.pairs import Pair
 from lazarus_nb.data.prompts import CANONICAL, CLASSES, DEMO_PROBE_PROMPTS, PROBE_PROMPTS, check_probe_size
 from lazarus_nb.errors import LazarusError
 from lazarus_nb.model.layers import check_layers, default_classifier_layer
 from lazarus_nb.model.load import DEFAULT_MODEL, EMBEDDED, peek_config
 from lazarus_nb.run.ablation import check_ablation
+from lazarus_nb.run.patching import NUM_PAIRS, patching_pairs
 from lazarus_nb.run.request import TrainRequest, train_request
 from lazarus_nb.run.steering import ALPHAS, check_steering, pairs_of
 from lazarus_nb.train import checkpoint
@@ -203,6 +205,37 @@ def _check_outputs(args: argparse.Namespace) -> None:
         from lazarus_nb.show.figures import check_figure_path
 
         check_figure_path(args.figure, args.force)
+
+
+@dataclass(frozen=True)
+class Patch:
+    model: Model
+    record: RunRecord | None  # the adapter's run record (None: no adapter, or a plain mlx-lm one)
+    pairs: list[Pair]
+
+
+def patch(args: argparse.Namespace) -> Patch:
+    """``introspect patch``: the output file and figure, the adapter (read once and checked against the model), the
+    pairs (given, or drawn from the held-out problems of the adapter's run, else of the default run)."""
+    if args.pairs and args.num_pairs is not None:
+        raise LazarusError("give --pairs or --num-pairs, not both: --num-pairs draws pairs, --pairs names them")
+    if args.output is not None:
+        files.check_output(args.output, "file", args.force)
+    if args.figure is not None:
+        # matplotlib is imported only when a figure is asked for
+        from lazarus_nb.show.figures import check_figure_path
+
+        check_figure_path(args.figure, args.force)
+    record = None
+    if args.adapter is None:
+        model = peek(args.model)
+    else:
+        record = checkpoint.read_adapter_record(args.adapter)
+        model = peek(args.model or (record.model if record else checkpoint.adapter_model(args.adapter)))
+        checkpoint.check_adapter(args.adapter, dict(model.config), record)
+    config = record.train if record is not None else TrainConfig()
+    num_pairs = NUM_PAIRS if args.num_pairs is None else args.num_pairs
+    return Patch(model, record, patching_pairs(config, args.pairs, num_pairs, args.seed))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 import mlx.core as mx
 
+from lazarus_nb.data.pairs import Pair, check_pair, segments
 from lazarus_nb.data.prompts import CLASSES, TERMINATORS, Sample
 from lazarus_nb.errors import LazarusError
 
@@ -278,3 +279,49 @@ def make_batch(
         labels=mx.array(labels, dtype=mx.int32),
         class_ids=mx.array([class_tokens.ids[i] for i in labels], dtype=mx.int32),
     )
+
+
+def token_segments(tokenizer: Any, parts: Sequence[str]) -> list[int]:
+    """For each token of ``encode_prompt("".join(parts))``, the index of the part it starts in (-1: a token the
+    tokenizer puts before any text, e.g. BOS). A token that merges the end of one part with the next belongs to the
+    later part: the part ends where the encoding of the text up to it stops being a prefix of the whole."""
+    full = encode_prompt(tokenizer, "".join(parts))
+
+    def shared(ids: list[int]) -> int:
+        n = 0
+        while n < min(len(ids), len(full)) and ids[n] == full[n]:
+            n += 1
+        return n
+
+    ends = [shared(encode_prompt(tokenizer, "".join(parts[:k]))) for k in range(len(parts))] + [len(full)]
+    return [next(k for k in range(len(ends)) if j < max(ends[: k + 1])) - 1 for j in range(len(full))]
+
+
+@dataclass(frozen=True)
+class PairIds:
+    """A patching pair as token ids: the two prompts (equal lengths) and the two answers (terminator included)."""
+
+    source_prompt: list[int]
+    target_prompt: list[int]
+    source_answer: list[int]
+    target_answer: list[int]
+    first: int  # the first position where the prompts differ (the operator): every block output before it is equal
+    slots: list[tuple[str, int]]  # per position: (the prompt part it starts in, its index in that part: 1, 2, ...)
+
+
+def encode_pair(tokenizer: Any, pair: Pair, terminator: str = "eos") -> PairIds:
+    """Encode a patching pair (``encode_example`` for each prompt with its own answer). One sentence, in this order,
+    unless the prompts have the same number of tokens and then differ only in the operator
+    (``data.pairs.check_pair``)."""
+    s_prompt, s_answer = encode_example(tokenizer, pair.source.prompt, pair.source.answer, terminator)
+    t_prompt, t_answer = encode_example(tokenizer, pair.target.prompt, pair.target.answer, terminator)
+    if len(s_prompt) != len(t_prompt):
+        raise LazarusError(f"the prompts of a patching pair must have equal token counts (patching copies position by "
+                           f"position): {pair.source.prompt!r} is {len(s_prompt)} tokens, {pair.target.prompt!r} is "
+                           f"{len(t_prompt)} for the tokenizer {tokenizer_name(tokenizer)}")
+    check_pair(pair)
+    parts = segments(pair.target)
+    names = ["start" if k < 0 else parts[k][0] for k in token_segments(tokenizer, [text for _, text in parts])]
+    slots = [(name, names[: j + 1].count(name)) for j, name in enumerate(names)]
+    first = next(j for j, (a, b) in enumerate(zip(s_prompt, t_prompt)) if a != b)
+    return PairIds(s_prompt, t_prompt, s_answer, t_answer, first, slots)

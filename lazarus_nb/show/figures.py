@@ -18,10 +18,12 @@ from matplotlib.figure import Figure
 
 from lazarus_nb import files
 from lazarus_nb.errors import SettingError
+from lazarus_nb.show.patching_text import OPERATOR, slot_labels
 from lazarus_nb.show.plots import ablation as ablation_plots
 from lazarus_nb.show.plots import controls as controls_plots
 from lazarus_nb.show.plots import emergence as emergence_plots
 from lazarus_nb.show.plots import lens as lens_plots
+from lazarus_nb.show.plots import patching as patching_plots
 from lazarus_nb.show.plots import probe as probe_plots
 from lazarus_nb.show.plots import reader as reader_plots
 from lazarus_nb.show.plots import steering as steering_plots
@@ -39,6 +41,7 @@ if TYPE_CHECKING:  # the result types only: their modules load mlx-lm, which dra
     from lazarus_nb.results.ablation import AblationResult
     from lazarus_nb.results.controls import ControlComparison
     from lazarus_nb.results.lens import LensReport
+    from lazarus_nb.results.patching import PatchingResult
     from lazarus_nb.results.reader import ReaderResult
     from lazarus_nb.results.steering import SteeringResult
     from lazarus_nb.train.history import History
@@ -297,3 +300,28 @@ def steering_figure(result: SteeringResult) -> Figure:
              "bands: 95% intervals")
     return steering_plots.steering_curves(result.alphas, pairs, STEERING_PANELS, title)
 
+def patching_figure(result: PatchingResult) -> Figure:
+    """Activation patching: the mean effect over pairs at every layer x prompt slot, on the whole answer and on its
+    first token, and (with adapters) the fraction of pairs whose lens class at the classifier layer follows the
+    source; the base model beside the adapted one. Above the classifier layer a patch leaves the class as the
+    target's, so those cells are the clean target run's."""
+    models = [m.summary for m in result.models]
+    rows = [patching_plots.HeatRow("whole answer", [s.effect.mean for s in models], -1.0, 1.0, "RdBu_r",
+                                   "effect (0 target run, 1 source run)"),
+            patching_plots.HeatRow("first answer token", [s.first_token.mean for s in models], -1.0, 1.0, "RdBu_r",
+                                   "effect (0 target run, 1 source run)")]
+    layer = result.classifier_layer
+    if layer is not None and result.source_classes is not None and all(s.follows_source is not None for s in models):
+        follows = []
+        for m in result.models:
+            above = np.mean([p.clean_reads.cls[0] == c for p, c in zip(m.pairs, result.source_classes)])
+            values = np.full((result.num_layers, len(result.slots)), above)
+            values[: layer + 1] = m.summary.follows_source.mean
+            follows.append(values)
+        rows.append(patching_plots.HeatRow(f"lens class at L{layer} follows the source", follows, 0.0, 1.0, "viridis",
+                                           "fraction of pairs"))
+    operator = result.slots.index(OPERATOR) if OPERATOR in result.slots else None
+    return patching_plots.patching_heatmaps(
+        rows, [m.label for m in result.models], slot_labels(result), operator, layer,
+        f"Activation patching on {result.model}: {len(result.pairs)} pairs, mean over pairs\n"
+        "(one block output at one position copied from the source prompt's run into the target's)")

@@ -565,3 +565,74 @@ def test_sweep_panel_in_jupyterlab(lab, browser, shots):
     assert sorted(runs) == sorted(f"cls_weight={w},seed={s}" for w in weights for s in "01"), state["table"]
     assert state["bar"] == "100%", f"progress bar at {state['bar']}"
     print(f"05: run-all {ran:.0f} s, sweep {time.monotonic() - t0:.0f} s, statuses {statuses}, screenshot {shot}")
+
+
+PATCH_JS = r"""
+const root = document.querySelector('.lazarus-patch-pair');
+if (!root) return null;
+const pair = document.querySelector('.lazarus-patch-pair select');
+const position = document.querySelector('.lazarus-patch-position select');
+const counter = document.querySelector('.lazarus-redraws[data-count]');
+const figure = document.querySelector('.lazarus-figure');
+const label = o => o.textContent.replace(/\u00a0/g, ' ');
+return {pair: label(pair.options[pair.selectedIndex]), pairs: Array.from(pair.options).map(label),
+        position: label(position.options[position.selectedIndex]), positions: Array.from(position.options).map(label),
+        count: parseInt(counter.getAttribute('data-count')), title: counter.getAttribute('data-title'),
+        png: figure.querySelector('img[src^="data:image/png"]') !== null,
+        text: document.querySelector('.lazarus-patch-text').textContent,
+        output: document.querySelector('.lazarus-patch-output').textContent};
+"""
+
+
+def _patch_explorer(d) -> dict:
+    state = d.execute_script(PATCH_JS)
+    assert state is not None, "the patching explorer (pair, position, figure) is not on the page"
+    if "Error" in state["output"] or "Traceback" in state["output"]:
+        raise AssertionError(f"the patching explorer reported an error:\n{state['output'][-2000:]}")
+    return state
+
+
+def _patched_line(text: str) -> str:
+    """The explorer text's line for the patched run (its answer and both answers' probabilities)."""
+    return next(line for line in text.splitlines() if line.startswith("patched"))
+
+
+def test_patch_explorer_in_jupyterlab(lab, browser, shots):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    d = browser
+    ran = _open_and_run_all(d, lab, "06_is_it_used.ipynb", shots)
+    t0 = time.monotonic()
+    _scroll_to(d, ".lazarus-patch-pair")
+    state = _patch_explorer(d)
+    # After Run All: the notebook's last explorer cell patched pair 0 at layer 1, at the operator position
+    assert state["png"] and state["pair"] == state["pairs"][0], state
+    assert "(operator)" in state["position"] and "patched at L1," in state["title"], state
+    assert state["pair"] in state["title"] and state["pair"] in state["text"], state
+
+    # pick another pair: the figure, its title and the patched run follow it
+    select = d.find_element(By.CSS_SELECTOR, ".lazarus-patch-pair select")
+    select.click()
+    Select(select).select_by_index(1)
+    _wait(lambda: _patch_explorer(d)["count"] > state["count"], 300 if SMOKE else LONG,
+          "the patching figure to be redrawn for the second pair", interval=0.2)
+    _wait_for_idle_kernel(d, 60)
+    state = _patch_explorer(d)
+    assert state["pair"] == state["pairs"][1] and state["pair"] in state["title"] and state["pair"] in state["text"]
+    assert state["position"] == state["positions"][-1], "a new pair starts at its last prompt position"
+
+    # move the patch to the operator position: the patched run is recomputed there
+    last = _patched_line(state["text"])
+    position = d.find_element(By.CSS_SELECTOR, ".lazarus-patch-position select")
+    operator = next(i for i, p in enumerate(state["positions"]) if "(operator)" in p)
+    Select(position).select_by_index(operator)
+    _wait(lambda: _patch_explorer(d)["count"] > state["count"], 300 if SMOKE else LONG,
+          "the patching figure to be redrawn at the operator position", interval=0.2)
+    _wait_for_idle_kernel(d, 60)
+    state = _patch_explorer(d)
+    assert "(operator)" in state["position"] and f"position {operator} " in state["title"], state
+    assert _patched_line(state["text"]) != last, "patching the operator instead of the last position changed nothing"
+    _scroll_to(d, ".lazarus-patch-pair")
+    d.save_screenshot(str(shots / "06_patch_explorer.png"))
+    print(f"06: run-all {ran:.0f} s, explorer {time.monotonic() - t0:.0f} s, screenshots in {shots}")

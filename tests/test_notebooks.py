@@ -24,11 +24,11 @@ from lazarus_nb.train.loop import TrainConfig
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 EXPECTED = ["00_overview", "01_baseline_probe", "02_baseline_lens", "03_train_dual_reward", "04_verify",
-            "05_sweeps"]
+            "05_sweeps", "06_is_it_used"]
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 
-def test_the_six_notebooks_exist():
+def test_the_seven_notebooks_exist():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
 
 
@@ -139,7 +139,8 @@ def test_notebooks_execute(tmp_path):
     ckpt = run_dir / "checkpoint"
     assert (ckpt / "config.json").is_file() and (ckpt / "lora_weights.npz").is_file()
     for name in ("probe.json", "baseline_lens.json", "03_result.json", "03_emergence_heatmap.png",
-                 "04_lens_before_after.png", "sweep-smoke/sweep.jsonl", "sweep-smoke/trade_off.png"):
+                 "04_lens_before_after.png", "sweep-smoke/sweep.jsonl", "sweep-smoke/trade_off.png",
+                 "06_patching.png", "06_ablation.png", "06_steering.png"):
         assert (run_dir / name).is_file(), name
     # executing must not have written outputs into the stored notebooks
     for path in NOTEBOOKS:

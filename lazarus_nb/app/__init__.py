@@ -10,6 +10,7 @@ _EXPORTS = {
     "ensure_checkpoint": "lazarus_nb.app.profiles:ensure_checkpoint",
     "TrainPanel": "lazarus_nb.app.train_panel:TrainPanel",
     "LensExplorer": "lazarus_nb.app.lens_explorer:LensExplorer",
+    "PatchExplorer": "lazarus_nb.app.patch_explorer:PatchExplorer",
     "EmergenceScrubber": "lazarus_nb.app.scrubber:EmergenceScrubber",
     "SweepPanel": "lazarus_nb.app.sweep_panel:SweepPanel",
 }

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from lazarus_nb import files
 from lazarus_nb.errors import SettingError
+from lazarus_nb.show.format import token
 from lazarus_nb.show.patching_text import OPERATOR, slot_labels
 from lazarus_nb.show.plots import ablation as ablation_plots
 from lazarus_nb.show.plots import controls as controls_plots
@@ -325,3 +326,18 @@ def patching_figure(result: PatchingResult) -> Figure:
         rows, [m.label for m in result.models], slot_labels(result), operator, layer,
         f"Activation patching on {result.model}: {len(result.pairs)} pairs, mean over pairs\n"
         "(one block output at one position copied from the source prompt's run into the target's)")
+
+
+def pair_patching_figure(result: PatchingResult, pair: int, label: str, layer: int, position: int) -> Figure:
+    """One pair's effect on the whole answer at every layer x position of its target prompt, on the model ``label``
+    of ``result``, with the cell (``layer``, ``position``) outlined (the patching widget's figure)."""
+    model = next((m for m in result.models if m.label == label), None)
+    if model is None:
+        raise ValueError(f"no {label!r} in this result: it holds {', '.join(m.label for m in result.models)}")
+    chosen, ids = result.pairs[pair], result.ids[pair]
+    row = patching_plots.HeatRow("whole answer", [model.pairs[pair].effect], -1.0, 1.0, "RdBu_r",
+                                 "effect (0 target run, 1 source run)")
+    labels = [token(t, 6) for t in result.tokens[pair]]
+    return patching_plots.patching_heatmaps(
+        [row], [label], labels, ids.first, result.classifier_layer,
+        f"{chosen.name!r}: patched at L{layer}, position {position} ({labels[position]})", mark=(layer, position))

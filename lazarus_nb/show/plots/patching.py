@@ -16,6 +16,9 @@ from matplotlib.patches import Rectangle
 
 from lazarus_nb.show.plots.style import GID_CLS, INK, figure_style, new_figure, set_layer_axis
 
+MARK = "#ff7f00"  # the chosen cell's outline: visible on both ends of the diverging map
+GID_MARK = "lazarus:patched_cell"
+
 
 class HeatRow(NamedTuple):
     """One metric: its name, its colour scale, and one (layers, slots) array per model (NaN: no value)."""
@@ -29,8 +32,10 @@ class HeatRow(NamedTuple):
 
 
 def patching_heatmaps(rows: Sequence[HeatRow], models: Sequence[str], slot_labels: Sequence[str],
-                      operator_slot: int | None, classifier_layer: int | None, title: str) -> Figure:
-    """Heatmaps ``rows[i].values[j]`` (metric i, model j) over layers (y) and slots (x, labelled ``slot_labels``)."""
+                      operator_slot: int | None, classifier_layer: int | None, title: str,
+                      mark: tuple[int, int] | None = None) -> Figure:
+    """Heatmaps ``rows[i].values[j]`` (metric i, model j) over layers (y) and slots (x, labelled ``slot_labels``);
+    ``mark``: one (layer, slot) cell outlined in every panel (the widget's chosen patch)."""
     if not rows or any(len(r.values) != len(models) for r in rows):
         raise ValueError("every metric needs one array per model")
     n_layers, n_slots = np.asarray(rows[0].values[0]).shape
@@ -54,6 +59,9 @@ def patching_heatmaps(rows: Sequence[HeatRow], models: Sequence[str], slot_label
                 if operator_slot is not None:
                     ax.add_patch(Rectangle((operator_slot - 0.5, -0.5), 1, n_layers, fill=False, edgecolor=INK,
                                            linewidth=1.6))
+                if mark is not None:
+                    ax.add_patch(Rectangle((mark[1] - 0.5, mark[0] - 0.5), 1, 1, fill=False, edgecolor=MARK,
+                                           linewidth=2.2, gid=GID_MARK))
                 if classifier_layer is not None:
                     ax.axhline(classifier_layer, color=INK, linestyle="--", linewidth=1.0).set_gid(GID_CLS)
                 ax.set_xticks(range(n_slots), list(slot_labels), fontsize=8)

@@ -38,7 +38,6 @@ from lazarus_nb.data.tokens import (
     stop_ids,
 )
 from lazarus_nb.measure.collateral import GeneralText, general_text_metrics
-from lazarus_nb.measure.losses import answer_loss
 from lazarus_nb.measure.xent import cross_entropy
 from lazarus_nb.model.hooks import forward_hidden, hidden_states
 from lazarus_nb.model.lens import LensReadout, LogitLens, readout
@@ -293,8 +292,8 @@ def answer_nll(
     for i in range(0, len(samples), chunk):
         batch = make_batch(tokenizer, samples[i : i + chunk], class_tokens, terminator=terminator)
         _, final = forward_hidden(lens.model, batch.tokens)
-        logits = lens.unembed(final[batch.answer_rows, batch.answer_pos])
-        total += answer_loss(logits, batch.answer_targets, count=1.0).item()  # the sum over tokens
+        nll, _ = teacher_forced_answers(lens, batch, final)
+        total += float(nll.sum())
         count += batch.answer_targets.size
     return total / max(count, 1.0)
 
@@ -305,7 +304,8 @@ def teacher_forced_answers(lens: LogitLens, batch: Batch, final: mx.array) -> tu
     is the answer token). The second is exact greedy decoding without decoding: greedy output is the answer's
     tokens followed by the terminator exactly when, teacher-forced, each of them is the argmax at its position
     (each greedy step sees the prefix teacher forcing gives it, as long as every earlier step was right). It is
-    stricter than ``answer_correct``, which also accepts another tokenisation of the digits or a newline stop."""
+    stricter than ``answer_correct``, which also accepts another tokenisation of the digits or a newline stop. With
+    no terminator (``"none"``) it says that greedy output starts with the answer's tokens."""
     logits = lens.unembed(final[batch.answer_rows, batch.answer_pos]).astype(mx.float32)
     nll = np.array(cross_entropy(logits, batch.answer_targets), dtype=np.float64)
     wrong = np.array(mx.argmax(logits, axis=-1) != batch.answer_targets)

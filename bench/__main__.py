@@ -11,6 +11,7 @@ is a short module of its own, sharing the package's code:
   study.py        ``--study``: mx.compile, length bucketing, the unread last column, the step's breakdown
   scaling.py      ``--sweep``: the model-size x batch-size table
   reader.py       ``--reader``: the reader-only baseline at one layer and at every layer
+  patching.py     ``--patching``: activation patching, the default 24 pairs on the base and the adapted model
   first_batch.py, mlx_lm_peer.py, machine.py, report.py: the batch, the peer, timing, the printed report
 
 ``--model PATH`` benchmarks any model ``lazarus_nb.load_model`` can load (the tests run it on a tiny one).
@@ -23,7 +24,7 @@ import json
 import os
 from pathlib import Path
 
-from bench import default_run, full_run, reader, scaling, step, study
+from bench import default_run, full_run, patching, reader, scaling, step, study
 from bench.machine import OUT_DIR, write
 from bench.report import report
 from lazarus_nb import LazarusError
@@ -52,6 +53,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reader-layers", nargs="+", default=["classifier", "all"], metavar="SPEC",
                    help="--reader's layer sets, each a run: classifier (the default classifier layer), all, N or "
                         "N,M (default: classifier all)")
+    p.add_argument("--patching", action="store_true",
+                   help="time activation patching on the embedded model (the default 24 pairs, base and adapted)")
+    p.add_argument("--patching-adapter", metavar="DIR", default=None,
+                   help="--patching's adapter (default: step-0 adapters of the default run, the same cost)")
     return p
 
 
@@ -72,6 +77,10 @@ def main(argv: list[str] | None = None) -> None:
         print("warning: mlx runs on the reference BLAS (no optimized BLAS was preloaded): expect 10-20x slower")
     if args.sweep:
         return scaling.sweep(args)
+    if args.patching:
+        r = patching.measure(args.patching_adapter)
+        patching.report(r)
+        return write(args.out or OUT_DIR / "patching.json", r)
     if args.reader:
         r = reader.measure(args.reader_layers)
         reader.report(r)

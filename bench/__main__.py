@@ -12,6 +12,7 @@ is a short module of its own, sharing the package's code:
   scaling.py      ``--sweep``: the model-size x batch-size table
   reader.py       ``--reader``: the reader-only baseline at one layer and at every layer
   causal.py       ``--causal DIR``: the ablation and steering tests with the checkpoint DIR
+  patching.py     ``--patching``: activation patching, the default 24 pairs on the base and the adapted model
   first_batch.py, mlx_lm_peer.py, machine.py, report.py: the batch, the peer, timing, the printed report
 
 ``--model PATH`` benchmarks any model ``lazarus_nb.load_model`` can load (the tests run it on a tiny one).
@@ -24,7 +25,7 @@ import json
 import os
 from pathlib import Path
 
-from bench import causal, default_run, full_run, reader, scaling, step, study
+from bench import causal, default_run, full_run, patching, reader, scaling, step, study
 from bench.machine import OUT_DIR, write
 from bench.report import report
 from lazarus_nb import LazarusError
@@ -59,6 +60,10 @@ def parser() -> argparse.ArgumentParser:
                         "with the checkpoint DIR instead")
     p.add_argument("--causal-draws", type=int, default=DRAWS, metavar="N",
                    help=f"--causal's random subspaces per model (default: {DRAWS}, the ablation's default)")
+    p.add_argument("--patching", action="store_true",
+                   help="time activation patching on the embedded model (the default 24 pairs, base and adapted)")
+    p.add_argument("--patching-adapter", metavar="DIR", default=None,
+                   help="--patching's adapter (default: step-0 adapters of the default run, the same cost)")
     return p
 
 
@@ -83,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
         r = causal.measure(args.causal, "smollm2-135m" if args.model == "embedded" else args.model, args.causal_draws)
         causal.report(r)
         return write(args.out or OUT_DIR / "causal.json", r)
+    if args.patching:
+        r = patching.measure(args.patching_adapter)
+        patching.report(r)
+        return write(args.out or OUT_DIR / "patching.json", r)
     if args.reader:
         r = reader.measure(args.reader_layers)
         reader.report(r)

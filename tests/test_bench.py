@@ -97,3 +97,21 @@ def test_bench_measures_the_tiny_model(tiny_model_dir, tmp_path, capsys):
                    "MFU", "tokens/s", "peer loss == our answer loss", "default run, first 3 steps",
                    "snapshots in place", "time-to-readable: not readable within 3 steps", "target mfu"):
         assert figure in printed, figure
+
+
+def test_patching_bench_counts_the_work_and_runs_on_the_tiny_model(tiny_model_dir, capsys):
+    from bench import patching
+    from lazarus_nb.data.pairs import parse_pair
+    from lazarus_nb.data.tokens import encode_pair
+
+    path = str(tiny_model_dir("llama"))
+    ids = encode_pair(lazarus_nb.load_model(path).tokenizer, parse_pair("7 * 8 = |7 + 8 = "))
+    # by hand, 4 blocks: the prompt from positions 1..5 (5+4+3+2+1 tokens), each answer's 2 inputs after each of the
+    # 5 positions, through the 3+2+1+0 blocks above the patched one; the clean runs (2 prompts of 6, 4 answers of 2)
+    # through all 4; the unembedding at both answers' 3 tokens for each of 5 positions x 4 layers
+    assert patching.work([ids], 4) == {"token_blocks": (15 + 20) * 6 + 20 * 4, "unembed_rows": 5 * 6 * 4,
+                                       "patched_cells": 5 * 4}
+    r = patching.measure(num_pairs=2, model=path)
+    patching.report(r)
+    assert r["models"] == ["base model", "adapted model"] and r["seconds"] > 0
+    assert "activation patching" in capsys.readouterr().out

@@ -373,8 +373,8 @@ def cmd_patch(args: argparse.Namespace) -> int:
     out = Out(args.json)
     request = preflight.patch(args)
     loaded = load(request.model.name, out)
-    result = activation_patching(loaded, pairs=request.pairs, seed=args.seed, adapter=args.adapter,
-                                 record=request.record, log=out)
+    result = activation_patching(loaded, pairs=request.pairs, num_pairs=request.num_pairs, seed=args.seed,
+                                 adapter=args.adapter, record=request.record, log=out)
     out(*patching_text.summary(result))
     _figure(out, args.figure, "patching_figure", result)
     out.result(result, args.output)

@@ -211,7 +211,8 @@ def _check_outputs(args: argparse.Namespace) -> None:
 class Patch:
     model: Model
     record: RunRecord | None  # the adapter's run record (None: no adapter, or a plain mlx-lm one)
-    pairs: list[Pair]
+    pairs: list[Pair] | None  # the given pairs (None: the run draws num_pairs, which can be drawn)
+    num_pairs: int
 
 
 def patch(args: argparse.Namespace) -> Patch:
@@ -235,7 +236,8 @@ def patch(args: argparse.Namespace) -> Patch:
         checkpoint.check_adapter(args.adapter, dict(model.config), record)
     config = record.train if record is not None else TrainConfig()
     num_pairs = NUM_PAIRS if args.num_pairs is None else args.num_pairs
-    return Patch(model, record, patching_pairs(config, args.pairs, num_pairs, args.seed))
+    pairs = patching_pairs(config, args.pairs, num_pairs, args.seed)  # drawn pairs: the run draws the same again
+    return Patch(model, record, pairs if args.pairs else None, num_pairs)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ def test_json_output_file_and_figure(tiny_path, ckpt, tmp_path, capsys):
     d = strict_json(printed.out)
     assert d == strict_json(out.read_text())
     assert len(d["pairs"]) == 3 and d["classifier_layer"] == 2 and d["adapter"] == str(ckpt)
+    assert d["pairs_from"].startswith("held-out problems of the run")
     assert set(d["summary"]) == {"base model", "adapted model"}
     assert figure.read_bytes()[:4] == b"\x89PNG"
     assert "whole answer at the operator" in printed.err  # the human text goes to stderr with --json

@@ -321,8 +321,8 @@ def _figure(out: Out, path: str | None, draw: str, result: Any) -> None:
     """With ``--figure PATH``: ``show.figures.<draw>(result)`` saved to PATH (matplotlib is imported only then)."""
     if path is None:
         return
-    from lazarus_nb.show import figures
-    from lazarus_nb.show.plots.output import save
+    from lazarus_nb.show import figures  # matplotlib: imported only when a figure is asked for
+    from lazarus_nb.show.plots.output import save  # matplotlib too
 
     save(getattr(figures, draw)(result), path)
     out(f"Figure written to: {path}")

@@ -128,7 +128,8 @@ def _score_answers(lens: LogitLens, last: mx.array, keys: Keys, starts: Sequence
     kept: list[tuple[list[int], mx.array]] = []
     for rows in _groups([len(a) - 1 for a in answers], max_rows):
         n = len(answers[rows[0]]) - 1
-        if n == 0:  # a one-token answer (no terminator): its first token is all there is
+        if n == 0:  # one-token answers (no terminator): the first token is all there is, and no continuation
+            kept.append((rows, mx.zeros((len(lens.trunk.layers), len(rows), 1, last.shape[-1]), dtype=last.dtype)))
             continue
         index = mx.array(rows)
         tokens = mx.array([answers[r][:-1] for r in rows], dtype=mx.int32)

@@ -1,6 +1,7 @@
 """The steps as the CLI, the notebooks and the widgets run them: ``run.probe_family``, ``run.baseline_lens``,
 ``run.run_dual_reward``, ``run.verify``, ``run.run_demo``; a sweep is ``run.sweep.sweep`` (its module shares the
-name); the reader-only baseline is ``run.reader.reader_baseline``.
+name); the reader-only baseline is ``run.reader.reader_baseline``; activation patching is ``run.activation_patching``
+and, one pair at one cell, ``run.patch_pair``.
 
 Names resolve on first use (:mod:`lazarus_nb.exports`).
 """
@@ -20,6 +21,9 @@ _EXPORTS = {
     "verify": "lazarus_nb.run.steps:verify",
     "run_demo": "lazarus_nb.run.demo:run_demo",
     "reader": "lazarus_nb.run.reader",
+    "patching": "lazarus_nb.run.patching",
+    "activation_patching": "lazarus_nb.run.patching:activation_patching",
+    "patch_pair": "lazarus_nb.run.patching:patch_pair",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,6 +1,6 @@
 """Results as text and figures: ``show.text`` (every table the CLI prints, as lines; the reader-only baseline's in
-``show.reader_text``), ``show.figures`` (figures from results), ``show.save`` (a figure to a PNG file, atomically),
-``show.plots`` (figures from arrays).
+``show.reader_text``, activation patching's in ``show.patching_text``), ``show.figures`` (figures from results),
+``show.save`` (a figure to a PNG file, atomically), ``show.plots`` (figures from arrays).
 
 Names resolve on first use (:mod:`lazarus_nb.exports`).
 """
@@ -10,6 +10,7 @@ from lazarus_nb.exports import lazy
 _EXPORTS = {
     "text": "lazarus_nb.show.text",
     "reader_text": "lazarus_nb.show.reader_text",
+    "patching_text": "lazarus_nb.show.patching_text",
     "figures": "lazarus_nb.show.figures",
     "format": "lazarus_nb.show.format",
     "plots": "lazarus_nb.show.plots",

@@ -121,6 +121,18 @@ def test_the_last_layers_last_position_gives_the_source_first_token(setup):
         assert np.abs(got.ld[-1, :-1] - got.ld_target).max() <= TOL
 
 
+def test_one_token_answers_without_a_terminator(setup, tiny_llama):
+    lens, _, classes = setup
+    ids = [encode_pair(tiny_llama.tokenizer, parse_pair(t), "none") for t in ("12 + 4 = |12 / 4 = ", TEXTS[0])]
+    assert len(ids[0].target_answer) == 1  # '3', and nothing after it
+    got = patch_pairs(lens, ids, LAYER, classes)
+    for pair, r in zip(ids, got):
+        slow = naive(lens, pair, classes)
+        assert r.ld_target == pytest.approx(slow["clean_target"][1], abs=TOL)
+        layer, p = 1, pair.first
+        assert r.ld[layer, p] == pytest.approx(slow["patched"][layer, p][1], abs=TOL)
+
+
 def test_a_prompt_patched_into_itself_changes_nothing(setup):
     lens, ids, classes = setup
     own = [PairIds(p.target_prompt, p.target_prompt, p.source_answer, p.target_answer, 0, p.slots) for p in ids]

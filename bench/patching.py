@@ -37,7 +37,8 @@ def work(ids: list[PairIds], num_layers: int) -> dict:
     answers = sum((len(p.target_prompt) - p.first) * (len(p.source_answer) + len(p.target_answer) - 2) for p in ids)
     above = sum(num_layers - 1 - layer for layer in range(num_layers))  # blocks run after a patch, over all layers
     clean = sum(2 * len(p.target_prompt) + 2 * (len(p.source_answer) + len(p.target_answer) - 2) for p in ids)
-    rows = sum((len(p.target_prompt) - p.first) * (len(p.source_answer) + len(p.target_answer)) for p in ids)
+    # one row for both first tokens (the prompt's last position), then each answer's other tokens
+    rows = sum((len(p.target_prompt) - p.first) * (len(p.source_answer) + len(p.target_answer) - 1) for p in ids)
     return {"token_blocks": (prompt + answers) * above + clean * num_layers, "unembed_rows": rows * num_layers,
             "patched_cells": sum(len(p.target_prompt) - p.first for p in ids) * num_layers}
 

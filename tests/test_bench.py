@@ -108,8 +108,9 @@ def test_patching_bench_counts_the_work_and_runs_on_the_tiny_model(tiny_model_di
     ids = encode_pair(lazarus_nb.load_model(path).tokenizer, parse_pair("7 * 8 = |7 + 8 = "))
     # by hand, 4 blocks: the prompt from positions 1..5 (5+4+3+2+1 tokens), each answer's 2 inputs after each of the
     # 5 positions, through the 3+2+1+0 blocks above the patched one; the clean runs (2 prompts of 6, 4 answers of 2)
-    # through all 4; the unembedding at both answers' 3 tokens for each of 5 positions x 4 layers
-    assert patching.work([ids], 4) == {"token_blocks": (15 + 20) * 6 + 20 * 4, "unembed_rows": 5 * 6 * 4,
+    # through all 4; the unembedding at the last prompt position (both first tokens) and at each answer's 2 inputs,
+    # for each of 5 positions x 4 layers
+    assert patching.work([ids], 4) == {"token_blocks": (15 + 20) * 6 + 20 * 4, "unembed_rows": 5 * 5 * 4,
                                        "patched_cells": 5 * 4}
     r = patching.measure(num_pairs=2, model=path)
     patching.report(r)

@@ -97,15 +97,17 @@ def _groups(lengths: Sequence[int], max_rows: int) -> list[list[int]]:
     return [rows[i : i + max_rows] for _, rows in sorted(by.items()) for i in range(0, len(rows), max_rows)]
 
 
-def _log_probs(logits: mx.array, targets: Sequence[int]) -> np.ndarray:
-    """log P(target) per row over the full vocabulary. The normaliser is numpy's (its ``exp`` is vectorised; mlx's
-    CPU ``exp`` is scalar, ~3x slower here), summed in float64."""
+def _log_probs(logits: mx.array, targets: Sequence[int], rows: Sequence[int] | None = None) -> np.ndarray:
+    """log P(targets[k]) at logits row ``rows[k]`` (default: row k) over the full vocabulary. The normaliser is
+    numpy's (its ``exp`` is vectorised; mlx's CPU ``exp`` is scalar, ~3x slower here), summed in float64, once per
+    row however many targets read it."""
     a = np.array(logits.astype(mx.float32), copy=False)
     peak = a.max(axis=-1, keepdims=True)
     shifted = a - peak
     np.exp(shifted, out=shifted)
     norm = peak[:, 0] + np.log(shifted.sum(axis=-1, dtype=np.float64)).astype(np.float32)
-    return a[np.arange(len(a)), np.asarray(targets)] - norm
+    at = np.arange(len(targets)) if rows is None else np.asarray(rows)
+    return a[at, np.asarray(targets)] - norm[at]
 
 
 def _read(lens: LogitLens, states: mx.array, class_ids: mx.array) -> tuple[mx.array, mx.array]:
@@ -115,33 +117,37 @@ def _read(lens: LogitLens, states: mx.array, class_ids: mx.array) -> tuple[mx.ar
     return cls, mx.argmax(logits, axis=-1) == class_ids[cls]
 
 
-def _score_answers(lens: LogitLens, last: mx.array, keys: Keys, starts: Sequence[int],
+def _score_answers(lens: LogitLens, last: mx.array, prompts: Sequence[int], keys: Keys, starts: Sequence[int],
                    answers: Sequence[Sequence[int]], edit: tuple[int, mx.array] | None = None,
                    keep: bool = False, max_rows: int = 2 * MAX_ROWS) -> tuple[np.ndarray, mx.array | None]:
-    """Teacher-forced log P of each answer row, (R, 2) [first token, whole answer]: the first token from ``last``
-    (R, D), the final-normed state of its prompt's last position; the rest from a continuation of ``answers[r][:-1]``
-    after the prompt's ``keys`` (row r), at position ``starts[r]``. ``edit`` (layer, states (R, N, D)): that block's
-    outputs are these (the clean run's, below a patch). ``keep``: also return the continuations' block outputs,
-    (layers, R, N, D) with N the longest continuation."""
+    """Teacher-forced log P of each answer row r, (R, 2) [first token, whole answer]: the first token from
+    ``last[prompts[r]]``, the final-normed state of its prompt's last position (one vocabulary row serves every
+    answer after that prompt); the rest from a continuation of ``answers[r][:-1]`` after the prompt's ``keys``
+    (row r), at position ``starts[r]``. ``edit`` (layer, states (R, N, D)): that block's outputs are these (the
+    clean run's, below a patch). ``keep``: also return the continuations' block outputs, (layers, R, N, D) with N
+    the longest continuation."""
     model = lens.model
-    scored, targets, owner = [last], [a[0] for a in answers], list(range(len(answers)))
+    scored, targets, rows_of = [last], [a[0] for a in answers], list(prompts)
+    owner = list(range(len(answers)))
     kept: list[tuple[list[int], mx.array]] = []
     for rows in _groups([len(a) - 1 for a in answers], max_rows):
         n = len(answers[rows[0]]) - 1
-        if n == 0:  # a one-token answer (no terminator): its first token is all there is
+        if n == 0:  # one-token answers (no terminator): the first token is all there is, and no continuation
+            kept.append((rows, mx.zeros((len(lens.trunk.layers), len(rows), 1, last.shape[-1]), dtype=last.dtype)))
             continue
         index = mx.array(rows)
         tokens = mx.array([answers[r][:-1] for r in rows], dtype=mx.int32)
         edits = {} if edit is None else {edit[0]: lambda _, s=edit[1][index][:, :n]: s}
         with edited(model, edits), capture(model) as hidden:
             final, _ = forward_from(model, tokens, mx.array(starts)[index], keys.take(index))
+        first_row = sum(x.shape[0] for x in scored)
         scored.append(final.reshape(-1, final.shape[-1]))
         targets += [t for r in rows for t in answers[r][1:]]
+        rows_of += list(range(first_row, first_row + n * len(rows)))
         owner += [r for r in rows for _ in range(n)]
         if keep:
             kept.append((rows, mx.stack(hidden)))
-    logits = lens.unembed(mx.concatenate(scored))
-    logp = _log_probs(logits, targets)
+    logp = _log_probs(lens.unembed(mx.concatenate(scored)), targets, rows_of)
     out = np.zeros((len(answers), 2))
     out[:, 0] = logp[: len(answers)]
     np.add.at(out[:, 1], np.array(owner), logp)
@@ -176,10 +182,10 @@ def _clean(lens: LogitLens, pairs: Sequence[PairIds], layer: int | None, class_i
     reads = None if layer is None else _read(lens, states[layer][mx.arange(2 * n), mx.array(lengths) - 1], class_ids)
     mx.eval(states, last, keys.keys, keys.values, keys.positions, *(reads or ()))
     rows = [(w * n + i, a) for w in range(2) for i in range(n) for a in range(2)]  # the target prompts' rows first
-    index = mx.array([r for r, _ in rows])
-    scores, answer_states = _score_answers(lens, last[index], keys.take(index), [lengths[r] for r, _ in rows],
-                                           [(pairs[r % n].source_answer, pairs[r % n].target_answer)[a]
-                                            for r, a in rows], keep=True)
+    prompt_rows = [r for r, _ in rows]
+    answers = [(pairs[r % n].source_answer, pairs[r % n].target_answer)[a] for r, a in rows]
+    scores, answer_states = _score_answers(lens, last, prompt_rows, keys.take(mx.array(prompt_rows)),
+                                           [lengths[r] for r in prompt_rows], answers, keep=True)
     answer_states = answer_states[:, : 2 * n]
     mx.eval(answer_states)
     return _Clean(states, keys, answer_states, scores.reshape(2, n, 2, 2),
@@ -249,7 +255,7 @@ def _patch_rows(lens: LogitLens, pairs: Sequence[PairIds], clean: _Clean, layer:
     index = mx.array([r for r, _ in both])
     answers = [(pairs[rows[r][0]].source_answer, pairs[rows[r][0]].target_answer)[a] for r, a in both]
     answer_states = clean.answer_states[layer][mx.array([2 * rows[r][0] + a for r, a in both])]
-    scores, _ = _score_answers(lens, last[index], prompt_keys.take(index),
+    scores, _ = _score_answers(lens, last, [r for r, _ in both], prompt_keys.take(index),
                                [len(pairs[rows[r][0]].target_prompt) for r, _ in both], answers,
                                (layer, answer_states), max_rows=2 * max_rows)
     if not reading:

@@ -1,7 +1,8 @@
 """The steps as the CLI, the notebooks and the widgets run them: ``run.probe_family``, ``run.baseline_lens``,
 ``run.run_dual_reward``, ``run.verify``, ``run.run_demo``; a sweep is ``run.sweep.sweep`` (its module shares the
-name); the reader-only baseline is ``run.reader.reader_baseline``; the causal tests are
-``run.ablation.subspace_ablation`` and ``run.steering.steering``.
+name); the reader-only baseline is ``run.reader.reader_baseline``; the causal tests are activation patching
+(``run.activation_patching`` and, one pair at one cell, ``run.patch_pair``), ``run.ablation.subspace_ablation``
+and ``run.steering.steering``.
 
 Names resolve on first use (:mod:`lazarus_nb.exports`).
 """
@@ -23,6 +24,9 @@ _EXPORTS = {
     "reader": "lazarus_nb.run.reader",
     "ablation": "lazarus_nb.run.ablation",
     "steering": "lazarus_nb.run.steering",
+    "patching": "lazarus_nb.run.patching",
+    "activation_patching": "lazarus_nb.run.patching:activation_patching",
+    "patch_pair": "lazarus_nb.run.patching:patch_pair",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -106,8 +106,11 @@ def _model_lines(result: PatchingResult, m: ModelPatching) -> list[str]:
                 column = s.follows_source.mean[:, j]
                 best = int(np.nanargmax(column))
                 top1 = s.follows_source_top1.mean[best, j] if s.follows_source_top1 is not None else None
+                most = [layer for layer, v in enumerate(column) if v >= STRONG]
+                span = f"in >= {pct(STRONG, 0)} of pairs at layers {format_layers(most)}" if most else (
+                    f"in under {pct(STRONG, 0)} of pairs at every layer")
                 lines.append(f"  lens class at L{result.classifier_layer} follows the source after a patch at {what}: "
-                             f"most at L{best}, {pct(column[best], 0)} of pairs ({pct(top1, 0)} also full-vocab top-1)")
+                             f"{span}; most at L{best}, {pct(column[best], 0)} ({pct(top1, 0)} also full-vocab top-1)")
     return lines
 
 

@@ -28,9 +28,10 @@ def setup(tiny_llama):
     return LogitLens(tiny_llama.model), ids, classes
 
 
-def naive(lens: LogitLens, pair: PairIds, classes) -> dict:
+def naive(lens: LogitLens, pair: PairIds, classes, cells=None) -> dict:
     """The slow way: LD (whole answers, first tokens) and the lens class at LAYER of the target run with block l's
-    output at position p replaced by the source run's, one plain forward per (l, p) and answer."""
+    output at position p replaced by the source run's, one plain forward per (l, p) and answer (``cells``: only
+    these (l, p), default all)."""
     model = lens.model
     source, _ = forward_hidden(model, mx.array([pair.source_prompt]))
     size = len(pair.target_prompt)
@@ -50,12 +51,11 @@ def naive(lens: LogitLens, pair: PairIds, classes) -> dict:
         return logp[0][0] - logp[1][0], logp[0][1] - logp[1][1], read
 
     out = {"clean_target": run(pair.target_prompt), "clean_source": run(pair.source_prompt), "patched": {}}
-    for layer in range(layers):
-        for p in range(size):
-            column = (mx.arange(size + 8) == p)[None, :, None]
-            state = source[layer][0, p]
-            edit = {layer: lambda h, c=column, s=state: mx.where(c[:, : h.shape[1]], s, h)}
-            out["patched"][layer, p] = run(pair.target_prompt, edit)
+    for layer, p in cells or [(layer, p) for layer in range(layers) for p in range(size)]:
+        column = (mx.arange(size + 8) == p)[None, :, None]
+        state = source[layer][0, p]
+        edit = {layer: lambda h, c=column, s=state: mx.where(c[:, : h.shape[1]], s, h)}
+        out["patched"][layer, p] = run(pair.target_prompt, edit)
     return out
 
 
@@ -121,6 +121,18 @@ def test_the_last_layers_last_position_gives_the_source_first_token(setup):
         assert np.abs(got.ld[-1, :-1] - got.ld_target).max() <= TOL
 
 
+def test_one_token_answers_without_a_terminator(setup, tiny_llama):
+    lens, _, classes = setup
+    ids = [encode_pair(tiny_llama.tokenizer, parse_pair(t), "none") for t in ("12 + 4 = |12 / 4 = ", TEXTS[0])]
+    assert len(ids[0].target_answer) == 1  # '3', and nothing after it
+    got = patch_pairs(lens, ids, LAYER, classes)
+    for pair, r in zip(ids, got):
+        slow = naive(lens, pair, classes)
+        assert r.ld_target == pytest.approx(slow["clean_target"][1], abs=TOL)
+        layer, p = 1, pair.first
+        assert r.ld[layer, p] == pytest.approx(slow["patched"][layer, p][1], abs=TOL)
+
+
 def test_a_prompt_patched_into_itself_changes_nothing(setup):
     lens, ids, classes = setup
     own = [PairIds(p.target_prompt, p.target_prompt, p.source_answer, p.target_answer, 0, p.slots) for p in ids]
@@ -147,3 +159,23 @@ def test_summary_aligns_pairs_by_prompt_part(setup):
     half = 3.182 * values.std(ddof=1) / 2
     assert (s.effect.lo[1, op], s.effect.hi[1, op]) == pytest.approx((values.mean() - half, values.mean() + half))
     assert s.follows_source.mean.shape == (LAYER + 1, len(slots))
+
+
+@pytest.mark.slow
+def test_the_embedded_model_patches_as_the_slow_way(embedded_dir):
+    from lazarus_nb.model.load import load_model
+
+    loaded = load_model(str(embedded_dir))
+    lens = LogitLens(loaded.model)
+    classes = resolve_class_tokens(loaded.tokenizer).ids
+    pair = encode_pair(loaded.tokenizer, parse_pair("45 * 12 = |45 - 12 = "))
+    got = patch_pairs(lens, [pair], LAYER, classes)[0]
+    last = len(pair.target_prompt) - 1
+    cells = [(0, pair.first), (10, pair.first), (20, last), (29, last)]
+    slow = naive(lens, pair, classes, cells)
+    for cell in cells:  # a 30-block model sums more rounding: within 1e-3 nats
+        assert got.ld[cell] == pytest.approx(slow["patched"][cell][1], abs=1e-3), cell
+    assert abs(got.first_ld[-1, -1] - got.first_ld_source) <= 1e-4
+    assert (got.effect[:, : pair.first] == 0).all()
+    # the operator carries the operation early: patching it at block 0 moves the answer most of the way
+    assert got.effect[0, pair.first] > 0.5

@@ -38,7 +38,8 @@ from lazarus_nb.model.lens import LogitLens, read_states
 from lazarus_nb.model.prefix import Keys, forward_from
 
 MAX_ROWS = 192
-"""Patched prompt rows per forward (twice as many answer rows follow): ~0.3 GB of keys and states on SmolLM2."""
+"""Patched prompt rows per forward (twice as many answer rows follow): bounds the keys and block outputs one forward
+holds (~0.1 GB on SmolLM2)."""
 
 
 @dataclass
@@ -230,13 +231,12 @@ def _patch_rows(lens: LogitLens, pairs: Sequence[PairIds], clean: _Clean, layer:
     p, then each answer after it. Returns per row: scores (2 answers x first/whole), class read, its top-1."""
     model, n = lens.model, len(pairs)
     reading = classifier_layer is not None and layer <= classifier_layer
-    width = clean.states.shape[2]
     lasts, keys, reads, order = [], [], [], []
     for group in _groups([len(pairs[i].target_prompt) - p for i, p in rows], max_rows):
         pair_ix = mx.array([rows[r][0] for r in group])
         at = mx.array([rows[r][1] for r in group])
         tokens = mx.array([pairs[rows[r][0]].target_prompt[rows[r][1]:] for r in group], dtype=mx.int32)
-        columns = mx.minimum(at[:, None] + mx.arange(tokens.shape[1])[None, :], width - 1)
+        columns = at[:, None] + mx.arange(tokens.shape[1])[None, :]  # a group's rows all end at their prompt's end
         target = clean.states[layer][pair_ix[:, None], columns]  # the clean target's block outputs from p on
         patched = mx.concatenate([clean.states[layer][n + pair_ix, at][:, None], target[:, 1:]], axis=1)
         with edited(model, {layer: lambda _, s=patched: s}), capture(model) as hidden:
@@ -248,8 +248,8 @@ def _patch_rows(lens: LogitLens, pairs: Sequence[PairIds], clean: _Clean, layer:
         order += group
     back = mx.array(np.argsort(order))  # the rows in their given order again
     last, prompt_keys = mx.concatenate(lasts)[back], Keys.concat(keys).take(back)
-    cls, top1 = (mx.concatenate([r[k] for r in reads])[back] for k in range(2)) if reading else (last, last)
-    mx.eval(last, cls, top1)  # not the keys: below `layer` they are never computed
+    cls, top1 = (mx.concatenate([r[k] for r in reads])[back] for k in range(2)) if reading else (None, None)
+    mx.eval(last, *([cls, top1] if reading else []))  # not the keys: below `layer` they are never computed
     # each answer continues the patched prompt; block `layer` there is the clean run's (no patch reaches it)
     both = [(r, a) for r in range(len(rows)) for a in range(2)]
     index = mx.array([r for r, _ in both])

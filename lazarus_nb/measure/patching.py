@@ -33,12 +33,13 @@ import numpy as np
 from lazarus_nb.data.pairs import Pair
 from lazarus_nb.data.tokens import PairIds
 from lazarus_nb.measure.evaluate import greedy_answers
-from lazarus_nb.model.hooks import capture, edited, forward_hidden
+from lazarus_nb.model.hooks import Edit, capture, edited, hidden_states
 from lazarus_nb.model.lens import LogitLens, read_states
 from lazarus_nb.model.prefix import Keys, forward_from
 
 MAX_ROWS = 192
-"""Patched prompt rows per forward (twice as many answer rows follow): ~0.3 GB of keys and states on SmolLM2."""
+"""Patched prompt rows per forward (twice as many answer rows follow): bounds the keys and block outputs one forward
+holds (~0.1 GB on SmolLM2)."""
 
 
 @dataclass
@@ -230,13 +231,12 @@ def _patch_rows(lens: LogitLens, pairs: Sequence[PairIds], clean: _Clean, layer:
     p, then each answer after it. Returns per row: scores (2 answers x first/whole), class read, its top-1."""
     model, n = lens.model, len(pairs)
     reading = classifier_layer is not None and layer <= classifier_layer
-    width = clean.states.shape[2]
     lasts, keys, reads, order = [], [], [], []
     for group in _groups([len(pairs[i].target_prompt) - p for i, p in rows], max_rows):
         pair_ix = mx.array([rows[r][0] for r in group])
         at = mx.array([rows[r][1] for r in group])
         tokens = mx.array([pairs[rows[r][0]].target_prompt[rows[r][1]:] for r in group], dtype=mx.int32)
-        columns = mx.minimum(at[:, None] + mx.arange(tokens.shape[1])[None, :], width - 1)
+        columns = at[:, None] + mx.arange(tokens.shape[1])[None, :]  # a group's rows all end at their prompt's end
         target = clean.states[layer][pair_ix[:, None], columns]  # the clean target's block outputs from p on
         patched = mx.concatenate([clean.states[layer][n + pair_ix, at][:, None], target[:, 1:]], axis=1)
         with edited(model, {layer: lambda _, s=patched: s}), capture(model) as hidden:
@@ -248,8 +248,8 @@ def _patch_rows(lens: LogitLens, pairs: Sequence[PairIds], clean: _Clean, layer:
         order += group
     back = mx.array(np.argsort(order))  # the rows in their given order again
     last, prompt_keys = mx.concatenate(lasts)[back], Keys.concat(keys).take(back)
-    cls, top1 = (mx.concatenate([r[k] for r in reads])[back] for k in range(2)) if reading else (last, last)
-    mx.eval(last, cls, top1)  # not the keys: below `layer` they are never computed
+    cls, top1 = (mx.concatenate([r[k] for r in reads])[back] for k in range(2)) if reading else (None, None)
+    mx.eval(last, *([cls, top1] if reading else []))  # not the keys: below `layer` they are never computed
     # each answer continues the patched prompt; block `layer` there is the clean run's (no patch reaches it)
     both = [(r, a) for r in range(len(rows)) for a in range(2)]
     index = mx.array([r for r, _ in both])
@@ -298,39 +298,48 @@ class RunView:
                 "answer": self.answer, "p_source_answer": self.p_source, "p_target_answer": self.p_target}
 
 
-def view_run(lens: LogitLens, tokenizer: Any, pair: Pair, ids: PairIds, source_prompt: bool, layer: int,
-             class_ids: Sequence[int], patch: tuple[int, int] | None = None, top_k: int = 5) -> RunView:
-    """The clean target run, the clean source run (``source_prompt``), or the target run with block ``patch[0]``'s
-    output at position ``patch[1]`` the source's: the lens at ``layer`` (last prompt position), the greedy answer,
-    and both answers' probabilities. One pair, a handful of forwards: well under a second on SmolLM2."""
+def view_runs(lens: LogitLens, tokenizer: Any, pair: Pair, ids: PairIds, layer: int, class_ids: Sequence[int],
+              patch: tuple[int, int], top_k: int = 5) -> list[RunView]:
+    """[the target run with block ``patch[0]``'s output at position ``patch[1]`` the source's, the clean target run,
+    the clean source run]: the lens at ``layer`` (last prompt position), the greedy answer, and both answers'
+    probabilities. The three runs share each forward (one batch, the patch on the first run's rows only): well
+    under a second on SmolLM2."""
     model = lens.model
-    prompt = ids.source_prompt if source_prompt else ids.target_prompt
-    edits = {}
-    if patch is not None:
-        block, at = patch
-        source, _ = forward_hidden(model, mx.array([ids.source_prompt], dtype=mx.int32))
-        state = source[block][0, at]
-        width = len(prompt)
+    block, at = patch
+    state = hidden_states(model, mx.array([ids.source_prompt], dtype=mx.int32), block)[block][0, at]
+    width = len(ids.target_prompt)
 
+    def patched(first_rows: int) -> Edit:
+        """The edit that patches the first ``first_rows`` rows of a batch (the patched run's) at the prompt."""
         def put(h: mx.array) -> mx.array:
             if h.shape[1] < width:  # a generation step after the prompt: no patch there
                 return h
-            column = (mx.arange(h.shape[1]) == at)[None, :, None]
-            return mx.where(column, state, h)
+            where = (mx.arange(h.shape[0]) < first_rows)[:, None, None] & (mx.arange(h.shape[1]) == at)[None, :, None]
+            return mx.where(where, state, h)
 
-        edits = {block: put}
+        return put
+
     answers = [ids.source_answer, ids.target_answer]
-    rows = _pad([prompt + a[:-1] for a in answers])
-    with edited(model, edits), capture(model) as hidden:
+    prompts = [ids.target_prompt, ids.target_prompt, ids.source_prompt]
+    rows = _pad([p + a[:-1] for p in prompts for a in answers])  # run k's rows: 2k (source answer), 2k + 1
+    with edited(model, {block: patched(2)}), capture(model) as hidden:
         final = lens.trunk(rows)
-        greedy = greedy_answers(lens, tokenizer, [pair.source if source_prompt else pair.target])[0]
-    last = len(prompt) - 1
-    cols = [last + j for a in answers for j in range(len(a))]
-    which = [r for r, a in enumerate(answers) for _ in a]
-    logp = _log_probs(lens.unembed(final[mx.array(which), mx.array(cols)]), [t for a in answers for t in a])
-    totals = [float(np.exp(logp[np.array(which) == r].sum())) for r in range(2)]
-    read = read_states(lens, hidden[layer][:1, last][None], None, class_ids, top_k)
-    cls = int(np.argmax(np.array(read.probs)[0, 0])) if class_ids else None
-    top = [(tokenizer.decode([int(t)]), float(p)) for t, p in zip(np.array(read.top_ids)[0, 0],
-                                                                  np.array(read.top_probs)[0, 0])]
-    return RunView(top, cls, bool(cls is not None and np.array(read.ranks)[0, 0, cls] == 0), greedy, *totals)
+    with edited(model, {block: patched(1)}):
+        greedy = greedy_answers(lens, tokenizer, [pair.target, pair.target, pair.source])
+    last = width - 1
+    which = [r for r in range(len(rows)) for _ in answers[r % 2]]
+    cols = [last + j for r in range(len(rows)) for j in range(len(answers[r % 2]))]
+    logp = _log_probs(lens.unembed(final[mx.array(which), mx.array(cols)]), [t for r in range(len(rows))
+                                                                           for t in answers[r % 2]])
+    totals = np.zeros(len(rows))
+    np.add.at(totals, np.array(which), logp)
+    read = read_states(lens, hidden[layer][::2, last][None], None, class_ids, top_k)
+    probs, ranks = np.array(read.probs)[0], np.array(read.ranks)[0]
+    top_ids, top_probs = np.array(read.top_ids)[0], np.array(read.top_probs)[0]
+    views = []
+    for k in range(3):
+        cls = int(np.argmax(probs[k])) if class_ids else None
+        top = [(tokenizer.decode([int(t)]), float(p)) for t, p in zip(top_ids[k], top_probs[k])]
+        views.append(RunView(top, cls, bool(cls is not None and ranks[k, cls] == 0), greedy[k],
+                             float(np.exp(totals[2 * k])), float(np.exp(totals[2 * k + 1]))))
+    return views

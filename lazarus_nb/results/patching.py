@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from lazarus_nb.data.pairs import Pair
-from lazarus_nb.data.prompts import CLASSES
 from lazarus_nb.data.tokens import ClassTokens, PairIds
 from lazarus_nb.files import json_clean
 from lazarus_nb.measure.patch_summary import PatchSummary, Slot
@@ -63,7 +62,7 @@ class PatchingResult:
     model: str
     num_layers: int
     config: TrainConfig  # the run whose held-out problems the pairs come from (the adapter's, else the default run)
-    seed: int  # the pairs' draw seed (None-free: user pairs keep it for the record)
+    seed: int  # the pairs' draw seed (not used for given pairs)
     drawn: bool  # the pairs were drawn from the held-out set (False: given by the user)
     pairs: list[Pair]
     ids: list[PairIds]
@@ -100,7 +99,8 @@ class PatchingResult:
             "adapter": self.adapter,
             "classifier_layer": self.classifier_layer,
             **(token_dicts(self.class_tokens) if self.class_tokens is not None else {}),
-            "class_order": list(CLASSES) if self.class_tokens is not None else None,
+            # a class read (class_read, source_class, ...) indexes these words
+            "class_words": list(self.class_tokens.words) if self.class_tokens is not None else None,
             "label_map": self.config.label_map,
             "pairs_from": (f"held-out problems of the run (seed {self.config.seed}), drawn with seed {self.seed}"
                            if self.drawn else "given"),

@@ -18,7 +18,7 @@ from lazarus_nb.data.pairs import Pair, draw_pairs, parse_pair
 from lazarus_nb.data.tokens import ClassTokens, class_tokens_from_ids, encode_pair, resolve_class_tokens
 from lazarus_nb.errors import SettingError
 from lazarus_nb.measure.patch_summary import slots_of, summarise
-from lazarus_nb.measure.patching import patch_pairs, view_run
+from lazarus_nb.measure.patching import patch_pairs, view_runs
 from lazarus_nb.model.layers import check_layers
 from lazarus_nb.model.lens import LogitLens
 from lazarus_nb.model.load import LoadedModel
@@ -133,8 +133,11 @@ def patch_pair(
     """One pair (a Pair or ``"SOURCE|TARGET"``) with block ``layer``'s output at prompt ``position`` copied from the
     source run, beside the clean target and source runs: the lens's top tokens and class at the classifier layer
     (``config``'s, default the default run's) at the last prompt position, the greedy answers, and P(source answer) /
-    P(target answer). ``base``: on the base model when ``loaded`` carries adapters. Well under a second on SmolLM2."""
-    cfg = (config or TrainConfig()).for_model(loaded.num_layers)
+    P(target answer). ``base``: on the base model when ``loaded`` carries adapters. Well under a second on SmolLM2
+    (the settings are not checked in full, ``TrainConfig.check`` draws the data: a widget calls this often)."""
+    cfg = config or TrainConfig()
+    read_at = loaded.default_classifier_layer if cfg.classifier_layer is None else cfg.classifier_layer
+    check_layers([read_at], loaded.num_layers, "classifier_layer")
     chosen = pair if isinstance(pair, Pair) else parse_pair(pair)
     ids = encode_pair(loaded.tokenizer, chosen, cfg.answer_terminator)
     check_layers([layer], loaded.num_layers, "layer")
@@ -145,7 +148,6 @@ def patch_pair(
     lens = LogitLens(loaded.model)
     label = BASE if base or ADAPTED not in _labels(loaded) else ADAPTED
     with _as_model(loaded, label):
-        runs = [view_run(lens, loaded.tokenizer, chosen, ids, source, cfg.classifier_layer, tokens.ids, patch, top_k)
-                for source, patch in ((False, (layer, position)), (False, None), (True, None))]
-    return PairPatch(loaded.name, label, chosen, _texts(loaded, ids.target_prompt), layer, position,
-                     ids.first, cfg.classifier_layer, list(tokens.words), *runs)
+        runs = view_runs(lens, loaded.tokenizer, chosen, ids, read_at, tokens.ids, (layer, position), top_k)
+    return PairPatch(loaded.name, label, chosen, _texts(loaded, ids.target_prompt), layer, position, ids.first,
+                     read_at, list(tokens.words), *runs)

@@ -79,6 +79,19 @@ def tiny_model_dir(tmp_path_factory, embedded_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_by_arch(tiny_model_dir):
+    """arch -> loaded tiny model without its tokenizer (for tests that feed token ids; the tokenizer's load is slow)."""
+    import mlx_lm.utils
+
+    loaded = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mlx_lm.utils, "load_tokenizer", lambda *a, **k: None)
+        for arch in sorted(TINY_CONFIGS):
+            loaded[arch] = lazarus_nb.load_model(str(tiny_model_dir(arch)))
+    return loaded
+
+
+@pytest.fixture(scope="session")
 def tiny_llama(tiny_model_dir):
     """The tiny llama, loaded once (read-only: tests that train take ``fresh`` copies)."""
     return lazarus_nb.load_model(str(tiny_model_dir("llama")))

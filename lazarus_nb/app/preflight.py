@@ -196,6 +196,17 @@ def steer(args: argparse.Namespace) -> Steer:
     return Steer(model, record, pairs, alphas, args.layer)
 
 
+def _model_and_adapter(args: argparse.Namespace) -> tuple[Model, RunRecord | None]:
+    """``-m`` and ``--adapter``: the model (without ``-m``, the adapter's own) and the adapter's run record (None: no
+    adapter, or a plain mlx-lm one), the adapter checked against the model."""
+    if args.adapter is None:
+        return peek(args.model), None
+    record = checkpoint.read_adapter_record(args.adapter)
+    model = peek(args.model or (record.model if record else checkpoint.adapter_model(args.adapter)))
+    checkpoint.check_adapter(args.adapter, dict(model.config), record)
+    return model, record
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
     """``-o FILE.json`` and ``--figure PATH``: new files (or ``--force``) in existing, writable places."""
     if args.output is not None:
@@ -220,20 +231,8 @@ def patch(args: argparse.Namespace) -> Patch:
     pairs (given, or drawn from the held-out problems of the adapter's run, else of the default run)."""
     if args.pairs and args.num_pairs is not None:
         raise LazarusError("give --pairs or --num-pairs, not both: --num-pairs draws pairs, --pairs names them")
-    if args.output is not None:
-        files.check_output(args.output, "file", args.force)
-    if args.figure is not None:
-        # matplotlib is imported only when a figure is asked for
-        from lazarus_nb.show.figures import check_figure_path
-
-        check_figure_path(args.figure, args.force)
-    record = None
-    if args.adapter is None:
-        model = peek(args.model)
-    else:
-        record = checkpoint.read_adapter_record(args.adapter)
-        model = peek(args.model or (record.model if record else checkpoint.adapter_model(args.adapter)))
-        checkpoint.check_adapter(args.adapter, dict(model.config), record)
+    _check_outputs(args)
+    model, record = _model_and_adapter(args)
     config = record.train if record is not None else TrainConfig()
     num_pairs = NUM_PAIRS if args.num_pairs is None else args.num_pairs
     pairs = patching_pairs(config, args.pairs, num_pairs, args.seed)  # drawn pairs: the run draws the same again
@@ -263,20 +262,8 @@ def logit_lens(args: argparse.Namespace) -> Lens:
         if not t.strip():
             raise LazarusError(f"--targets {t!r} is empty; a target must be a word the tokenizer can encode, "
                                "e.g. multiply")
-    if args.output is not None:
-        files.check_output(args.output, "file", args.force)
-    if args.figure is not None:
-        # matplotlib is imported only when a figure is asked for
-        from lazarus_nb.show.figures import check_figure_path
-
-        check_figure_path(args.figure, args.force)
-    record = None
-    if args.adapter is None:
-        model = peek(args.model)
-    else:
-        record = checkpoint.read_adapter_record(args.adapter)
-        model = peek(args.model or (record.model if record else checkpoint.adapter_model(args.adapter)))
-        checkpoint.check_adapter(args.adapter, dict(model.config), record)
+    _check_outputs(args)
+    model, record = _model_and_adapter(args)
     return Lens(model, prompts, targets, record, Layers.of(lambda n: lens_layers(args, n, record), model))
 
 

@@ -21,7 +21,8 @@ def test_the_explorer_shows_the_batched_cell_it_names(tiny_llama):
     view = explorer.show(pair=1, layer=2, position=first)
     assert (explorer.pair.value, explorer.layer.value, explorer.position.value) == (1, 2, first)
     assert (view.layer, view.position, view.pair) == (2, first, result.pairs[1])
-    assert "patched at L2" in explorer.slot.fig._suptitle.get_text() and result.pairs[1].name in html.unescape(explorer.text.value)
+    assert "patched at L2" in explorer.slot.fig._suptitle.get_text()
+    assert result.pairs[1].name in html.unescape(explorer.text.value)
 
     # the widget's one patch, scored from its own three runs, is the batched computation's effect at that cell
     def ld(run):

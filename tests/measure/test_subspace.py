@@ -4,12 +4,10 @@ the model's own logits on tiny random models of every architecture."""
 from __future__ import annotations
 
 import mlx.core as mx
-import mlx_lm.utils
 import numpy as np
 import pytest
 from conftest import TINY_CONFIGS
 
-from lazarus_nb import load_model
 from lazarus_nb.measure import subspace
 from lazarus_nb.model.hooks import edited, forward_hidden
 from lazarus_nb.model.lens import LogitLens
@@ -18,16 +16,6 @@ ARCHS = sorted(TINY_CONFIGS)
 IDS = [48859, 2104, 17557, 49099]  # SmolLM2's class tokens (the tiny models share its vocabulary)
 TOKENS = mx.array([[5, 100, 2000, 7, 9, 11, 13], [1, 2, 3, 4, 5, 6, 7]])
 
-
-@pytest.fixture(scope="module")
-def tiny_by_arch(tiny_model_dir):
-    """arch -> loaded tiny model (no tokenizer: these tests feed token ids)."""
-    loaded = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mlx_lm.utils, "load_tokenizer", lambda *a, **k: None)
-        for arch in ARCHS:
-            loaded[arch] = load_model(str(tiny_model_dir(arch)))
-    return loaded
 
 
 def unembedding_rows(model, ids) -> np.ndarray:

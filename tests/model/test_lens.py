@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import mlx.core as mx
-import mlx_lm.utils
 import numpy as np
 import pytest
 from conftest import TINY_CONFIGS
 from mlx_lm.models.base import create_attention_mask
 
-from lazarus_nb import load_model
 from lazarus_nb.model import hooks, lens
 from lazarus_nb.model.hooks import capture, forward_hidden
 from lazarus_nb.model.lens import LogitLens
@@ -18,16 +16,6 @@ ARCHS = sorted(TINY_CONFIGS)
 # 2 rows x 7 tokens: longer than gemma3's sliding window (4), so its windowed mask is exercised too
 TOKENS = mx.array([[5, 100, 2000, 7, 9, 11, 13], [1, 2, 3, 4, 5, 6, 7]])
 
-
-@pytest.fixture(scope="module")
-def tiny_by_arch(tiny_model_dir):
-    """arch -> loaded tiny model (the tokenizer is not needed here, so its slow load is skipped)."""
-    loaded = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mlx_lm.utils, "load_tokenizer", lambda *a, **k: None)
-        for arch in ARCHS:
-            loaded[arch] = load_model(str(tiny_model_dir(arch)))
-    return loaded
 
 
 @pytest.mark.parametrize("arch", ARCHS)
